@@ -1,0 +1,3 @@
+from railwatch.cli.main import main
+
+main()
