@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from railwatch.analytics.onsets import Onset, detect_onsets
 from railwatch.errors import InputError
-from railwatch.types import RAILCAR_CLASSES, Observation
+from railwatch.types import RAILCAR_CLASSES, Event, Observation
 
 #: Optional count columns of the CSV contract (besides the classes).
 COUNT_COLUMNS: tuple[str, ...] = (*RAILCAR_CLASSES, "covered", "containers")
@@ -485,3 +486,165 @@ def to_records(
 def date_order(series: Series) -> np.ndarray:
     """Row indices in date order (then site), as the JSON contract lists them."""
     return np.lexsort((series.site.astype(str), series.date))
+
+
+# -- events and the whole analysis -------------------------------------------------------
+def read_events_csv(path: str | Path) -> list[Event]:
+    """Named events from a CSV with columns ``date,name`` (InputError with FILE:LINE)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path) from None
+    reader = csv.reader(text.splitlines())
+    header = [h.strip().lower() for h in next(reader, [])]
+    if "date" not in header or "name" not in header:
+        raise InputError(f"{path}:1: missing column(s), need date,name")
+    di, ni = header.index("date"), header.index("name")
+    out = []
+    for lineno, raw in enumerate(reader, start=2):
+        if not raw or not any(v.strip() for v in raw):
+            continue
+        if len(raw) != len(header):
+            raise InputError(f"{path}:{lineno}: {len(raw)} fields, expected {len(header)}")
+        name = raw[ni].strip()
+        if not name:
+            raise InputError(f"{path}:{lineno}: empty event name")
+        out.append(Event(_parse_date(raw[di], f"{path}:{lineno}"), name))
+    return sorted(out, key=lambda e: e.date)
+
+
+def registry_events(sites: Iterable[str]) -> dict[str, list[Event]]:
+    """Events of the named sites from the site registry (unknown names: none)."""
+    from railwatch.errors import NotFoundError
+    from railwatch.sites import get_site
+
+    out: dict[str, list[Event]] = {}
+    for name in sites:
+        try:
+            out[name] = list(get_site(name).events)
+        except NotFoundError:
+            out[name] = []
+    return out
+
+
+@dataclass
+class TimelineResult:
+    """A series with its baselines, onsets and the events they were read against."""
+
+    series: Series
+    base: Baselines
+    onsets: list[Onset]
+    events: dict[str, list[Event]]
+    window_years: float
+    reference: Reference | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` contract: ``observations`` (date order), ``onsets``, ``events``."""
+        recs = to_records(self.series, self.base, reference=self.reference)
+        obs = [recs[i] for i in date_order(self.series)]
+        seen: set[tuple[str, str]] = set()
+        events = []
+        for site, evs in sorted(self.events.items()):
+            for ev in evs:
+                key = (ev.date.isoformat(), ev.name)
+                if key not in seen:
+                    seen.add(key)
+                    events.append({"date": key[0], "name": ev.name, "site": site})
+        events.sort(key=lambda e: e["date"])
+        return {
+            "window_years": self.window_years,
+            "reference": None if self.reference is None else {
+                "name": self.reference.name, "start": self.reference.start.isoformat(),
+                "end": self.reference.end.isoformat()},
+            "observations": obs,
+            "onsets": [o.to_dict() for o in sorted(self.onsets, key=lambda o: o.date)],
+            "events": events,
+        }
+
+    def findings(self) -> list[str]:
+        """Plain sentences: unprecedented counts and onsets, in date order."""
+        lines = [(str(self.series.date[i]), statement(self.series, self.base, i))
+                 for i in np.flatnonzero(self.base.unprecedented)]
+        lines += [(o.date.isoformat(), o.sentence()) for o in self.onsets]
+        return [s for _, s in sorted(lines)]
+
+
+def analyze(
+    series: Series,
+    events: Iterable[Event] | dict[str, list[Event]] | None = None,
+    *,
+    window_years: float = 5.0,
+    reference: Reference | None = None,
+    partial_threshold: float = DEFAULT_PARTIAL_THRESHOLD,
+    **onset_options: Any,
+) -> TimelineResult:
+    """Baselines, flags and onsets for every site of ``series``.
+
+    ``events``: one list for all sites, a ``{site: [Event]}`` mapping, or None to take
+    each site's events from the registry.
+    """
+    if events is None:
+        by_site = registry_events(series.sites)
+    elif isinstance(events, dict):
+        by_site = {s: list(events.get(s, [])) for s in series.sites}
+    else:
+        evs = list(events)
+        by_site = {s: evs for s in series.sites}
+    base = baselines(series, window_years=window_years, reference=reference,
+                     partial_threshold=partial_threshold)
+    found: list[Onset] = []
+    for site in series.sites:
+        m = (series.site == site) & base.complete
+        found += detect_onsets(series.date[m], series.total[m], site=site,
+                               events=by_site.get(site, []), **onset_options)
+    return TimelineResult(series, base, found, by_site, window_years, reference)
+
+
+def build_timeline(
+    site: str | None = None,
+    *,
+    csv_path: str | Path | None = None,
+    events_path: str | Path | None = None,
+    store: Any = None,
+    window_years: float = 5.0,
+    reference: Reference | None = None,
+    tolerance_days: int = 3,
+) -> TimelineResult:
+    """What ``railwatch timeline`` does: load the series (a count table or the store),
+    combine sites if ``site`` is ``crossing`` or ``a+b``, and analyze it.
+
+    With ``csv_path`` and no ``site``, every site of the table is analyzed.
+    """
+    from railwatch.analytics.crossing import combine_sites, parse_crossing
+
+    if csv_path is not None:
+        series = read_csv(csv_path)
+        combo = parse_crossing(site, series.sites) if site else None
+        if site and combo is None:
+            if site.strip().lower() not in series.sites:
+                raise InputError(f"site {site!r} is not in the table (has: "
+                                 f"{', '.join(series.sites)})", csv_path)
+            series = series.for_site(site.strip().lower())
+    else:
+        if store is None or not site:
+            raise InputError("give a SITE (or --from-csv FILE)")
+        from railwatch.sites import get_site
+
+        combo = parse_crossing(site)
+        names = combo[1] if combo else [get_site(site, store).name]
+        obs = [o for name in names for o in store.observations(name)]
+        if not obs:
+            raise InputError(f"no observations of {site!r} in the store; run"
+                             " `railwatch analyze` first", getattr(store, "path", None))
+        series = Series.from_observations(obs)
+    events: Any = read_events_csv(events_path) if events_path is not None else None
+    if combo is not None:
+        name, members = combo
+        if events is None:
+            merged: dict[tuple[dt.date, str], Event] = {}
+            for evs in registry_events(members).values():
+                merged.update({(e.date, e.name): e for e in evs})
+            events = sorted(merged.values(), key=lambda e: e.date)
+        series = combine_sites(series, members, name=name, tolerance_days=tolerance_days)
+    return analyze(series, events, window_years=window_years, reference=reference)

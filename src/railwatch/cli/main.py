@@ -35,6 +35,9 @@ app = typer.Typer(
 # Each module defines `register(app)`; add a line here for a new command group.
 COMMAND_MODULES: tuple[str, ...] = (
     "railwatch.cli.sites",
+    "railwatch.cli.ingest",
+    "railwatch.cli.report",
+    "railwatch.cli.timeline",
 )
 
 
