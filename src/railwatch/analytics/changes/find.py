@@ -1,0 +1,439 @@
+"""Find facility changes in a time series of images of one site.
+
+The flow of :func:`find_changes`:
+
+1. every image is resampled onto the site's common grid (:mod:`..coregister`), masked
+   (outside the image or the AOI, cloud, dilated footprints of detected railcars and
+   containers) and aligned to the best-covered image by phase correlation; images that
+   cover too little of the site, are too cloudy or cannot be aligned are skipped with a
+   reason;
+2. stepping through the usable images in time, the images ``B`` just before a step and
+   the ``persist`` images ``A`` from it on are compared pairwise (:mod:`.maps`); a pixel
+   is a candidate only if it changed in *every* before/after pair, so that one odd image
+   neither creates nor hides a change;
+3. candidate regions become polygons (morphology, connected components), are classified
+   from their edges, shadows (height) and shape, and dated: ``last_absent`` is the last
+   image before the step, ``first_seen`` the first image of the step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import rasterio
+from pyproj import CRS
+from rasterio import features
+from scipy import ndimage
+from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.ops import unary_union
+
+from railwatch.analytics.changes.maps import ImageFeatures, PairMaps, image_features, pair_maps
+from railwatch.analytics.coregister import (
+    Alignment,
+    Grid,
+    apply_shift,
+    estimate_shift,
+    gray,
+    read_on_grid,
+    site_grid,
+    to_local,
+)
+from railwatch.errors import InputError
+from railwatch.types import Detections, Site
+
+#: Change kinds (the ``kind`` property of a change feature).
+CHANGE_KINDS: tuple[str, ...] = (
+    "new structure",
+    "removed structure",
+    "new track",
+    "cleared/graded ground",
+    "other",
+)
+
+ImageInput = tuple[str | os.PathLike[str], dt.datetime, Detections | None]
+
+
+@dataclass
+class Change:
+    """One facility change: a polygon in the site's local CRS, its kind and its date bracket.
+
+    The change happened after ``last_absent`` (the last usable image without it) and on or
+    before ``first_seen`` (the first image with it); ``before``/``after`` are those images.
+    """
+
+    geometry: Polygon | MultiPolygon
+    crs: CRS
+    kind: str
+    first_seen: dt.datetime
+    last_absent: dt.datetime
+    area_m2: float
+    zone: str | None
+    score: float
+    before: str = ""
+    after: str = ""
+    seen_in: int = 0  # images that confirmed it (the persistence window)
+    id: int | None = None
+    cues: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class UsedImage:
+    """An image as the change finder saw it: alignment, coverage, or why it was skipped."""
+
+    path: str
+    acquired: dt.datetime
+    gsd_m: float
+    coverage: float
+    alignment: Alignment | None = None
+    skipped: str = ""
+
+
+@dataclass
+class ChangeSet:
+    """The changes of one site over a period, with the images used and skipped."""
+
+    site: str
+    changes: list[Change]
+    images: list[UsedImage]
+    grid: Grid | None = None
+    persist: int = 2
+
+    @property
+    def skipped(self) -> list[UsedImage]:
+        return [im for im in self.images if im.skipped]
+
+    @property
+    def used(self) -> list[UsedImage]:
+        return [im for im in self.images if not im.skipped]
+
+
+@dataclass
+class _Prepared:
+    info: UsedImage
+    rgb: np.ndarray
+    usable: np.ndarray
+
+
+def _native_gsd(path: str) -> float:
+    with rasterio.open(path) as src:
+        res = abs(float(src.transform.a))
+        if src.crs is not None and src.crs.is_geographic:
+            return res * 111_320.0
+        try:
+            return res * float(src.crs.linear_units_factor[1])
+        except Exception:
+            return res
+
+
+def _mask_objects(det: Detections | None, grid: Grid, buffer_m: float) -> np.ndarray:
+    """Grid pixels under (dilated) detected railcars and containers: moving things."""
+    if det is None or len(det) == 0:
+        return np.zeros(grid.shape, bool)
+    local = det.to_crs(grid.crs)
+    shapes = [(Polygon(fp).buffer(buffer_m), 1) for fp in local.footprints]
+    return features.rasterize(
+        shapes, out_shape=grid.shape, transform=grid.transform, fill=0, dtype="uint8"
+    ).astype(bool)
+
+
+def _cloud(rgb: np.ndarray, gsd_m: float) -> np.ndarray | None:
+    try:
+        from railwatch.imagery.cloud import cloud_mask
+    except ImportError:
+        return None
+    return np.asarray(cloud_mask(rgb, gsd_m), dtype=bool)
+
+
+def _prepare(
+    images: Sequence[ImageInput],
+    site: Site,
+    grid: Grid,
+    *,
+    min_coverage: float,
+    max_cloud: float,
+    object_buffer_m: float,
+    on_image: Callable[[str], None] | None,
+) -> list[_Prepared | UsedImage]:
+    aoi = features.rasterize(
+        [(to_local(site.aoi, grid.crs), 1)], out_shape=grid.shape, transform=grid.transform,
+        fill=0, dtype="uint8",
+    ).astype(bool)
+    out: list[_Prepared | UsedImage] = []
+    for path, when, det in images:
+        path = str(path)
+        rgb, valid = read_on_grid(path, grid)
+        valid &= aoi
+        coverage = float(valid.sum() / max(aoi.sum(), 1))
+        info = UsedImage(path, when, _native_gsd(path), coverage)
+        if coverage == 0:
+            raise InputError(
+                f"image does not overlap site {site.name!r} (is it an image of another site?)",
+                path,
+            )
+        if coverage < min_coverage:
+            info.skipped = f"covers only {coverage:.0%} of the site"
+            out.append(info)
+            continue
+        usable = valid.copy()
+        cloud = _cloud(rgb, info.gsd_m)
+        if cloud is not None:
+            cloudy = float((cloud & valid).sum() / max(valid.sum(), 1))
+            if cloudy > max_cloud:
+                info.skipped = f"too much cloud ({cloudy:.0%} of the covered site)"
+                out.append(info)
+                continue
+            usable &= ~ndimage.binary_dilation(cloud, iterations=3)
+        usable &= ~_mask_objects(det, grid, object_buffer_m)
+        out.append(_Prepared(info, rgb, usable))
+        if on_image:
+            on_image(path)
+    return out
+
+
+def _align(prepared: list[_Prepared], **kw: Any) -> list[_Prepared]:
+    """Align every image to the best-covered one; mark the ones that cannot be aligned."""
+    ref = max(prepared, key=lambda p: p.usable.mean())
+    ref_g = gray(ref.rgb)
+    ok: list[_Prepared] = []
+    for p in prepared:
+        if p is ref:
+            p.info.alignment = Alignment(0.0, 0.0, 1.0, 0.0, True)
+            ok.append(p)
+            continue
+        al = estimate_shift(ref_g, gray(p.rgb), ref.usable, p.usable, **kw)
+        p.info.alignment = al
+        if not al.ok:
+            p.info.skipped = f"not aligned: {al.reason}"
+            continue
+        p.rgb = apply_shift(p.rgb, al.dx, al.dy)
+        p.usable = apply_shift(p.usable, al.dx, al.dy, order=0)
+        ok.append(p)
+    return ok
+
+
+def _polygon(mask: np.ndarray, grid: Grid, simplify_m: float) -> Polygon | MultiPolygon:
+    polys = [
+        shape(geom)
+        for geom, val in features.shapes(
+            mask.astype(np.uint8), mask=mask, transform=grid.transform
+        )
+        if val == 1
+    ]
+    geom = unary_union(polys)
+    return geom.simplify(simplify_m, preserve_topology=True) if simplify_m > 0 else geom
+
+
+def _zone(geom: Any, zones: dict[str, Any]) -> str | None:
+    best, best_area = None, 0.0
+    for name, z in zones.items():
+        a = geom.intersection(z).area
+        if a > best_area:
+            best, best_area = name, a
+    return best
+
+
+def _classify(
+    region: np.ndarray,
+    geom: Any,
+    before: list[ImageFeatures],
+    after: list[ImageFeatures],
+    new_all: np.ndarray,
+    lost_all: np.ndarray,
+    gsd: float,
+    *,
+    shadow_min: float = 0.08,
+    min_edges: float = 0.25,
+) -> tuple[str | None, dict[str, float]]:
+    """The kind of change of one region, or None when it is not a facility change."""
+    ring = ndimage.binary_dilation(region, iterations=2) & ~ndimage.binary_erosion(
+        region, iterations=2
+    )
+    inner = ndimage.binary_erosion(region, iterations=2)
+    # Shadows attached to the region: a standing structure casts one on some side.
+    attached = ndimage.binary_dilation(region, iterations=max(2, round(3 / gsd))) & ~region
+
+    def frac(m: np.ndarray, where: np.ndarray) -> float:
+        return float(m[where].mean()) if where.any() else 0.0
+
+    cues = {
+        "new_edges": frac(new_all, ring),
+        "lost_edges": frac(lost_all, ring),
+        "shadow_before": float(np.mean([frac(f.shadow, attached) for f in before])),
+        "shadow_after": float(np.mean([frac(f.shadow, attached) for f in after])),
+        "texture_before": float(np.mean([frac(f.edges, inner) for f in before])),
+        "texture_after": float(np.mean([frac(f.edges, inner) for f in after])),
+    }
+    rect = geom.minimum_rotated_rectangle
+    xy = np.asarray(rect.exterior.coords)[:4]
+    sides = np.hypot(*(np.roll(xy, -1, axis=0) - xy).T)
+    length, width = float(sides.max()), float(max(sides.min(), gsd))
+    cues["length_m"], cues["width_m"] = length, width
+    tall_before = min(frac(f.shadow, attached) for f in before) > shadow_min
+    tall_after = min(frac(f.shadow, attached) for f in after) > shadow_min
+    flat_before = max(frac(f.shadow, attached) for f in before) < shadow_min / 2
+    flat_after = max(frac(f.shadow, attached) for f in after) < shadow_min / 2
+    new, lost = cues["new_edges"], cues["lost_edges"]
+    if tall_before and tall_after:
+        return None, cues  # a standing structure that only looks different (snow, paint)
+    if width <= 10.0 and length >= 5 * width and flat_after and new >= min_edges and new > lost:
+        return "new track", cues
+    if flat_before and tall_after and new >= min_edges:
+        return "new structure", cues
+    if tall_before and flat_after and lost >= min_edges:
+        return "removed structure", cues
+    if (
+        cues["texture_before"] - cues["texture_after"] > 0.08
+        and geom.area >= 200
+        and cues["shadow_after"] < 0.05
+    ):
+        return "cleared/graded ground", cues
+    if max(new, lost) >= 2 * min_edges and not (tall_before or tall_after):
+        return "other", cues
+    return None, cues
+
+
+def find_changes(
+    images: Sequence[ImageInput],
+    site: Site,
+    *,
+    persist: int = 2,
+    gsd_m: float = 1.0,
+    min_area_m2: float = 60.0,
+    threshold: float = 0.25,
+    min_coverage: float = 0.25,
+    max_cloud: float = 0.6,
+    object_buffer_m: float = 3.0,
+    min_response: float = 0.03,
+    on_image: Callable[[str], None] | None = None,
+) -> ChangeSet:
+    """Facility changes of ``site`` in ``images`` (path, acquisition time, detections or None).
+
+    ``persist``: a change must be seen in this many consecutive usable images (and be
+    absent from up to as many before them). ``threshold``: the locally normalised
+    log-intensity change that counts (0.25 is about 28 %). Detected railcars and containers
+    are masked out (``object_buffer_m`` around each). Raises :class:`InputError` for fewer
+    than two usable images or an image that does not overlap the site.
+    """
+    if persist < 1:
+        raise InputError(f"--persist must be at least 1, got {persist}")
+    if len(images) < 2:
+        raise InputError(f"site {site.name!r}: need at least two images, got {len(images)}")
+    grid = site_grid(site, gsd_m)
+    order = sorted(images, key=lambda im: im[1])
+    prepared = _prepare(
+        order, site, grid, min_coverage=min_coverage, max_cloud=max_cloud,
+        object_buffer_m=object_buffer_m, on_image=on_image,
+    )
+    candidates = [p for p in prepared if isinstance(p, _Prepared)]
+    used = _align(candidates, min_response=min_response) if len(candidates) >= 2 else []
+    infos = [p.info if isinstance(p, _Prepared) else p for p in prepared]
+    if len(used) < 2:
+        reasons = "; ".join(f"{os.path.basename(i.path)}: {i.skipped}" for i in infos if i.skipped)
+        raise InputError(
+            f"site {site.name!r}: fewer than two usable images ({len(used)} of {len(images)})"
+            + (f" - {reasons}" if reasons else "")
+        )
+    if len(used) < persist + 1:
+        raise InputError(
+            f"site {site.name!r}: {len(used)} usable images cannot confirm a change that must "
+            f"persist over {persist} images (need {persist + 1}; use --persist 1 for a pair)"
+        )
+    changes = _changes_over_time(used, site, grid, persist=persist, min_area_m2=min_area_m2,
+                                 threshold=threshold)
+    for n, c in enumerate(changes, start=1):
+        c.id = n
+    return ChangeSet(site.name, changes, infos, grid, persist)
+
+
+def _changes_over_time(
+    used: list[_Prepared],
+    site: Site,
+    grid: Grid,
+    *,
+    persist: int,
+    min_area_m2: float,
+    threshold: float,
+) -> list[Change]:
+    gsd = grid.gsd_m
+    zones = {name: to_local(z, grid.crs) for name, z in site.zones.items()}
+    feat_cache: dict[tuple[int, float], ImageFeatures] = {}
+    pair_cache: dict[tuple[int, int], PairMaps] = {}
+
+    def feats(i: int, target: float) -> ImageFeatures:
+        key = (i, round(target, 3))
+        if key not in feat_cache:
+            p = used[i]
+            feat_cache[key] = image_features(
+                p.rgb, p.usable, p.info.gsd_m, grid_gsd=gsd, target_gsd=target
+            )
+        return feat_cache[key]
+
+    def pair(b: int, a: int) -> PairMaps:
+        if (b, a) not in pair_cache:
+            target = max(used[b].info.gsd_m, used[a].info.gsd_m, gsd)
+            pair_cache[(b, a)] = pair_maps(feats(b, target), feats(a, target))
+        return pair_cache[(b, a)]
+
+    n = len(used)
+    out: list[Change] = []
+    min_px = min_area_m2 / gsd**2
+    for i in range(1, n - persist + 1):
+        before = list(range(max(0, i - persist), i))
+        after = list(range(i, i + persist))
+        pms = [pair(b, a) for b in before for a in after]
+        app = np.fmin.reduce([pm.appearance for pm in pms])  # NaN only where never comparable
+        known = np.isfinite(app)
+        app = np.nan_to_num(app, nan=0.0)
+        new_all = np.logical_and.reduce([pm.new_edges | ~pm.both for pm in pms]) & known
+        lost_all = np.logical_and.reduce([pm.lost_edges | ~pm.both for pm in pms]) & known
+        strong = app > 1.6 * threshold
+        weak = app > threshold
+        lab, _ = ndimage.label(weak)
+        keep = np.unique(lab[strong & (lab > 0)])
+        mask = np.isin(lab, keep[keep > 0])
+        mask = ndimage.binary_closing(mask, iterations=2)
+        mask = ndimage.binary_fill_holes(mask)
+        mask = ndimage.binary_opening(mask, iterations=1)
+        lab, count = ndimage.label(mask)
+        if count == 0:
+            continue
+        sizes = ndimage.sum_labels(mask, lab, index=np.arange(1, count + 1))
+        t = threshold
+        for k in np.flatnonzero(sizes >= min_px) + 1:
+            region = lab == k
+            geom = _polygon(region, grid, simplify_m=gsd * 0.7)
+            bf = [feats(b, max(used[b].info.gsd_m, gsd)) for b in before]
+            af = [feats(a, max(used[a].info.gsd_m, gsd)) for a in after]
+            kind, cues = _classify(region, geom, bf, af, new_all, lost_all, gsd)
+            if kind is None:
+                continue
+            strength = float(np.clip(app[region].mean() / (2 * t), 0, 1))
+            edge = float(np.clip(max(cues["new_edges"], cues["lost_edges"]) / 0.3, 0, 1))
+            height = float(np.clip(abs(cues["shadow_after"] - cues["shadow_before"]) / 0.1,
+                                   0, 1))
+            score = 0.4 * strength + 0.3 * edge + 0.3 * max(height, float(kind == "new track"))
+            out.append(
+                Change(
+                    geometry=geom,
+                    crs=grid.crs,
+                    kind=kind,
+                    first_seen=used[i].info.acquired,
+                    last_absent=used[i - 1].info.acquired,
+                    area_m2=float(region.sum() * gsd * gsd),
+                    zone=_zone(geom, zones),
+                    score=round(float(np.clip(score, 0, 1)), 3),
+                    before=used[i - 1].info.path,
+                    after=used[i].info.path,
+                    seen_in=persist,
+                    cues={k2: round(v, 4) for k2, v in cues.items()},
+                )
+            )
+        # Free maps that later steps no longer need.
+        for key in [key for key in pair_cache if key[0] < i - persist]:
+            del pair_cache[key]
+    return out

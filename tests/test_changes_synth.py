@@ -1,0 +1,181 @@
+"""Seeded synthetic site images for the facility-change tests (no tests in this module).
+
+A small world in UTM 52N (EPSG:32652) near Tumangang: textured ground, a track band,
+buildings with sun shadows, optional snow, trains and a global brightness change. Each
+call writes one GeoTIFF; the same world can be drawn with different conditions, a pixel
+shift (misregistration) or extra buildings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from pyproj import Transformer
+from shapely.geometry import Polygon, box
+from shapely.ops import transform as shp_transform
+from skimage.draw import polygon as draw_polygon
+
+from railwatch.types import Detections, Site
+
+CRS = "EPSG:32652"
+X0, Y0 = 716_000.0, 4_698_000.0  # lower-left of the world, metres
+SIZE = 400.0
+
+
+@dataclass
+class Building:
+    poly: Polygon  # local metres from (X0, Y0)
+    height: float = 8.0
+    roof: tuple[float, float, float] = (0.55, 0.52, 0.50)
+
+
+@dataclass
+class Conditions:
+    sun_az: float = 150.0  # degrees from north, clockwise
+    sun_el: float = 40.0
+    snow: float = 0.0  # 0..1
+    gain: float = 1.0
+    trains: int = 0
+    shift_px: tuple[float, float] = (0.0, 0.0)  # content moved right/down, pixels
+    gsd: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class World:
+    seed: int = 0
+    buildings: list[Building] = field(default_factory=list)
+    tracks_y: tuple[float, ...] = (120.0, 128.0, 136.0)
+
+
+def site() -> Site:
+    """The synthetic site: AOI is the world square, two zones (south yard, north depot)."""
+    tr = Transformer.from_crs(CRS, 4326, always_xy=True)
+
+    def ll(p: Polygon) -> Polygon:
+        return shp_transform(tr.transform, p)
+
+    aoi = ll(box(X0 + 10, Y0 + 10, X0 + SIZE - 10, Y0 + SIZE - 10))
+    zones = {
+        "track_area": ll(box(X0, Y0, X0 + SIZE, Y0 + 160)),
+        "freight_handling": ll(box(X0, Y0 + 160, X0 + SIZE, Y0 + SIZE)),
+    }
+    return Site("synth", "Synthetic yard", aoi, zones, properties={"local_crs": CRS})
+
+
+def base_world(seed: int = 0) -> World:
+    """Three old buildings north of the tracks."""
+    return World(
+        seed=seed,
+        buildings=[
+            Building(box(40, 200, 90, 230), 9.0, (0.60, 0.58, 0.55)),
+            Building(box(140, 260, 170, 320), 6.0, (0.45, 0.30, 0.28)),
+            Building(box(300, 180, 340, 200), 5.0, (0.35, 0.42, 0.55)),
+        ],
+    )
+
+
+def _noise(rng: np.random.Generator, shape: tuple[int, int], scale: int) -> np.ndarray:
+    small = rng.normal(size=(shape[0] // scale + 2, shape[1] // scale + 2))
+    from scipy import ndimage
+
+    big = ndimage.zoom(small, scale, order=3)[: shape[0], : shape[1]]
+    return big / (big.std() + 1e-9)
+
+
+def render(world: World, cond: Conditions) -> tuple[np.ndarray, Affine, Detections]:
+    """(3, H, W) uint8 image, its transform and the true railcars (map coordinates)."""
+    gsd = cond.gsd
+    n = int(SIZE / gsd)
+    sx, sy = cond.shift_px
+    # Content moved right/down by (sx, sy) px == the image's origin moved left/up.
+    transform = Affine(gsd, 0, X0 - sx * gsd, 0, -gsd, Y0 + SIZE + sy * gsd)
+    wrng = np.random.default_rng(world.seed)
+    crng = np.random.default_rng(cond.seed + 1000)
+    shape = (n, n)
+    # Ground: the same texture every time (it is the ground), plus sensor noise.
+    tex = 0.6 * _noise(wrng, shape, max(1, int(12 / gsd))) + 0.4 * wrng.normal(size=shape)
+    base = np.array([0.36, 0.34, 0.26])
+    img = base[None, None, :] * (1 + 0.12 * tex[..., None])
+
+    def px(poly: Polygon) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = np.asarray(poly.exterior.coords).T
+        cols = xs / gsd
+        rows = (SIZE - ys) / gsd
+        return draw_polygon(rows, cols, shape)
+
+    for ty in world.tracks_y:  # ballast band and two dark rails
+        rr, cc = px(box(0, ty - 2.0, SIZE, ty + 2.0))
+        img[rr, cc] = np.array([0.45, 0.44, 0.42]) * (1 + 0.05 * tex[rr, cc, None])
+        for off in (-0.8, 0.8):
+            rr, cc = px(box(0, ty + off - 0.15, SIZE, ty + off + 0.15))
+            img[rr, cc] = 0.2
+    if cond.snow > 0:
+        snow_col = np.array([0.92, 0.93, 0.95])
+        img = img * (1 - cond.snow) + snow_col * cond.snow * (1 + 0.02 * tex[..., None])
+    # Shadows first (on the ground), then roofs.
+    az = np.radians(cond.sun_az)
+    for b in world.buildings:
+        length = b.height / np.tan(np.radians(cond.sun_el))
+        dx, dy = -np.sin(az) * length, -np.cos(az) * length
+        from shapely.affinity import translate
+
+        shadow = b.poly.union(translate(b.poly, dx, dy)).convex_hull
+        rr, cc = px(shadow)
+        img[rr, cc] *= 0.42
+    for b in world.buildings:
+        rr, cc = px(b.poly)
+        roof = np.array(b.roof) * (1 - cond.snow) + np.array([0.9, 0.9, 0.92]) * cond.snow
+        img[rr, cc] = roof * (1 + 0.03 * tex[rr, cc, None])
+    cars: list[np.ndarray] = []
+    for _ in range(cond.trains):  # a train of cars on a random track
+        ty = world.tracks_y[crng.integers(len(world.tracks_y))]
+        x = crng.uniform(0, SIZE - 120)
+        for k in range(int(crng.integers(3, 7))):
+            col = crng.uniform(0.1, 0.8, size=3)
+            car = box(x + k * 16, ty - 1.6, x + k * 16 + 15, ty + 1.6)
+            rr, cc = px(car)
+            img[rr, cc] = col
+            # Where the (misregistered) image says the car is.
+            off = [X0 - sx * gsd, Y0 + sy * gsd]
+            cars.append(np.asarray(car.exterior.coords)[:4] + off)
+    img = img * cond.gain + crng.normal(scale=0.01, size=img.shape)
+    out = np.clip(img * 255, 0, 255).astype(np.uint8).transpose(2, 0, 1)
+    n_cars = len(cars)
+    truth = Detections(
+        footprints=np.asarray(cars).reshape(n_cars, 4, 2), kind=["railcar"] * n_cars,
+        cls=["boxcar"] * n_cars, score=np.ones(n_cars), covered=np.zeros(n_cars, bool),
+        color=np.zeros((n_cars, 3)), length_m=np.full(n_cars, 15.0), crs=CRS,
+    )
+    return out, transform, truth
+
+
+def write(path: Path, world: World, cond: Conditions) -> Path:
+    """Render and write a GeoTIFF (its true railcars in ``truth(path)``)."""
+    data, transform, det = render(world, cond)
+    _TRUTH[str(path)] = det
+    with rasterio.open(
+        path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=3,
+        dtype="uint8", crs=CRS, transform=transform,
+    ) as dst:
+        dst.write(data)
+    return path
+
+
+_TRUTH: dict[str, Detections] = {}
+
+
+def truth(path: Path) -> Detections:
+    """The railcars drawn into the image written at ``path``."""
+    return _TRUTH[str(path)]
+
+
+def day(n: int) -> dt.datetime:
+    """A date ``n`` months after 2021-01-15."""
+    y, m = divmod(n, 12)
+    return dt.datetime(2021 + y, m + 1, 15, 2, 0)
