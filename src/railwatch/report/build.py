@@ -1,0 +1,418 @@
+"""`build_report`: from the store to ``report.html``, ``report.pdf``, findings and exports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import shapely
+from shapely.geometry import Polygon
+
+from railwatch import __version__
+from railwatch.errors import InputError
+from railwatch.report import annotate, charts, exports
+from railwatch.report.analysis import Analysis, analyse
+from railwatch.report.findings import Findings, Row, compute_findings, rows_from_observations
+from railwatch.report.html import write_html
+from railwatch.report.pdf import html_to_pdf
+from railwatch.types import RAILCAR_CLASSES, Detections, Event, Observation, Scene, Site
+
+#: Pseudo-site: Tumangang and Khasan together.
+CROSSING = "crossing"
+CROSSING_SITES = ("tumangang", "khasan")
+
+METHOD = (
+    "Railcars and shipping containers were detected automatically in each image by"
+    " railwatch's detector and counted inside the site's area of interest. Each count"
+    " carries a range from the detector's measured error rates and from the share of the"
+    " site that was cloudy, shadowed or outside the image. Counts from images that saw"
+    " only part of the site are lower bounds and never set records. A count is called"
+    " unprecedented only when it clears every earlier complete count in the trailing"
+    " five-year window by more than their combined uncertainty. Onsets are change points"
+    " in the series of complete counts; their dates are uncertain by the gap between"
+    " images. Class shares compare all railcar sightings in two periods, so a train seen"
+    " in several images counts several times. Tarp-covered loads are flagged but their"
+    " cargo is not identified. Every detection is drawn on the images and exported"
+    " (GeoJSON, GeoPackage, KML) so each count can be checked by eye."
+)
+
+
+class StoreLike(Protocol):
+    """What the brief needs from a store (``railwatch.store.Store`` has it)."""
+
+    def observations(self, site: str) -> list[Observation]: ...
+    def get_scene(self, scene_id: int) -> Scene: ...
+    def get_detections(self, scene_id: int) -> Detections | None: ...
+
+
+@dataclass
+class ReportResult:
+    """Paths written by `build_report` and what it found."""
+
+    out_dir: Path
+    html: Path
+    pdf: Path | None
+    pdf_skipped: str | None
+    findings_json: Path
+    findings: Findings
+    exports: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _sites_for(name: str, store: Any) -> tuple[list[Site], str]:
+    from railwatch.sites import get_site
+
+    if name.strip().lower() == CROSSING:
+        sites = [get_site(n, store) for n in CROSSING_SITES]
+        return sites, "Tumangang–Khasan border crossing"
+    site = get_site(name, store)
+    return [site], site.title or site.name
+
+
+def _short_title(site: Site) -> str:
+    return site.title.split("(")[0].split(",")[0].strip() or site.name
+
+
+def combine_observations(
+    per_site: Sequence[Sequence[Observation]], name: str = CROSSING
+) -> list[Observation]:
+    """Observations of several sites summed per day; a day without every site is a lower bound."""
+    by_day: dict[dt.date, list[Observation]] = {}
+    for obs in per_site:
+        for o in obs:
+            by_day.setdefault(o.acquired.date(), []).append(o)
+    out = []
+    nsites = len(per_site)
+    for day in sorted(by_day):
+        group = by_day[day]
+        counts: dict[str, int] = {}
+        zones: dict[str, int] = {}
+        for o in group:
+            for k, v in o.counts.items():
+                counts[k] = counts.get(k, 0) + int(v)
+            for k, v in o.containers_by_zone.items():
+                zk = f"{o.site}:{k}"
+                zones[zk] = zones.get(zk, 0) + int(v)
+        seen = {o.site for o in group}
+        out.append(
+            Observation(
+                site=name,
+                scene_id=group[0].scene_id,
+                acquired=min(o.acquired for o in group),
+                counts=counts,
+                containers_by_zone=zones,
+                usable_fraction=min(o.usable_fraction for o in group) * len(seen) / nsites,
+                count_low=sum(o.count_low for o in group),
+                count_high=sum(o.count_high for o in group),
+                partial=any(o.partial for o in group) or len(seen) < nsites,
+                sensor=group[0].sensor,
+                gsd_m=group[0].gsd_m,
+            )
+        )
+    return out
+
+
+def _in_aoi(det: Detections, aoi: Polygon) -> Detections:
+    if len(det) == 0:
+        return det
+    c = det.to_crs(4326).centers
+    return det[shapely.contains_xy(aoi, c[:, 0], c[:, 1])]
+
+
+def _filter(obs: Sequence[Observation], start: dt.date | None, end: dt.date | None,
+            as_of: dt.date | None) -> list[Observation]:
+    out = []
+    for o in obs:
+        d = o.acquired.date()
+        if (start and d < start) or (end and d > end) or (as_of and d >= as_of):
+            continue
+        out.append(o)
+    return out
+
+
+def _atomic_json(obj: Any, path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2, ensure_ascii=False, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+class _Images:
+    """Scene lookups and AOI-clipped detections, cached."""
+
+    def __init__(self, store: StoreLike, sites: Sequence[Site]) -> None:
+        self.store, self.sites = store, {s.name: s for s in sites}
+        self._det: dict[tuple[int, str], Detections | None] = {}
+
+    def scene(self, scene_id: int | None) -> Scene | None:
+        if scene_id is None:
+            return None
+        try:
+            return self.store.get_scene(int(scene_id))
+        except Exception:
+            return None
+
+    def detections(self, scene_id: int | None, site: str) -> Detections | None:
+        if scene_id is None:
+            return None
+        key = (int(scene_id), site)
+        if key not in self._det:
+            det = self.store.get_detections(int(scene_id))
+            s = self.sites.get(site)
+            self._det[key] = _in_aoi(det, s.aoi) if (det is not None and s is not None) else det
+        return self._det[key]
+
+
+def _row_picture(img: _Images, obs: Observation, site: Site, max_size: int) -> np.ndarray | None:
+    sc = img.scene(obs.scene_id)
+    det = img.detections(obs.scene_id, site.name)
+    if sc is None or not Path(sc.path).exists():
+        return None
+    return annotate.annotated_image(sc.path, det if det is not None else Detections.empty(),
+                                    site.aoi.buffer(0.0005), max_size=max_size)
+
+
+def _label(img: np.ndarray, text: str) -> np.ndarray:
+    import cv2
+
+    out = img.copy()
+    cv2.rectangle(out, (0, 0), (min(out.shape[1], 9 * len(text) + 12), 22), (0, 0, 0), -1)
+    cv2.putText(out, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def build_report(
+    store: StoreLike,
+    site: str,
+    out_dir: str | Path,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    as_of: dt.date | None = None,
+    *,
+    pdf: bool = True,
+    simulated: bool | None = None,
+    credits: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ReportResult:
+    """Write the brief for ``site`` (or ``crossing``) into ``out_dir``.
+
+    ``as_of``: write it as it would have been written on that day (only earlier images).
+    Writes ``report.html`` (self-contained), ``report.pdf`` (if chromium is there and
+    ``pdf``), ``findings.json``, ``detections.geojson``/``.gpkg``/``.kml`` and
+    ``observations.csv``.
+    """
+    say = progress or (lambda _m: None)
+    if start and end and start > end:
+        raise InputError(f"--from {start} is after --to {end}")
+    sites, title = _sites_for(site, store)
+    name = CROSSING if len(sites) > 1 else sites[0].name
+    per_site = [_filter(store.observations(s.name), start, end, as_of) for s in sites]
+    if not any(per_site):
+        raise InputError(
+            f"no observations of {name} in the store for that period; run `railwatch analyze` first"
+        )
+    obs = per_site[0] if len(sites) == 1 else combine_observations(per_site, name)
+    events: list[Event] = sorted({e for s in sites for e in s.events}, key=lambda e: e.date)
+    if as_of:
+        events = [e for e in events if e.date < as_of]
+    say("analytics")
+    an: Analysis = analyse(obs, events, name, store=store, sites=sites, as_of=as_of)
+    rows = rows_from_observations(obs, an.timeline)
+    img = _Images(store, sites)
+
+    # covered loads by class on the peak day, from the detections themselves
+    say("findings")
+    full = [r for r in rows if not r.partial and r.usable]
+    peak_row = max(full, key=lambda r: (r.total, r.date)) if full else None
+    covered_by_class: dict[str, int] = {}
+    if peak_row is not None:
+        for s, so in zip(sites, per_site, strict=True):
+            for o in so:
+                if o.acquired.date() == peak_row.date:
+                    det = img.detections(o.scene_id, s.name)
+                    if det is not None:
+                        r = det.railcars
+                        for c in RAILCAR_CLASSES:
+                            n = int(np.sum(r.covered & (r.cls == c)))
+                            covered_by_class[c] = covered_by_class.get(c, 0) + n
+    zone_titles = {}
+    for s in sites:
+        for z in s.zones:
+            descs = (s.properties or {}).get("zone_descriptions") or {}
+            desc = str(descs.get(z, ""))
+            label = desc.split("(")[0].strip() or z.replace("_", " ")
+            if "warehouse" not in label and "freight" in z:
+                label += " (warehouse area)"
+            zone_titles[z] = label
+            zone_titles[f"{s.name}:{z}"] = f"{_short_title(s)} {label}"
+    findings = compute_findings(
+        rows, site=name, title=_short_title(sites[0]) if len(sites) == 1 else title,
+        events=events, onsets=an.onsets, changes=an.changes,
+        covered_by_class=covered_by_class, zone_titles=zone_titles, as_of=as_of,
+    )
+    findings.data["analytics_notes"] = list(an.notes)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # pictures: latest image with detections + busiest-track chip; before/after pairs
+    say("images")
+    main_site, main_obs = sites[0], per_site[0]
+    latest = None
+    usable_main = [o for o in main_obs if o.usable_fraction >= 0.5]
+    if usable_main:
+        lo = usable_main[-1]
+        pic = _row_picture(img, lo, main_site, 1400)
+        if pic is not None:
+            det = img.detections(lo.scene_id, main_site.name) or Detections.empty()
+            sc = img.scene(lo.scene_id)
+            chip = annotate.busiest_chip(sc.path, det) if sc is not None else None
+            c = det.counts() if len(det) else {"total": 0, "covered": 0, "containers": 0}
+            latest = {
+                "date": lo.acquired.date().isoformat(),
+                "uri": annotate.to_data_uri(pic),
+                "caption": (
+                    f"{_short_title(main_site)}, {lo.acquired:%Y-%m-%d %H:%M} UTC"
+                    f" ({sc.sensor or 'unknown sensor'}, {sc.gsd_m:.2f} m):"
+                    f" {c['total']} railcars (range {lo.count_low}–{lo.count_high}),"
+                    f" {c['covered']} with covered loads, {c['containers']} containers;"
+                    f" {lo.usable_fraction:.0%} of the site usable"
+                    + (" — a lower bound." if lo.partial else ".")
+                ) if sc is not None else "",
+                "chip_uri": annotate.to_data_uri(chip) if chip is not None else None,
+                "chip_caption": "Zoom on the busiest stretch of track (about 220 m across),"
+                " every detection drawn.",
+            }
+    pairs = []
+    onset = findings.data.get("onset")
+    peak = findings.data.get("peak")
+    by_date = {o.acquired.date().isoformat(): o for o in main_obs}
+    if peak and peak["date"] in by_date:
+        after = by_date[peak["date"]]
+        before = None
+        if onset:
+            cands = [o for o in main_obs if o.acquired.date().isoformat() < onset["date"]
+                     and o.usable_fraction >= 0.5 and not o.partial]
+            before = cands[-1] if cands else None
+        if before is None:
+            cands = [o for o in main_obs if o.acquired < after.acquired and not o.partial]
+            before = min(cands[-20:], key=lambda o: o.total) if cands else None
+        if before is not None:
+            a = _row_picture(img, before, main_site, 900)
+            b = _row_picture(img, after, main_site, 900)
+            if a is not None and b is not None:
+                d0, d1 = before.acquired.date(), after.acquired.date()
+                pairs.append({
+                    "uri": annotate.to_data_uri(annotate.side_by_side(
+                        [_label(a, f"{d0}: {before.total} railcars"),
+                         _label(b, f"{d1}: {after.total} railcars")])),
+                    "caption": f"Before ({d0}, {before.total} railcars) and after ({d1},"
+                    f" {after.total} railcars, range {after.count_low}–{after.count_high}).",
+                })
+
+    say("charts")
+    timeline_uri = "data:image/png;base64," + _b64(
+        charts.timeline_png(rows, events, an.onsets, title=f"{title}: railcars per image")
+    )
+    mix = findings.data.get("mix") or {}
+    mix_uri = ("data:image/png;base64," + _b64(charts.mix_png(mix, "Class mix by period"))
+               if any(v.get("railcars") for v in mix.values()) else None)
+
+    # images table: every observation of every site
+    table = []
+    for s, so in zip(sites, per_site, strict=True):
+        table += [r.as_dict() for r in rows_from_observations(so)]
+        for r in table[-len(so):] if so else []:
+            r["site"] = s.name
+    table.sort(key=lambda r: (r["date"], r["site"]))
+    sensors = sorted({str(r["sensor"]) for r in table if r.get("sensor")})
+    if simulated is None:
+        simulated = any("sim" in s.lower() for s in sensors)
+    if credits is None:
+        credits = ("Simulated imagery rendered by the railwatch simulator (not real satellite"
+                   " data); all counts come from the detector." if simulated else
+                   "Imagery: " + (", ".join(sensors) or "sensors not recorded")
+                   + " — © their providers.")
+    change_pairs = []
+    for p in an.change_pairs:
+        chips = p.get("chips")
+        if isinstance(chips, Sequence) and len(chips) == 2:
+            try:
+                change_pairs.append({
+                    "uri": annotate.to_data_uri(annotate.side_by_side(list(chips))),
+                    "caption": p["change"]["text"],
+                })
+            except Exception as exc:
+                an.notes.append(f"change chip not drawn ({exc})")
+    changes_note = (
+        "No facility changes were found in the period." if an.changes is not None else
+        "Facility-change analysis was not available for this brief."
+    )
+    context = {
+        "title": title,
+        "as_of": (as_of or (rows[-1].date + dt.timedelta(days=1) if rows else dt.date.today()))
+        .isoformat(),
+        "simulated": simulated,
+        "n_images": len(table),
+        "first_image": findings.data.get("first_image"),
+        "last_image": findings.data.get("last_image"),
+        "sites_line": " + ".join(_short_title(s) for s in sites) if len(sites) > 1 else "",
+        "sentences": findings.sentences,
+        "latest": latest,
+        "legend": [(c, annotate.class_hex(c)) for c in RAILCAR_CLASSES],
+        "pairs": pairs,
+        "timeline_uri": timeline_uri,
+        "mix_uri": mix_uri,
+        "changes": findings.data.get("changes") or [],
+        "change_pairs": change_pairs,
+        "changes_note": changes_note,
+        "rows": table,
+        "multi_site": len(sites) > 1,
+        "credits": credits,
+        "method": METHOD + (" Not available in this brief: " + "; ".join(an.notes) + "."
+                            if an.notes else ""),
+        "version": __version__,
+        "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+    say("exports")
+    items: list[tuple[Row, Detections]] = []
+    for s, so in zip(sites, per_site, strict=True):
+        for r, o in zip(rows_from_observations(so), so, strict=True):
+            det = img.detections(o.scene_id, s.name)
+            if det is not None:
+                items.append((r, det))
+    ex = {
+        "detections.geojson": exports.write_detections_geojson(items, out / "detections.geojson"),
+        "detections.gpkg": exports.write_detections_gpkg(items, out / "detections.gpkg"),
+        "detections.kml": exports.write_kml(items, out / "detections.kml", name=title),
+        "observations.csv": exports.write_observations_csv(
+            rows_from_observations([o for so in per_site for o in so]), out / "observations.csv"),
+    }
+    fj = _atomic_json(findings.to_json(), out / "findings.json")
+    html = write_html(context, out / "report.html")
+    pdf_path, skipped = None, "PDF not requested (--no-pdf)"
+    if pdf:
+        say("pdf")
+        skipped = html_to_pdf(html, out / "report.pdf")
+        pdf_path = None if skipped else out / "report.pdf"
+    return ReportResult(out_dir=out, html=html, pdf=pdf_path, pdf_skipped=skipped,
+                        findings_json=fj, findings=findings, exports=ex, notes=list(an.notes))
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode("ascii")

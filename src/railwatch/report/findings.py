@@ -1,0 +1,519 @@
+"""Key findings: structured records and plain sentences, from the analytics results.
+
+Everything here reads observations (counts per image with their ranges) and the
+analytics output (timeline flags, onsets, class mix, facility changes); nothing reads
+simulator truth. Wording never claims more than the numbers carry: counts from images
+that saw only part of the site are called lower bounds, and wide ranges are hedged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from railwatch.types import RAILCAR_CLASSES, Event, Observation
+
+#: Images that saw less than this share of the site do not set records.
+MIN_USABLE = 0.5
+#: Trailing window for "the most in N years".
+BASELINE_YEARS = 5
+#: A class-share change below this (percentage points) is not called a shift.
+MIX_SHIFT_PP = 8.0
+
+_CLASS_WORDS = {
+    "boxcar": "boxcars",
+    "tank": "tank cars",
+    "hopper": "ore/hopper cars",
+    "flatcar": "flatcars",
+    "locomotive": "locomotives",
+    "passenger": "passenger cars",
+    "other": "other cars",
+}
+_NUMBER_WORDS = {
+    1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven",
+    8: "eight", 9: "nine", 10: "ten", 11: "eleven", 12: "twelve",
+}
+
+
+@dataclass
+class Row:
+    """One observation of the site, flattened for findings, tables and charts."""
+
+    date: dt.date
+    acquired: dt.datetime
+    scene_id: int | None
+    total: int
+    low: int
+    high: int
+    counts: dict[str, int]
+    covered: int
+    containers: int
+    containers_by_zone: dict[str, int]
+    usable_fraction: float
+    partial: bool
+    sensor: str | None = None
+    gsd_m: float | None = None
+    site: str = ""
+    baseline_max: float | None = None
+    unprecedented: bool | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.usable_fraction >= MIN_USABLE
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "site": self.site,
+            "date": self.date.isoformat(),
+            "acquired": self.acquired.isoformat(),
+            "scene_id": self.scene_id,
+            "total": self.total,
+            "count_low": self.low,
+            "count_high": self.high,
+            **{c: int(self.counts.get(c, 0)) for c in RAILCAR_CLASSES},
+            "covered": self.covered,
+            "containers": self.containers,
+            "usable_fraction": round(self.usable_fraction, 3),
+            "lower_bound": self.partial,
+            "sensor": self.sensor,
+            "gsd_m": self.gsd_m,
+            "baseline_max": self.baseline_max,
+            "unprecedented": self.unprecedented,
+        }
+
+
+@dataclass
+class Findings:
+    """Structured findings (``data``, written to ``findings.json``) and their sentences."""
+
+    site: str
+    title: str
+    as_of: str | None
+    data: dict[str, Any] = field(default_factory=dict)
+    sentences: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "site": self.site,
+            "title": self.title,
+            "as_of": self.as_of,
+            **self.data,
+            "sentences": list(self.sentences),
+        }
+
+
+# -- rows ------------------------------------------------------------------------------
+def rows_from_observations(
+    observations: Sequence[Observation], timeline: Mapping[str, Any] | None = None
+) -> list[Row]:
+    """Observations as date-ordered rows, with the timeline's flags merged in by date.
+
+    ``timeline`` follows the timeline JSON contract (``observations`` with ``date``,
+    ``baseline_max``, ``unprecedented``); when absent those fields stay ``None``.
+    """
+    flags: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for o in (timeline or {}).get("observations", []) or []:
+        key = (str(o.get("site", "")), str(o.get("date", ""))[:10])
+        flags[key] = o
+    rows = []
+    for o in sorted(observations, key=lambda o: o.acquired):
+        counts = {c: int(o.counts.get(c, 0)) for c in RAILCAR_CLASSES}
+        row = Row(
+            date=o.acquired.date(),
+            acquired=o.acquired,
+            scene_id=o.scene_id,
+            total=o.total,
+            low=int(o.count_low),
+            high=int(o.count_high),
+            counts=counts,
+            covered=int(o.counts.get("covered", 0)),
+            containers=int(o.counts.get("containers", 0)),
+            containers_by_zone={k: int(v) for k, v in o.containers_by_zone.items()},
+            usable_fraction=float(o.usable_fraction),
+            partial=bool(o.partial),
+            sensor=o.sensor,
+            gsd_m=o.gsd_m,
+            site=o.site,
+        )
+        f = flags.get((o.site, row.date.isoformat())) or flags.get(("", row.date.isoformat()))
+        if f is not None:
+            bm = f.get("baseline_max")
+            row.baseline_max = None if bm is None else float(bm)
+            un = f.get("unprecedented")
+            row.unprecedented = None if un is None else bool(un)
+        rows.append(row)
+    return rows
+
+
+# -- wording helpers ---------------------------------------------------------------------
+def _num(n: int) -> str:
+    return _NUMBER_WORDS.get(n, str(n))
+
+
+def count_phrase(total: int, low: int, high: int, partial: bool = False) -> str:
+    """"about 73 railcars (range 70–76)", or "at least 40 railcars (a lower bound ...)"."""
+    noun = "railcar" if total == 1 else "railcars"
+    if partial:
+        return (
+            f"at least {min(low, total)} {noun}"
+            " (a lower bound: the image saw only part of the site)"
+        )
+    if high - low <= 0:
+        return f"{total} {noun}"
+    hedge = "about " if (high - low) >= max(2, 0.05 * total) else ""
+    return f"{hedge}{total} {noun} (range {low}–{high})"
+
+
+def _fmt_date(d: dt.date) -> str:
+    return d.isoformat()
+
+
+def _years_phrase(days: int) -> str:
+    years = days / 365.25
+    if years >= 1.5:
+        return f"{years:.0f} years"
+    months = round(days / 30.4)
+    return f"{months} months"
+
+
+# -- individual findings ---------------------------------------------------------------
+def peak_row(rows: Sequence[Row]) -> Row | None:
+    """The highest count among usable, full-coverage images (None if all are zero)."""
+    full = [r for r in rows if r.usable and not r.partial]
+    if not full:
+        return None
+    peak = max(full, key=lambda r: (r.total, r.date))
+    return peak if peak.total > 0 else None
+
+
+def peak_finding(
+    rows: Sequence[Row],
+    title: str,
+    years: int = BASELINE_YEARS,
+    rise_start: str | None = None,
+) -> dict[str, Any] | None:
+    """The highest count in a usable, full-coverage image, against the trailing N-year max.
+
+    With ``rise_start`` (the onset of the rise that led to the peak) it also gives the
+    maximum before that rise, the level the peak is usually compared with.
+    """
+    full = [r for r in rows if r.usable and not r.partial]
+    peak = peak_row(rows)
+    if peak is None:
+        return None
+    window_start = peak.date - dt.timedelta(days=round(365.25 * years))
+    earlier = [r for r in full if window_start <= r.date < peak.date]
+    prev = max(earlier, key=lambda r: (r.total, r.date)) if earlier else None
+    # Unprecedented only if even the low end of the range beats the earlier maximum's
+    # high end, there is a real history to compare with, and the timeline agrees.
+    history_days = (peak.date - earlier[0].date).days if earlier else 0
+    beats = prev is not None and peak.low > prev.high
+    agrees = peak.unprecedented is not False
+    unprecedented = bool(beats and agrees and history_days >= 365)
+    pre = None
+    if rise_start is not None:
+        rs = dt.date.fromisoformat(rise_start)
+        before = [r for r in earlier if r.date < rs]
+        pre = max(before, key=lambda r: (r.total, r.date)) if before else None
+    rec: dict[str, Any] = {
+        "date": _fmt_date(peak.date),
+        "scene_id": peak.scene_id,
+        "total": peak.total,
+        "count_low": peak.low,
+        "count_high": peak.high,
+        "counts": dict(peak.counts),
+        "lower_bound": peak.partial,
+        "window_years": years,
+        "history_since": _fmt_date(earlier[0].date) if earlier else None,
+        "images_compared": len(earlier),
+        "previous_max": None
+        if prev is None
+        else {"date": _fmt_date(prev.date), "total": prev.total, "count_low": prev.low,
+              "count_high": prev.high},
+        "max_before_rise": None
+        if pre is None
+        else {"date": _fmt_date(pre.date), "total": pre.total, "rise_start": rise_start},
+        "unprecedented": unprecedented,
+    }
+    phrase = count_phrase(peak.total, peak.low, peak.high)
+    text = f"On {_fmt_date(peak.date)} imagery shows {phrase} at {title}"
+    if unprecedented and prev is not None:
+        since = earlier[0].date.year
+        text += (
+            f", the most in any usable image since at least {since}"
+            f" ({len(earlier)} earlier images over {_years_phrase(history_days)})"
+        )
+        if pre is not None and pre is not prev:
+            text += (
+                f"; before the rise that began about {rise_start} the maximum was"
+                f" {pre.total} on {_fmt_date(pre.date)}."
+            )
+        else:
+            text += f"; the previous maximum was {prev.total} on {_fmt_date(prev.date)}."
+    elif prev is not None:
+        text += (
+            f", the highest count in the images used, but not clearly above the earlier"
+            f" maximum of {prev.total} on {_fmt_date(prev.date)} once the ranges are considered."
+        )
+    else:
+        text += (
+            ", the highest count in the images used; there is too little earlier imagery"
+            " to call it a record."
+        )
+    rec["text"] = text
+    return rec
+
+
+def nearest_event_before(
+    day: dt.date, events: Sequence[Event], max_days: int = 120
+) -> Event | None:
+    """The latest event on or before ``day`` (within ``max_days``)."""
+    before = [e for e in events if e.date <= day and (day - e.date).days <= max_days]
+    return max(before, key=lambda e: e.date) if before else None
+
+
+def onset_finding(
+    onsets: Sequence[Mapping[str, Any]],
+    events: Sequence[Event],
+    peak_date: str | None,
+) -> dict[str, Any] | None:
+    """The upward onset leading to the peak (latest rise on or before it), vs the nearest event."""
+    ups = []
+    for o in onsets:
+        if str(o.get("direction", "up")).lower() not in ("up", "rise", "increase"):
+            continue
+        d = dt.date.fromisoformat(str(o["date"])[:10])
+        if peak_date is None or d <= dt.date.fromisoformat(peak_date):
+            ups.append((d, o))
+    if not ups:
+        return None
+    d, o = max(ups, key=lambda t: t[0])
+    ev = nearest_event_before(d, events)
+    rec: dict[str, Any] = {
+        "date": _fmt_date(d),
+        "before_level": o.get("before_level"),
+        "after_level": o.get("after_level"),
+        "event": None if ev is None else {"date": _fmt_date(ev.date), "name": ev.name},
+        "days_after_event": None if ev is None else (d - ev.date).days,
+    }
+    text = f"The rise began about {_fmt_date(d)}"
+    if ev is not None:
+        n = (d - ev.date).days
+        when = "the same day as" if n == 0 else f"{_num(n)} day{'s' if n != 1 else ''} after"
+        text += f", {when} the {_fmt_date(ev.date)} event ({ev.name})"
+    bl, al = o.get("before_level"), o.get("after_level")
+    if bl is not None and al is not None:
+        text += (
+            f"; the typical count went from about {float(bl):.0f}"
+            f" to about {float(al):.0f} railcars"
+        )
+    rec["text"] = text + "."
+    return rec
+
+
+def covered_finding(
+    rows: Sequence[Row], on_date: str | None, covered_by_class: Mapping[str, int] | None = None
+) -> dict[str, Any] | None:
+    """Covered (tarped) loads on ``on_date`` (default: the latest image with any)."""
+    cand = [r for r in rows if r.covered > 0]
+    if not cand:
+        return None
+    row = next((r for r in cand if _fmt_date(r.date) == on_date), None) or cand[-1]
+    by_class = {k: int(v) for k, v in (covered_by_class or {}).items() if v}
+    rec: dict[str, Any] = {
+        "date": _fmt_date(row.date),
+        "scene_id": row.scene_id,
+        "covered": row.covered,
+        "of_total": row.total,
+        "by_class": by_class,
+        "lower_bound": row.partial,
+    }
+    main = max(by_class, key=by_class.get) if by_class else None
+    share = row.covered / row.total if row.total else 0.0
+    hedge = "About" if row.covered >= 5 else "In all,"
+    if main and by_class[main] >= 0.6 * row.covered:
+        text = (
+            f"{hedge} {row.covered} of the {row.total} railcars seen on {_fmt_date(row.date)}"
+            f" ({share:.0%}) carried tarp-covered loads, mostly {_CLASS_WORDS[main]}"
+            f" ({by_class[main]}), so their cargo cannot be identified."
+        )
+    else:
+        text = (
+            f"{hedge} {row.covered} of the {row.total} railcars seen on {_fmt_date(row.date)}"
+            f" ({share:.0%}) carried tarp-covered loads, so their cargo cannot be identified."
+        )
+    rec["text"] = text
+    return rec
+
+
+def containers_first_seen(
+    rows: Sequence[Row], zone_titles: Mapping[str, str] | None = None, min_prior: int = 3
+) -> list[dict[str, Any]]:
+    """Zones where containers appear after at least ``min_prior`` usable images without any."""
+    zones = sorted({z for r in rows for z in r.containers_by_zone})
+    out = []
+    for z in zones:
+        prior = 0
+        for r in rows:
+            n = int(r.containers_by_zone.get(z, 0))
+            if not r.usable:
+                continue
+            if n > 0:
+                if prior >= min_prior:
+                    first = next(x for x in rows if x.usable)
+                    title = (zone_titles or {}).get(z) or z.replace("_", " ")
+                    out.append(
+                        {
+                            "zone": z,
+                            "date": _fmt_date(r.date),
+                            "count": n,
+                            "prior_images_without": prior,
+                            "since": _fmt_date(first.date),
+                            "text": (
+                                f"Shipping containers appeared in the {title} for the first time"
+                                f" on {_fmt_date(r.date)} ({n} seen; none in {prior} earlier usable"
+                                f" images since {_fmt_date(first.date)})."
+                            ),
+                        }
+                    )
+                break
+            prior += 1
+    return out
+
+
+def default_periods(rows: Sequence[Row]) -> list[tuple[str, dt.date, dt.date]]:
+    """The last calendar year with traffic against the two years before it."""
+    busy = [r for r in rows if r.total > 0 and r.usable]
+    if not busy:
+        return []
+    last = busy[-1].date.year
+    a0, a1 = dt.date(last - 2, 1, 1), dt.date(last - 1, 12, 31)
+    b0, b1 = dt.date(last, 1, 1), dt.date(last, 12, 31)
+    return [(f"{last - 2}–{last - 1}", a0, a1), (f"{last}", b0, b1)]
+
+
+def class_mix(
+    rows: Sequence[Row], periods: Sequence[tuple[str, dt.date, dt.date]]
+) -> dict[str, dict[str, Any]]:
+    """Class shares (per cent) by period, summed over usable images in each period."""
+    out: dict[str, dict[str, Any]] = {}
+    for label, d0, d1 in periods:
+        sel = [r for r in rows if d0 <= r.date <= d1 and r.usable]
+        tot = {c: sum(r.counts.get(c, 0) for r in sel) for c in RAILCAR_CLASSES}
+        n = sum(tot.values())
+        out[label] = {
+            "start": _fmt_date(d0),
+            "end": _fmt_date(d1),
+            "images": len(sel),
+            "railcars": n,
+            "counts": tot,
+            "share_pct": {c: (100.0 * v / n if n else 0.0) for c, v in tot.items()},
+        }
+    return out
+
+
+def mix_shift_finding(mix: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """More/fewer of which classes between the first and the last period of ``mix``."""
+    labels = [k for k, v in mix.items() if v.get("railcars", 0) > 0]
+    if len(labels) < 2:
+        return None
+    a, b = mix[labels[0]], mix[labels[-1]]
+    if min(a["railcars"], b["railcars"]) < 20:
+        return None
+    delta = {c: b["share_pct"].get(c, 0.0) - a["share_pct"].get(c, 0.0) for c in RAILCAR_CLASSES}
+    more = [c for c, d in sorted(delta.items(), key=lambda t: -t[1]) if d >= MIX_SHIFT_PP]
+    fewer = [c for c, d in sorted(delta.items(), key=lambda t: t[1]) if d <= -MIX_SHIFT_PP]
+    if not more and not fewer:
+        return None
+
+    def part(cs: list[str]) -> str:
+        return " and ".join(
+            f"{_CLASS_WORDS[c]} ({a['share_pct'][c]:.0f}% → {b['share_pct'][c]:.0f}%)" for c in cs
+        )
+
+    bits = []
+    if more:
+        bits.append("more " + part(more))
+    if fewer:
+        bits.append("fewer " + part(fewer))
+    text = (
+        f"Compared with {labels[0]} ({a['railcars']} railcar sightings in {a['images']} images),"
+        f" {labels[-1]} ({b['railcars']} in {b['images']} images) shows " + ", and ".join(bits)
+        + " as shares of all railcars seen."
+    )
+    return {
+        "from": labels[0],
+        "to": labels[-1],
+        "more": more,
+        "fewer": fewer,
+        "delta_pp": {c: round(d, 1) for c, d in delta.items()},
+        "text": text,
+    }
+
+
+def change_findings(changes: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """Facility changes (from the changes analytics) as records with a sentence each."""
+    out = []
+    for c in changes or []:
+        text = c.get("text") or c.get("description") or c.get("summary")
+        if not text:
+            continue
+        rec = {k: v for k, v in c.items() if isinstance(v, str | int | float | bool | type(None))}
+        rec["text"] = str(text)
+        out.append(rec)
+    return out
+
+
+# -- everything -----------------------------------------------------------------------
+def compute_findings(
+    rows: Sequence[Row],
+    *,
+    site: str,
+    title: str,
+    events: Sequence[Event] = (),
+    onsets: Sequence[Mapping[str, Any]] = (),
+    mix: Mapping[str, Mapping[str, Any]] | None = None,
+    changes: Sequence[Mapping[str, Any]] | None = None,
+    covered_by_class: Mapping[str, int] | None = None,
+    zone_titles: Mapping[str, str] | None = None,
+    as_of: dt.date | None = None,
+) -> Findings:
+    """All key findings for one site (or the crossing), in the analyst's order."""
+    f = Findings(site=site, title=title, as_of=None if as_of is None else as_of.isoformat())
+    top = peak_row(rows)
+    onset = onset_finding(onsets, events, _fmt_date(top.date) if top else None)
+    peak = peak_finding(rows, title, rise_start=onset["date"] if onset else None)
+    covered = covered_finding(rows, peak["date"] if peak else None, covered_by_class)
+    first = containers_first_seen(rows, zone_titles)
+    if mix is None:
+        mix = class_mix(rows, default_periods(rows))
+    shift = mix_shift_finding(mix)
+    chg = change_findings(changes)
+    partial = [r for r in rows if r.partial]
+    f.data = {
+        "images": len(rows),
+        "first_image": _fmt_date(rows[0].date) if rows else None,
+        "last_image": _fmt_date(rows[-1].date) if rows else None,
+        "lower_bound_images": len(partial),
+        "peak": peak,
+        "unprecedented": bool(peak and peak["unprecedented"]),
+        "onset": onset,
+        "covered": covered,
+        "containers_first_seen": first,
+        "mix": {k: dict(v) for k, v in mix.items()},
+        "mix_shift": shift,
+        "changes": chg,
+    }
+    for rec in (peak, onset, covered, *first, shift, *chg):
+        if rec and rec.get("text"):
+            f.sentences.append(rec["text"])
+    if partial:
+        f.sentences.append(
+            f"{len(partial)} of {len(rows)} images saw only part of the site; their counts are"
+            " lower bounds and are not used for records."
+        )
+    if not rows:
+        f.sentences.append("No usable images of the site in the period; nothing can be said.")
+    return f
