@@ -97,4 +97,27 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX observations_site_acquired ON observations (site, acquired);
         """,
     ),
+    (
+        2,
+        "changes: facility changes per site (issue #6)",
+        """
+        CREATE TABLE changes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            site TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            first_seen TEXT NOT NULL,
+            last_absent TEXT NOT NULL,
+            area_m2 REAL NOT NULL,
+            zone TEXT,
+            score REAL NOT NULL,
+            crs_wkt TEXT NOT NULL,
+            geometry_wkt TEXT NOT NULL,
+            before_path TEXT NOT NULL,
+            after_path TEXT NOT NULL,
+            props TEXT NOT NULL,
+            found_at TEXT NOT NULL
+        );
+        CREATE INDEX changes_site ON changes (site, first_seen);
+        """,
+    ),
 ]
