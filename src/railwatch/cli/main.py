@@ -38,6 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "railwatch.cli.ingest",
     "railwatch.cli.report",
     "railwatch.cli.timeline",
+    "railwatch.cli.changes",
 )
 
 
