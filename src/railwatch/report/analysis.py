@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from railwatch.types import Event, Observation, Site
 
 
@@ -28,56 +26,54 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
 
 
-def _complete(o: Observation, threshold: float) -> bool:
-    return (not o.partial) and o.usable_fraction >= threshold
-
-
-def timeline_records(observations: Sequence[Observation], years: float = 5.0) -> dict[str, Any]:
-    """The timeline JSON contract (``observations`` with baselines and flags)."""
+def timeline_and_onsets(
+    observations: Sequence[Observation], events: Sequence[Event], years: float = 5.0
+) -> dict[str, Any]:
+    """The timeline JSON contract (``observations`` with baselines and flags, ``onsets``)
+    from ``railwatch.analytics.timeline.analyze``."""
     from railwatch.analytics import timeline as tl
 
     series = tl.Series.from_observations(observations)
-    base = tl.baselines(series, window_years=years)
-    recs = tl.to_records(series, base)
-    order = tl.date_order(series)
-    return {"observations": [recs[int(i)] for i in order]}
+    return tl.analyze(series, list(events), window_years=years).to_json()
 
 
-def onset_records(
-    observations: Sequence[Observation], events: Sequence[Event], site: str
-) -> list[dict[str, Any]]:
-    """Onsets (contract dicts) of the complete observations of one series."""
-    from railwatch.analytics.onsets import detect_onsets
-    from railwatch.analytics.timeline import DEFAULT_PARTIAL_THRESHOLD
+def _change_record(c: Any, describe: Any) -> dict[str, Any]:
+    def day(v: Any) -> str | None:
+        return v.date().isoformat() if isinstance(v, dt.datetime) else (str(v) if v else None)
 
-    comp = [o for o in observations if _complete(o, DEFAULT_PARTIAL_THRESHOLD)]
-    if len(comp) < 8:
-        return []
-    dates = np.array([o.acquired.date() for o in comp], dtype="datetime64[D]")
-    counts = np.array([o.total for o in comp], dtype=float)
-    return [o.to_dict() for o in detect_onsets(dates, counts, site=site, events=events)]
+    return {
+        "kind": getattr(c, "kind", None),
+        "zone": getattr(c, "zone", None),
+        "last_absent": day(getattr(c, "last_absent", None)),
+        "first_seen": day(getattr(c, "first_seen", None)),
+        "area_m2": round(float(getattr(c, "area_m2", 0.0)), 1),
+        "score": round(float(getattr(c, "score", 0.0)), 3),
+        "text": describe(c),
+    }
 
 
 def facility_changes(
     store: Any, site: Site, as_of: dt.date | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Facility changes of ``site`` (records with ``text``) and before/after chips, if any."""
+    """Facility changes of ``site`` (records with ``text``) and before/after PNG chips."""
     from railwatch.analytics import changes as ch
+    from railwatch.analytics.changes.output import change_chips, describe_change
 
-    found = ch.site_changes(store, site)
+    fn = getattr(ch, "site_changes", None)
+    if fn is None:
+        raise ImportError("railwatch.analytics.changes.site_changes is not there yet")
+    found = fn(store, site)
+    found = getattr(found, "changes", found)
     out, pairs = [], []
     for c in found:
-        rec = c.to_dict() if hasattr(c, "to_dict") else dict(c)
-        day = str(rec.get("date") or rec.get("date_high") or rec.get("after_date") or "")[:10]
-        if as_of is not None and day and dt.date.fromisoformat(day) >= as_of:
+        rec = _change_record(c, describe_change)
+        if as_of is not None and rec["first_seen"] and rec["first_seen"] >= as_of.isoformat():
             continue
-        rec.setdefault("text", ch.describe_change(c))
         out.append(rec)
-        if hasattr(ch, "change_chips"):
-            try:
-                pairs.append({"change": rec, "chips": ch.change_chips(store, site, c)})
-            except Exception as exc:  # a missing chip must not sink the brief
-                rec["chip_error"] = str(exc)
+        try:
+            pairs.append({"change": rec, "chips": change_chips(c)})
+        except Exception as exc:  # a missing chip must not sink the brief
+            rec["chip_error"] = str(exc)
     return out, pairs
 
 
@@ -92,23 +88,13 @@ def analyse(
 ) -> Analysis:
     """Run every available analytics stage; record what is missing or failed."""
     a = Analysis()
-    stages: list[tuple[str, Any]] = [
-        ("timeline", lambda: timeline_records(observations)),
-        ("onsets", lambda: onset_records(observations, events, series_name)),
-    ]
-    for name, fn in stages:
-        try:
-            value = fn()
-        except ImportError as exc:
-            a.notes.append(f"{name}: analytics stage not available ({exc})")
-            continue
-        except Exception as exc:
-            a.notes.append(f"{name}: analytics stage failed ({type(exc).__name__}: {exc})")
-            continue
-        if name == "timeline":
-            a.timeline = value
-        else:
-            a.onsets = value
+    try:
+        a.timeline = timeline_and_onsets(observations, events)
+        a.onsets = list(a.timeline.get("onsets") or [])
+    except ImportError as exc:
+        a.notes.append(f"timeline: analytics stage not available ({exc})")
+    except Exception as exc:
+        a.notes.append(f"timeline: analytics stage failed ({type(exc).__name__}: {exc})")
     if store is not None and sites:
         try:
             a.changes = []

@@ -350,8 +350,9 @@ def build_report(
         chips = p.get("chips")
         if isinstance(chips, Sequence) and len(chips) == 2:
             try:
+                pics = [_decode(c) for c in chips]
                 change_pairs.append({
-                    "uri": annotate.to_data_uri(annotate.side_by_side(list(chips))),
+                    "uri": annotate.to_data_uri(annotate.side_by_side(pics)),
                     "caption": p["change"]["text"],
                 })
             except Exception as exc:
@@ -416,3 +417,15 @@ def _b64(data: bytes) -> str:
     import base64
 
     return base64.b64encode(data).decode("ascii")
+
+
+def _decode(chip: bytes | np.ndarray) -> np.ndarray:
+    """A chip given as encoded PNG/JPEG bytes or an RGB array -> RGB array."""
+    if isinstance(chip, np.ndarray):
+        return chip
+    import cv2
+
+    bgr = cv2.imdecode(np.frombuffer(chip, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError("undecodable chip")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

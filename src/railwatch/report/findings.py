@@ -302,7 +302,7 @@ def onset_finding(
     if ev is not None:
         n = (d - ev.date).days
         when = "the same day as" if n == 0 else f"{_num(n)} day{'s' if n != 1 else ''} after"
-        text += f", {when} the {_fmt_date(ev.date)} event ({ev.name})"
+        text += f", {when} the {ev.name} on {_fmt_date(ev.date)}"
     bl, al = o.get("before_level"), o.get("after_level")
     if bl is not None and al is not None:
         text += (
@@ -510,9 +510,10 @@ def compute_findings(
         if rec and rec.get("text"):
             f.sentences.append(rec["text"])
     if partial:
+        tail = ("its count is a lower bound and is not used for records" if len(partial) == 1
+                else "their counts are lower bounds and are not used for records")
         f.sentences.append(
-            f"{len(partial)} of {len(rows)} images saw only part of the site; their counts are"
-            " lower bounds and are not used for records."
+            f"{len(partial)} of {len(rows)} images saw only part of the site; {tail}."
         )
     if not rows:
         f.sentences.append("No usable images of the site in the period; nothing can be said.")
