@@ -16,9 +16,11 @@ Each break becomes an `Onset`: the date where the two fitted lines meet (clamped
 gap between the last sample before and the first after), an interval from the profile
 of the cost over nearby break positions (a 95 % chi-square(1) drop, 3.84), direction,
 levels before and after (for a ramp, the level reached at the end of the rise), and the
-nearest *preceding* named event. Breaks that change less than ``min_change`` cars, or
-that the same weeks of other years show too (a seasonal swing: the median change over
-year-shifted windows has the same sign and at least half the size) are dropped.
+nearest *preceding* named event. Breaks that change less than ``min_change`` cars (and
+``min_rel_change`` of the level), or that are a seasonal swing (the mean levels over
+up to half a year before and after both lie within half the change of the median of
+the same calendar windows in other years) are dropped; same-direction onsets
+less than ``merge_days`` apart are one rise.
 """
 
 from __future__ import annotations
@@ -175,24 +177,30 @@ def _window_mean(t: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float | 
     return float(y[m].mean()) if m.any() else None
 
 
-def _seasonal(t: np.ndarray, y: np.ndarray, tau: float, change: float, span: float) -> bool:
-    """Do the same weeks of other years show the same change (a seasonal swing)?"""
-    changes = []
+def _seasonal(t: np.ndarray, y: np.ndarray, tau: float, span_before: float,
+              span_after: float, change: float) -> bool:
+    """Is the change an ordinary seasonal swing?
+
+    True when both the mean over ``[tau - span_before, tau)`` and the mean over
+    ``[tau, tau + span_after)`` lie within half the change of the median of the same
+    calendar windows in other years (both ends are what that time of year usually looks
+    like)."""
     year = 365.25
-    for k in range(-10, 11):
-        if k == 0:
-            continue
-        s = tau + k * year
-        if s - span < t[0] - 1 or s + span > t[-1] + 1:
-            continue
-        before = _window_mean(t, y, s - span, s)
-        after = _window_mean(t, y, s, s + span)
-        if before is not None and after is not None:
-            changes.append(after - before)
-    if not changes:
-        return False
-    med = float(np.median(changes))
-    return bool(np.sign(med) == np.sign(change) and abs(med) >= 0.5 * abs(change))
+
+    def typical(lo: float, hi: float) -> bool:
+        here = _window_mean(t, y, lo, hi)
+        others = []
+        for k in range(-10, 11):
+            if k == 0:
+                continue
+            v = _window_mean(t, y, lo + k * year, hi + k * year)
+            if v is not None:
+                others.append(v)
+        if here is None or len(others) < 2:
+            return False
+        return abs(here - float(np.median(others))) < 0.5 * abs(change)
+
+    return typical(tau - span_before, tau) and typical(tau, tau + span_after)
 
 
 def nearest_preceding_event(
@@ -218,7 +226,7 @@ def detect_onsets(
     var_floor: float = 1.0,
     min_change: float = 3.0,
     min_rel_change: float = 0.25,
-    seasonal_span_days: float = 60.0,
+    merge_days: int = 30,
     max_event_days: int = 120,
 ) -> list[Onset]:
     """Onsets in one site's series (``dates`` datetime64[D], ``counts`` numbers).
@@ -255,11 +263,17 @@ def detect_onsets(
         if abs(change) < max(min_change, min_rel_change * max(before, after)):
             continue
         duration = abs(change / slope) if abs(slope) > 1e-9 else 0.0
-        ramp = duration > (t[b] - t[b - 1]) and np.sign(slope) == np.sign(change)
+        # a ramp: the rise outlasts the sampling gap and some image caught it half-way
+        lo_v, hi_v = sorted((before + 0.2 * change, after - 0.2 * change))
+        midway = (t > tau) & (t < tau + duration) & (y > lo_v) & (y < hi_v)
+        ramp = bool(duration > (t[b] - t[b - 1]) and np.sign(slope) == np.sign(change)
+                    and midway.any())
         if not ramp:  # abrupt: it happened between the last sample before and the first after
             lo_t, hi_t = t[b - 1], t[b]
             tau = 0.5 * (lo_t + hi_t)
-        if _seasonal(t, y, tau, change, seasonal_span_days):
+        half_year = 182.6
+        if _seasonal(t, y, tau, min(tau - t[a], half_year),
+                     min(max(t[e - 1] - tau, 1.0), half_year), change):
             continue
         day = day_of(tau)
         ev = nearest_preceding_event(day, events, max_event_days)
@@ -271,4 +285,24 @@ def detect_onsets(
             event=ev.name if ev else None, event_date=ev.date if ev else None,
             days_after_event=(day - ev.date).days if ev else None,
         ))
+    return _merge(out, merge_days)
+
+
+def _merge(onsets: list[Onset], merge_days: int) -> list[Onset]:
+    """Join same-direction onsets less than ``merge_days`` apart (one rise split in two):
+    the earlier date and level before, the later level after."""
+    out: list[Onset] = []
+    for on in onsets:
+        prev = out[-1] if out else None
+        if (prev is not None and prev.direction == on.direction
+                and (on.date - prev.date).days < merge_days):
+            out[-1] = Onset(
+                site=prev.site, date=prev.date, date_low=prev.date_low,
+                date_high=prev.date_high, direction=prev.direction,
+                kind="ramp" if "ramp" in (prev.kind, on.kind) else "step",
+                before_level=prev.before_level, after_level=on.after_level, event=prev.event,
+                event_date=prev.event_date, days_after_event=prev.days_after_event,
+            )
+        else:
+            out.append(on)
     return out

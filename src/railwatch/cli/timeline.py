@@ -65,7 +65,8 @@ def register(app: typer.Typer) -> None:
         s, b = result.series, result.base
         table = Table(title=f"Timeline (baseline: previous {window_years:g} years)")
         for col in ("site", "date", "total", "range", "baseline max", "z", "note"):
-            table.add_column(col, justify="right" if col in ("total", "z") else "left")
+            table.add_column(col, justify="right" if col in ("total", "z") else "left",
+                             overflow="fold", min_width=24 if col == "note" else None)
         for i in range(len(s)):
             note = []
             if not b.complete[i]:
