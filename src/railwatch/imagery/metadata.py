@@ -188,7 +188,7 @@ def _pixel_corners(ds: Any, densify: int = 16) -> np.ndarray:
     w, h = ds.width, ds.height
     cols = np.concatenate([t * w, np.full_like(t, w), (1 - t) * w, np.zeros_like(t)])
     rows = np.concatenate([np.zeros_like(t), t * h, np.full_like(t, h), (1 - t) * h])
-    xs, ys = ds.transform * (cols, rows)
+    xs, ys = ds.transform @ (cols, rows)
     return np.column_stack([xs, ys])
 
 
@@ -204,7 +204,7 @@ def _to_wgs84(crs: CRS, path: Path) -> Transformer:
 def _gsd_m(ds: Any, tr: Transformer) -> float:
     """Ground size of one pixel at the image centre: mean of its geodesic width and height."""
     c, r = ds.width / 2.0, ds.height / 2.0
-    pts = [ds.transform * (c, r), ds.transform * (c + 1, r), ds.transform * (c, r + 1)]
+    pts = [ds.transform @ (c, r), ds.transform @ (c + 1, r), ds.transform @ (c, r + 1)]
     lon, lat = tr.transform([p[0] for p in pts], [p[1] for p in pts])
     _, _, dx = _GEOD.inv(lon[0], lat[0], lon[1], lat[1])
     _, _, dy = _GEOD.inv(lon[0], lat[0], lon[2], lat[2])

@@ -149,8 +149,8 @@ def iter_windows(
             win = Window(col, row, min(size, width - col), min(size, height - row))
             if local_aoi is not None:
                 assert transform is not None
-                x0, y0 = transform * (col, row)
-                x1, y1 = transform * (col + win.width, row + win.height)
+                x0, y0 = transform @ (col, row)
+                x1, y1 = transform @ (col + win.width, row + win.height)
                 if not box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)).intersects(
                     local_aoi
                 ):
