@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "railwatch.cli.sites",
     "railwatch.cli.ingest",
     "railwatch.cli.report",
+    "railwatch.cli.demo",
     "railwatch.cli.timeline",
     "railwatch.cli.changes",
 )
