@@ -1,0 +1,75 @@
+"""The reduced demo, end to end: the findings recover the story from the detector's output."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import railwatch.demo as demo
+from railwatch.cli.main import app
+
+SUMMIT = dt.date(2023, 9, 13)
+
+
+@pytest.fixture(scope="module")
+def reduced(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    res = demo.run_demo(out, max_images=40, start=dt.date(2018, 1, 1),
+                        end=dt.date(2024, 7, 31), pdf=False)
+    assert not res.missing, f"demo stages missing: {res.missing}"
+    return res
+
+
+@pytest.mark.slow
+def test_reduced_demo_recovers_the_story(reduced):
+    data = json.loads((reduced.out_dir / "tumangang" / "findings.json").read_text())
+    # (a) the 2023-10-05 peak, unprecedented against the five-year maximum
+    peak = data["peak"]
+    assert peak["date"] == "2023-10-05" and data["unprecedented"] is True
+    assert 55 <= peak["total"] <= 90, peak
+    assert peak["window_years"] == 5 and peak["history_since"] < "2019-01-01"
+    before = peak["max_before_rise"] or peak["previous_max"]
+    assert before["total"] <= 30
+    # (b) the onset within a week after the 2023-09-13 summit
+    onset = dt.date.fromisoformat(data["onset"]["date"])
+    assert SUMMIT <= onset <= SUMMIT + dt.timedelta(days=7), data["onset"]
+    assert data["onset"]["event"]["date"] == "2023-09-13"
+    # (c) covered cargo on that date
+    assert data["covered"]["date"] == "2023-10-05" and data["covered"]["covered"] >= 5
+    # (d) containers appearing in the warehouse area
+    zones = {c["zone"]: c for c in data["containers_first_seen"]}
+    assert "freight_handling" in zones and zones["freight_handling"]["date"] >= "2023-09-13"
+    # (e) the 2024 shift toward ore (hopper) and tank cars
+    shift = data["mix_shift"]
+    assert {"hopper", "tank"} <= set(shift["more"]) and shift["to"].startswith("2024")
+    html = (reduced.out_dir / "tumangang" / "report.html").read_text()
+    assert "SIMULATED IMAGERY" in html and "https://" not in html
+
+
+@pytest.mark.slow
+def test_reduced_demo_crossing_and_fresh_store(reduced):
+    data = json.loads((reduced.out_dir / "crossing" / "findings.json").read_text())
+    assert data["site"] == "crossing" and data["images"] > 0
+    assert reduced.store_path.exists() and reduced.images <= 40
+    assert set(reduced.timings_s) >= {"simulate", "ingest", "analyze", "report:tumangang"}
+
+
+def test_demo_says_which_stages_are_missing(tmp_path, monkeypatch):
+    def no_simulator(*_a, **_k):
+        raise ImportError("no simulator in this test")
+
+    monkeypatch.setattr(demo, "_simulate", no_simulator)
+    r = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d"), "--no-pdf"])
+    assert r.exit_code == 1
+    assert "simulate: missing" in r.output and "stages not available yet" in r.output
+    res = demo.run_demo(tmp_path / "e", pdf=False)
+    assert res.missing == ["simulate", "ingest", "analyze", "report"] and not res.reports
+
+
+def test_demo_rejects_reversed_dates(tmp_path):
+    r = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--start", "2024-01-01",
+                                 "--end", "2023-01-01"])
+    assert r.exit_code == 2 and "after" in r.output
