@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import shutil
 
@@ -190,6 +191,9 @@ def test_reingest_is_noop_and_folders_recurse(tmp_path, store):
     first = ingest([d], store)
     assert {r.path.name: r.status for r in first.rows} == {
         "a.tif": "new", "a_copy.tif": "already", "b.TIFF": "new"}
+    assert len(first.scenes) == 3 and first.scenes[1].id == first.scenes[0].id
+    assert first.scenes[0].sha256 == hashlib.sha256(a.read_bytes()).hexdigest()
+    assert read_scene_metadata(a, hash_file=False).sha256 == ""
     again = ingest([d, a], store)
     assert [r.status for r in again.rows] == ["already"] * 3
     assert "already ingested as scene" in again.rows[0].notes[0]

@@ -52,6 +52,11 @@ class IngestResult:
     def already(self) -> list[IngestRow]:
         return [r for r in self.rows if r.status == "already"]
 
+    @property
+    def scenes(self) -> list[Scene]:
+        """The stored scenes of every file of this call (new and already ingested)."""
+        return [r.scene for r in self.rows]
+
 
 def collect_paths(paths: Iterable[str | Path]) -> list[Path]:
     """Files given plus ``*.tif``/``*.tiff`` found recursively in folders (sorted, unique)."""

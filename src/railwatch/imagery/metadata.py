@@ -220,7 +220,11 @@ def _tag(tags: dict[str, str], names: tuple[str, ...]) -> tuple[str, str] | None
 
 
 def read_scene_metadata(
-    path: str | Path, datetime: dt.datetime | str | None = None, *, check: bool = True
+    path: str | Path,
+    datetime: dt.datetime | str | None = None,
+    *,
+    check: bool = True,
+    hash_file: bool = True,
 ) -> Scene:
     """A ``Scene`` (id None) for the GeoTIFF at ``path``, reading no more than two blocks.
 
@@ -228,6 +232,8 @@ def read_scene_metadata(
     (Planet ``*_metadata.json`` ``properties.acquired``; Maxar ``.XML``/``.IMD``
     ``firstLineTime``/``earliestAcqTime``), the ``TIFFTAG_DATETIME`` tag, then
     ``datetime``. Raises ``InputError`` naming the file for every problem.
+    ``check=False`` skips the block reads that catch truncated files; ``hash_file=False``
+    skips the SHA-256 (``sha256`` is then ``""``), for callers that only need metadata.
     """
     path = Path(path)
     if not path.exists():
@@ -297,7 +303,7 @@ def read_scene_metadata(
     return Scene(
         id=None,
         path=str(path.resolve()),
-        sha256=file_sha256(path),
+        sha256=file_sha256(path) if hash_file else "",
         crs_wkt=crs_wkt,
         transform=transform,
         width=int(width),
