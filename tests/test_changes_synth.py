@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import shapely
 from affine import Affine
 from pyproj import Transformer
 from shapely.geometry import Polygon, box
-from shapely.ops import transform as shp_transform
 from skimage.draw import polygon as draw_polygon
 
 from railwatch.types import Detections, Site
@@ -58,7 +58,7 @@ def site() -> Site:
     tr = Transformer.from_crs(CRS, 4326, always_xy=True)
 
     def ll(p: Polygon) -> Polygon:
-        return shp_transform(tr.transform, p)
+        return shapely.transform(p, tr.transform, interleaved=False)
 
     aoi = ll(box(X0 + 10, Y0 + 10, X0 + SIZE - 10, Y0 + SIZE - 10))
     zones = {
@@ -104,9 +104,10 @@ def render(world: World, cond: Conditions) -> tuple[np.ndarray, Affine, Detectio
     img = base[None, None, :] * (1 + 0.12 * tex[..., None])
 
     def px(poly: Polygon) -> tuple[np.ndarray, np.ndarray]:
-        xs, ys = np.asarray(poly.exterior.coords).T
-        cols = xs / gsd
-        rows = (SIZE - ys) / gsd
+        # Pixel (r, c) covers [c, c+1) x [r, r+1) in grid units; its centre is at +0.5.
+        xs, ys = np.asarray(poly.buffer(-1e-3 * gsd, join_style="mitre").exterior.coords).T
+        cols = xs / gsd - 0.5
+        rows = (SIZE - ys) / gsd - 0.5
         return draw_polygon(rows, cols, shape)
 
     for ty in world.tracks_y:  # ballast band and two dark rails
@@ -155,7 +156,7 @@ def render(world: World, cond: Conditions) -> tuple[np.ndarray, Affine, Detectio
     return out, transform, truth
 
 
-def write(path: Path, world: World, cond: Conditions) -> Path:
+def write(path: Path, world: World, cond: Conditions, when: dt.datetime | None = None) -> Path:
     """Render and write a GeoTIFF (its true railcars in ``truth(path)``)."""
     data, transform, det = render(world, cond)
     _TRUTH[str(path)] = det
@@ -164,6 +165,8 @@ def write(path: Path, world: World, cond: Conditions) -> Path:
         dtype="uint8", crs=CRS, transform=transform,
     ) as dst:
         dst.write(data)
+        if when is not None:
+            dst.update_tags(ACQUISITION_DATETIME=when.strftime("%Y-%m-%dT%H:%M:%SZ"))
     return path
 
 

@@ -22,15 +22,15 @@ from typing import Any
 import cv2
 import numpy as np
 import rasterio
+import shapely
 from affine import Affine
 from pyproj import CRS, Transformer
 from pyproj.aoi import AreaOfInterest
 from pyproj.database import query_utm_crs_info
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.vrt import WarpedVRT
 from scipy import ndimage
 from shapely.geometry import Polygon
-from shapely.ops import transform as shp_transform
 
 from railwatch.errors import InputError
 from railwatch.types import Site
@@ -78,13 +78,13 @@ def site_crs(site: Site) -> CRS:
 def to_local(geom: Any, crs: CRS) -> Any:
     """A lon/lat (EPSG:4326) shapely geometry in ``crs``."""
     tr = Transformer.from_crs(4326, crs, always_xy=True)
-    return shp_transform(tr.transform, geom)
+    return shapely.transform(geom, tr.transform, interleaved=False)
 
 
 def to_lonlat(geom: Any, crs: CRS) -> Any:
     """A shapely geometry in ``crs`` in lon/lat (EPSG:4326)."""
     tr = Transformer.from_crs(crs, 4326, always_xy=True)
-    return shp_transform(tr.transform, geom)
+    return shapely.transform(geom, tr.transform, interleaved=False)
 
 
 def site_grid(site: Site, gsd_m: float = 1.0, margin_m: float = 0.0) -> Grid:
@@ -147,6 +147,8 @@ def read_on_grid(path: str | os.PathLike[str], grid: Grid) -> tuple[np.ndarray, 
             resampling=resampling,
             src_nodata=src.nodata,
             nodata=src.nodata,
+            # Without nodata, an alpha band is what tells "outside the image" from black.
+            add_alpha=src.nodata is None and ColorInterp.alpha not in src.colorinterp,
         ) as vrt:
             bands = [1, 2, 3] if src.count >= 3 else [1, 1, 1]
             data = vrt.read(bands, masked=False).astype(np.float32)

@@ -13,11 +13,25 @@ from railwatch.analytics.changes.find import (
     UsedImage,
     find_changes,
 )
+from railwatch.analytics.changes.output import (
+    change_chips,
+    changes_to_geojson,
+    describe_change,
+    write_changes_geojson,
+)
+from railwatch.analytics.changes.stored import get_changes, put_changes, site_changes
 
 __all__ = [
     "CHANGE_KINDS",
     "Change",
     "ChangeSet",
     "UsedImage",
+    "change_chips",
+    "changes_to_geojson",
+    "describe_change",
     "find_changes",
+    "get_changes",
+    "put_changes",
+    "site_changes",
+    "write_changes_geojson",
 ]

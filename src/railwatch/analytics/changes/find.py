@@ -297,6 +297,24 @@ def _classify(
     return None, cues
 
 
+def _grow_into_margin(region: np.ndarray, after: list[ImageFeatures],
+                      margin_px: int = 3, tolerance: float = 0.2) -> np.ndarray:
+    """Give a region back the border pixels left out next to shadows, where they match it.
+
+    Shadows and their margins are not compared, so a new roof loses a strip on its shadow
+    side; pixels of that strip that look like the region in every later image rejoin it.
+    """
+    ring = ndimage.binary_dilation(region, iterations=margin_px) & ~region
+    for f in after:
+        ring &= ~f.shadow & f.usable
+        ref = float(np.median(f.log[region]))
+        ring &= np.abs(f.log - ref) < tolerance
+    grown = region | ring
+    # Keep only what touches the region (no islands of look-alike ground).
+    lab, _ = ndimage.label(grown)
+    return np.isin(lab, np.unique(lab[region]))
+
+
 def find_changes(
     images: Sequence[ImageInput],
     site: Site,
@@ -406,6 +424,12 @@ def _changes_over_time(
         t = threshold
         for k in np.flatnonzero(sizes >= min_px) + 1:
             region = lab == k
+            # The blurred map spreads a step; its half-height is where the edge really is.
+            half = 0.5 * float(np.percentile(app[region], 90))
+            core = ndimage.binary_fill_holes(region & (app >= half))
+            if core.sum() >= min_px:
+                region = core
+            region = _grow_into_margin(region, [feats(a, gsd) for a in after])
             geom = _polygon(region, grid, simplify_m=gsd * 0.7)
             bf = [feats(b, max(used[b].info.gsd_m, gsd)) for b in before]
             af = [feats(a, max(used[a].info.gsd_m, gsd)) for a in after]

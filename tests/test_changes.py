@@ -1,0 +1,219 @@
+"""Facility changes on small synthetic rendered images (tests/test_changes_synth.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from shapely.geometry import box, shape
+from shapely.geometry.polygon import orient
+from typer.testing import CliRunner
+
+import test_changes_synth as S
+from railwatch.analytics.changes import (
+    change_chips,
+    changes_to_geojson,
+    describe_change,
+    find_changes,
+    get_changes,
+    put_changes,
+)
+from railwatch.analytics.coregister import to_lonlat
+from railwatch.errors import InputError
+
+NEW = box(220, 250, 260, 280)  # 1,200 m², in the freight-handling zone
+
+
+def with_new(seed: int = 0) -> S.World:
+    w = S.base_world(seed)
+    w.buildings.append(S.Building(NEW, 7.0, (0.62, 0.60, 0.58)))
+    return w
+
+
+def shot(tmp: Path, name: str, world: S.World, cond: S.Conditions, month: int):
+    path = S.write(tmp / f"{name}.tif", world, cond, S.day(month))
+    return (path, S.day(month), S.truth(path))
+
+
+def true_geom():
+    from shapely.affinity import translate
+
+    return translate(NEW, S.X0, S.Y0)
+
+
+def test_new_building_found_at_right_place_and_area(tmp_path):
+    images = [
+        shot(tmp_path, "a", S.base_world(), S.Conditions(seed=1, trains=2), 0),
+        shot(tmp_path, "b", with_new(), S.Conditions(sun_az=200, sun_el=30, seed=2, trains=2), 2),
+    ]
+    result = find_changes(images, S.site(), persist=1)
+    assert len(result.changes) == 1
+    c = result.changes[0]
+    assert c.kind == "new structure"
+    assert c.zone == "freight_handling"
+    assert c.area_m2 == pytest.approx(1200, rel=0.12)
+    truth = true_geom()
+    iou = c.geometry.intersection(truth).area / c.geometry.union(truth).area
+    assert iou > 0.8
+    assert c.last_absent == S.day(0) and c.first_seen == S.day(2)
+    assert 0.5 < c.score <= 1.0
+    text = describe_change(c)
+    assert re.search(r"about 1,[12]00 m²", text) and "freight-handling area" in text
+    assert "between 2021-01-15 and 2021-03-15" in text
+
+
+def test_season_sun_and_trains_alone_change_nothing(tmp_path):
+    w = S.base_world()
+    images = [
+        shot(tmp_path, "summer", w, S.Conditions(seed=1, trains=3), 6),
+        shot(tmp_path, "winter", w,
+             S.Conditions(sun_az=215, sun_el=18, snow=0.85, gain=0.8, trains=4, seed=2), 11),
+        shot(tmp_path, "spring", w,
+             S.Conditions(sun_az=120, sun_el=60, snow=0.3, gain=1.25, trains=2, seed=3), 15),
+    ]
+    result = find_changes(images, S.site(), persist=1)
+    assert result.changes == []
+    assert len(result.used) == 3
+
+
+def test_misaligned_pair_is_aligned_and_building_still_found(tmp_path):
+    images = [
+        shot(tmp_path, "a", S.base_world(), S.Conditions(seed=1), 0),
+        shot(tmp_path, "b", with_new(), S.Conditions(seed=2, sun_az=170, shift_px=(7, 0)), 1),
+    ]
+    result = find_changes(images, S.site(), persist=1)
+    moved = result.images[1].alignment
+    assert moved is not None and moved.ok
+    assert moved.dx == pytest.approx(-7, abs=0.6) and abs(moved.dy) < 0.6
+    assert moved.residual_px < 0.5
+    assert len(result.changes) == 1
+    c = result.changes[0]
+    assert c.kind == "new structure"
+    assert c.geometry.centroid.distance(true_geom().centroid) < 2.0
+    assert c.area_m2 == pytest.approx(1200, rel=0.12)
+
+
+def test_persistence_rule_and_bracket(tmp_path):
+    w0, w1 = S.base_world(), with_new()
+    cond = [S.Conditions(seed=k, sun_az=140 + 10 * k) for k in range(5)]
+    # One odd image with the building is not a change ...
+    odd = [shot(tmp_path, f"o{k}", w1 if k == 2 else w0, cond[k], k) for k in range(5)]
+    assert find_changes(odd, S.site(), persist=2).changes == []
+    # ... a building that stays is, dated between the last image without it and the first with.
+    real = [shot(tmp_path, f"r{k}", w1 if k >= 2 else w0, cond[k], k) for k in range(5)]
+    changes = find_changes(real, S.site(), persist=2).changes
+    assert [c.kind for c in changes] == ["new structure"]
+    assert changes[0].last_absent == S.day(1) and changes[0].first_seen == S.day(2)
+    # Seen only in the very last image: not yet confirmed with persist 2.
+    late = [shot(tmp_path, f"l{k}", w1 if k == 4 else w0, cond[k], k) for k in range(5)]
+    assert find_changes(late, S.site(), persist=2).changes == []
+
+
+def test_errors(tmp_path):
+    a = shot(tmp_path, "a", S.base_world(), S.Conditions(), 0)
+    b = shot(tmp_path, "b", S.base_world(), S.Conditions(seed=3), 1)
+    with pytest.raises(InputError, match="at least two images"):
+        find_changes([a], S.site())
+    with pytest.raises(InputError, match="persist over 2"):
+        find_changes([a, b], S.site(), persist=2)
+    # An image of another place: no overlap with the site.
+    far = tmp_path / "far.tif"
+    import rasterio
+    from affine import Affine
+
+    with rasterio.open(far, "w", driver="GTiff", width=50, height=50, count=3, dtype="uint8",
+                       crs=S.CRS, transform=Affine(1, 0, S.X0 + 50_000, 0, -1, S.Y0)) as dst:
+        dst.write(np.full((3, 50, 50), 90, np.uint8))
+    with pytest.raises(InputError, match="does not overlap"):
+        find_changes([a, b, (far, S.day(3), None)], S.site(), persist=1)
+    # A blank image cannot be aligned: skipped with a reason, then too few images remain.
+    blank = tmp_path / "blank.tif"
+    with rasterio.open(blank, "w", driver="GTiff", width=400, height=400, count=3, dtype="uint8",
+                       crs=S.CRS, transform=Affine(1, 0, S.X0, 0, -1, S.Y0 + S.SIZE)) as dst:
+        dst.write(np.full((3, 400, 400), 90, np.uint8))
+    with pytest.raises(InputError, match="fewer than two usable images.*not aligned"):
+        find_changes([a, (blank, S.day(2), None)], S.site(), persist=1)
+
+
+def test_geojson_store_and_chips(tmp_path):
+    images = [
+        shot(tmp_path, "a", S.base_world(), S.Conditions(seed=1), 0),
+        shot(tmp_path, "b", with_new(), S.Conditions(seed=2), 1),
+    ]
+    result = find_changes(images, S.site(), persist=1)
+    fc = json.loads(json.dumps(changes_to_geojson(result)))
+    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 1
+    f = fc["features"][0]
+    p = f["properties"]
+    assert p["kind"] == "new structure" and p["zone"] == "freight_handling"
+    assert p["first_seen"] == "2021-02-15" and p["last_absent"] == "2021-01-15"
+    assert p["area_m2"] == pytest.approx(1200, rel=0.12) and 0 <= p["score"] <= 1
+    geom = shape(f["geometry"])
+    lonlat = to_lonlat(true_geom(), S.CRS)
+    assert geom.intersection(lonlat).area / lonlat.area > 0.85
+    assert geom.centroid.distance(lonlat.centroid) < 3e-5  # degrees, about 3 m
+    assert geom.equals(orient(geom, 1.0))  # RFC 7946: exterior ring counter-clockwise
+    before, after = change_chips(result.changes[0], size_px=128)
+    for png in (before, after):
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    import cv2
+
+    a = cv2.imdecode(np.frombuffer(before, np.uint8), cv2.IMREAD_COLOR)
+    b = cv2.imdecode(np.frombuffer(after, np.uint8), cv2.IMREAD_COLOR)
+    assert a.shape == b.shape == (128, 128, 3)
+    # The centre of the after chip is the new roof; before it was darker ground.
+    assert b[56:72, 56:72].mean() > a[56:72, 56:72].mean() + 30
+
+    from railwatch.store import Store
+
+    with Store(tmp_path / "db.sqlite") as store:
+        put_changes(store, result)
+        put_changes(store, result)  # replaces, does not duplicate
+        got = get_changes(store, "synth")
+    assert len(got) == 1
+    g = got[0]
+    assert g.kind == "new structure" and g.zone == "freight_handling"
+    assert g.first_seen.date() == S.day(1).date() and g.last_absent.date() == S.day(0).date()
+    assert g.geometry.equals_exact(result.changes[0].geometry, 1e-6)
+    assert describe_change(g) == describe_change(result.changes[0])
+
+
+def _site_file(tmp: Path) -> Path:
+    from railwatch.sites import site_to_geojson
+
+    path = tmp / "synth.geojson"
+    path.write_text(json.dumps(site_to_geojson(S.site())))
+    return path
+
+
+def test_cli_changes(tmp_path):
+    from railwatch.cli.main import app
+
+    runner = CliRunner()
+    db = str(tmp_path / "db.sqlite")
+    folder = tmp_path / "img"
+    folder.mkdir()
+    for k in range(4):
+        S.write(folder / f"im{k}.tif", with_new() if k >= 2 else S.base_world(),
+                S.Conditions(seed=k, sun_az=150 + 15 * k), S.day(k))
+    r = runner.invoke(app, ["--db", db, "sites", "add", str(_site_file(tmp_path))])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["--db", db, "ingest", str(folder), "--site", "synth"])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "changes.geojson"
+    r = runner.invoke(app, ["--db", db, "changes", "synth", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "new structure" in r.output and "freight-handling area" in r.output
+    fc = json.loads(out.read_text())
+    assert [f["properties"]["first_seen"] for f in fc["features"]] == ["2021-03-15"]
+    # Fewer than two images in the window: one clear line, exit 2, no file written.
+    out2 = tmp_path / "none.geojson"
+    r = runner.invoke(app, ["--db", db, "changes", "synth", "--from", "2021-04-01",
+                            "-o", str(out2)])
+    assert r.exit_code == 2
+    assert "fewer than two" in r.output and not out2.exists()
+    r = runner.invoke(app, ["--db", db, "changes", "synth", "--from", "April"])
+    assert r.exit_code == 2 and "not an ISO date" in r.output
