@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ from railwatch.simulate.world import (
     CONTAINER_LENGTHS_M,
     CONTAINER_WIDTH_M,
     Building,
+    Conditions,
     Containers,
     Distractors,
     Road,
@@ -273,8 +275,7 @@ def _containers(site: SiteSpec, d: dt.date, seed: int) -> Containers:
                 )
                 x += ln + 0.6
             y += CONTAINER_WIDTH_M + (0.4 if rng.random() < 0.5 else 4.0)
-        order = rng.permutation(len(slots))[:n]
-        chosen = [slots[i] for i in sorted(order)]
+        chosen = slots[:n]  # the yard fills row by row from one corner
         if not chosen:
             continue
         parts.append(
@@ -306,51 +307,54 @@ def _distractors(
     seed: int,
     extent: tuple[float, float, float, float],
 ) -> Distractors:
-    """Trucks, cars, rubble, machines off the tracks; rubble stays, vehicles move daily."""
+    """Trucks and cars parked along roads (they move daily), machines in the freight
+    yard, rubble piles anywhere off the tracks (they stay)."""
     zones = _zones_local(name)
     track_zone = zones.get("track_area")
+    freight = zones.get("freight_handling")
     x0, y0, x1, y1 = extent
+    roads = [np.asarray(r.points, dtype=np.float64) for r in site.roads]
     rows = []
     for kind, n in site.distractors.items():
         fixed = kind == "rubble"
         rng = _rng(seed, "distractors", name, kind, "" if fixed else when.date())
+        (lo, hi), wd, ht = _DISTRACTOR_SIZES[kind]
         for _ in range(n):
+            x = y = heading = 0.0
             for _try in range(30):
-                x = float(rng.uniform(x0 + 20, x1 - 20))
-                y = float(rng.uniform(y0 + 20, y1 - 20))
-                if track_zone is None or not track_zone.buffer(6).contains(Point(x, y)):
+                if kind in ("truck", "car") and roads:
+                    line = roads[int(rng.integers(len(roads)))]
+                    k = int(rng.integers(len(line) - 1))
+                    a, b = line[k], line[k + 1]
+                    u = float(rng.uniform(0.05, 0.95))
+                    d = (b - a) / max(float(np.linalg.norm(b - a)), 1e-9)
+                    side = float(rng.choice([-1.0, 1.0])) * float(rng.uniform(5.5, 9.0))
+                    x, y = (a + u * (b - a) + side * np.array([-d[1], d[0]])).tolist()
+                    heading = math.atan2(d[1], d[0])
+                elif kind == "machine" and freight is not None:
+                    fx0, fy0, fx1, fy1 = freight.bounds
+                    x, y = float(rng.uniform(fx0, fx1)), float(rng.uniform(fy0, fy1))
+                    heading = float(rng.uniform(0, math.pi))
+                else:
+                    x, y = (
+                        float(rng.uniform(x0 + 20, x1 - 20)),
+                        float(rng.uniform(y0 + 20, y1 - 20)),
+                    )
+                    heading = float(rng.uniform(0, math.pi))
+                inside = x0 < x < x1 and y0 < y < y1
+                if inside and (
+                    track_zone is None or not track_zone.buffer(4).contains(Point(x, y))
+                ):
                     break
-            (lo, hi), wd, ht = _DISTRACTOR_SIZES[kind]
-            color = (
-                (120, 110, 96)
-                if kind == "rubble"
-                else tuple(int(c) for c in rng.integers(40, 220, 3))
-            )
-            rows.append(
-                (
-                    x,
-                    y,
-                    float(rng.uniform(0, np.pi)),
-                    float(rng.uniform(lo, hi)),
-                    wd,
-                    ht,
-                    kind,
-                    color,
-                )
-            )
+            color = (120, 110, 96) if fixed else tuple(int(c) for c in rng.integers(40, 220, 3))
+            rows.append((x, y, heading, float(rng.uniform(lo, hi)), wd, ht, kind, color))
     if not rows:
         return Distractors.empty()
     c = list(zip(*rows, strict=True))
     return Distractors(
-        x=c[0],
-        y=c[1],
-        heading=c[2],
-        length_m=c[3],
-        width_m=c[4],
-        height_m=c[5],
-        kind=list(c[6]),
-        color=list(c[7]),
-    )
+        x=c[0], y=c[1], heading=c[2], length_m=c[3], width_m=c[4], height_m=c[5],
+        kind=list(c[6]), color=list(c[7]),
+    )  # fmt: skip
 
 
 def site_world(
@@ -403,19 +407,220 @@ def containers_by_zone(site: str, containers: Containers) -> dict[str, int]:
     return out
 
 
+# -- rendering the plan ------------------------------------------------------------------
+#: Month -> (chance of snow cover, min, max snow fraction): a Tumangang winter.
+_SNOW: dict[int, tuple[float, float, float]] = {
+    11: (0.15, 0.15, 0.5),
+    12: (0.6, 0.4, 0.95),
+    1: (0.7, 0.5, 0.95),
+    2: (0.6, 0.4, 0.9),
+    3: (0.25, 0.15, 0.6),
+}
+
+
+def conditions_for(spec: ScenarioSpec, plan: PlannedImage) -> Conditions:
+    """Imaging conditions of a planned image: sun place/time, sensor, season, haze, lean."""
+    site = _site_record(plan.site)
+    lon, lat = site.properties["center"]
+    rng = _rng(plan.seed, "conditions")
+    m = plan.when.month
+    p_snow, lo, hi = _SNOW.get(m, (0.0, 0.0, 0.0))
+    snow = float(rng.uniform(lo, hi)) if rng.random() < p_snow else 0.0
+    coarse = plan.gsd_m >= 2.0
+    return Conditions(
+        when=plan.when.replace(tzinfo=dt.UTC),
+        lat=float(lat),
+        lon=float(lon),
+        sensor=plan.sensor,
+        gsd_m=plan.gsd_m,
+        snow=round(snow, 3),
+        haze=round(float(rng.uniform(0.0, 0.25)), 3),
+        cloud_cover=plan.cloud,
+        off_nadir_deg=round(float(rng.uniform(0.0, 3.0 if coarse else 22.0)), 2),
+        off_nadir_azimuth_deg=round(float(rng.uniform(0.0, 360.0)), 1),
+        noise=0.02 if coarse else round(float(rng.uniform(0.008, 0.016)), 4),
+        seed=plan.seed,
+    )
+
+
+def image_bounds(
+    extent: tuple[float, float, float, float], plan: PlannedImage
+) -> tuple[float, float, float, float]:
+    """The part of the AOI extent a (possibly partial) image covers, local metres."""
+    x0, y0, x1, y1 = extent
+    f = plan.coverage
+    if f >= 1.0:
+        return extent
+    side = int(plan.edge_angle_deg // 90) % 4  # which side of the AOI the strip keeps
+    if side == 0:
+        return (x0, y0, x0 + f * (x1 - x0), y1)
+    if side == 1:
+        return (x1 - f * (x1 - x0), y0, x1, y1)
+    if side == 2:
+        return (x0, y0, x1, y0 + f * (y1 - y0))
+    return (x0, y1 - f * (y1 - y0), x1, y1)
+
+
+def _in(xs: np.ndarray, ys: np.ndarray, b: tuple[float, float, float, float]) -> np.ndarray:
+    return (xs >= b[0]) & (xs <= b[2]) & (ys >= b[1]) & (ys <= b[3])
+
+
+def _atomic_json(obj: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def select_images(
+    plan: Sequence[PlannedImage],
+    start: dt.date | str | None = None,
+    end: dt.date | str | None = None,
+    max_images: int | None = None,
+    sites: Sequence[str] | None = None,
+) -> list[PlannedImage]:
+    """The planned images within [start, end] (dates, inclusive) at ``sites``; at most
+    ``max_images`` (required images first, then spread evenly over the rest)."""
+    s = dt.date.fromisoformat(start) if isinstance(start, str) else start
+    e = dt.date.fromisoformat(end) if isinstance(end, str) else end
+    out = [
+        p
+        for p in plan
+        if (s is None or p.when.date() >= s)
+        and (e is None or p.when.date() <= e)
+        and (not sites or p.site in sites)
+    ]
+    if max_images is not None and len(out) > max_images:
+        req = [p for p in out if p.required][:max_images]
+        rest = [p for p in out if not p.required]
+        k = max_images - len(req)
+        if k > 0 and rest:
+            idx = np.unique(np.linspace(0, len(rest) - 1, k).round().astype(int))
+            req += [rest[i] for i in idx]
+        out = sorted(req, key=lambda p: (p.when, p.site))
+    return out
+
+
+def simulate_scenario(
+    name_or_path: str | Path,
+    out_dir: str | Path,
+    seed: int = 0,
+    start: dt.date | str | None = None,
+    end: dt.date | str | None = None,
+    max_images: int | None = None,
+    sites: Sequence[str] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict[str, Any]:
+    """Render a scenario's images, truth files and ``manifest.json`` into ``out_dir``.
+
+    Each image is ``<site>_<YYYYMMDDTHHMM>_<sensor>.tif`` (written atomically) with its
+    ``.truth.geojson``; ``manifest.json`` is written last, atomically, so a failure
+    leaves no half manifest. ``start``/``end``/``max_images``/``sites`` render a subset.
+    ``progress(done, total, name)`` is called after each image. Returns the manifest.
+    """
+    from railwatch.simulate.render import render, truth_path, write_geotiff
+
+    spec = load_scenario(name_or_path)
+    if sites:
+        unknown = sorted(set(sites) - set(spec.sites))
+        if unknown:
+            raise InputError(
+                f"scenario {spec.name!r} has no site {unknown[0]!r} "
+                f"(its sites: {', '.join(spec.sites)})"
+            )
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output folder ({exc.strerror})", out) from None
+    traffic = build_traffic(spec, seed)
+    chosen = select_images(plan_images(spec, seed), start, end, max_images, sites)
+    images: list[dict[str, Any]] = []
+    for k, plan in enumerate(chosen):
+        world = site_world(spec, plan.site, plan.when, traffic, seed)
+        bounds = image_bounds(world.extent, plan)
+        cond = conditions_for(spec, plan)
+        rendered = render(world, cond, bounds=bounds)
+        tif = out / f"{plan.stem}.tif"
+        write_geotiff(rendered, tif, cond)
+        truth = rendered.truth
+        rail = truth.kind == "railcar"
+        occluded = truth.extra.get("occluded", np.zeros(len(truth), bool)).astype(bool)
+        counts = truth.counts()
+        visible = truth[~occluded].counts()
+        cont = world.containers[_in(world.containers.x, world.containers.y, bounds)]
+        full = world.extent
+        aoi_cov = ((bounds[2] - bounds[0]) * (bounds[3] - bounds[1])) / (
+            (full[2] - full[0]) * (full[3] - full[1])
+        )
+        site_counts = traffic.counts(plan.site, plan.when)
+        images.append(
+            {
+                "file": tif.name,
+                "truth": truth_path(tif).name,
+                "site": plan.site,
+                "datetime": plan.when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "sensor": plan.sensor,
+                "gsd_m": plan.gsd_m,
+                "width": int(rendered.image.shape[1]),
+                "height": int(rendered.image.shape[0]),
+                "cloud_fraction": round(rendered.cloud_fraction, 4),
+                "aoi_coverage": round(float(aoi_cov), 4),
+                "snow": cond.snow,
+                "off_nadir_deg": cond.off_nadir_deg,
+                "sun_azimuth_deg": round(rendered.sun_azimuth_deg, 2),
+                "sun_elevation_deg": round(rendered.sun_elevation_deg, 2),
+                "counts": {k2: v for k2, v in counts.items() if k2 != "containers"},
+                "counts_visible": {k2: v for k2, v in visible.items() if k2 != "containers"},
+                "covered": counts["covered"],
+                "containers": int(cont.stack.sum()),
+                "containers_by_zone": containers_by_zone(plan.site, cont),
+                "site_counts": site_counts,
+                "trains": sorted({str(t) for t in truth.extra.get("train_id", [])[rail]}),
+                "required": plan.required,
+                "seed": plan.seed,
+            }
+        )
+        if progress is not None:
+            progress(k + 1, len(chosen), tif.name)
+    manifest = {
+        "scenario": spec.name,
+        "title": spec.title,
+        "seed": seed,
+        "generated_by": "railwatch simulate",
+        "sites": {
+            name: {"crs": site_frame(name)[0], "origin": list(site_frame(name)[1])}
+            for name in spec.sites
+        },
+        "events": [
+            {"date": e.date.isoformat(), "name": e.name, **({"site": e.site} if e.site else {})}
+            for e in spec.events
+        ],
+        "images": images,
+    }
+    _atomic_json(manifest, out / "manifest.json")
+    return manifest
+
+
 __all__ = [
     "SCENARIO_DIR",
     "PlannedImage",
+    "conditions_for",
     "container_count",
     "containers_by_zone",
+    "image_bounds",
     "list_scenarios",
     "load_scenario",
     "plan_images",
+    "select_images",
+    "simulate_scenario",
     "site_frame",
     "site_world",
     "zone_of",
 ]
-
-
-def _unused(*_: Any) -> None:  # keep imports used until the render part lands
-    _ = (Callable, json, tempfile, build_traffic)
