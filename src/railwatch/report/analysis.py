@@ -22,6 +22,7 @@ class Analysis:
     timeline: dict[str, Any] | None = None
     onsets: list[dict[str, Any]] = field(default_factory=list)
     changes: list[dict[str, Any]] | None = None
+    mix: dict[str, Any] | None = None  # analytics.mix.compare_mix(...).to_dict()
     change_pairs: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -35,6 +36,24 @@ def timeline_and_onsets(
 
     series = tl.Series.from_observations(observations)
     return tl.analyze(series, list(events), window_years=years).to_json()
+
+
+def mix_comparison(
+    observations: Sequence[Observation], periods: Sequence[tuple[str, dt.date, dt.date]]
+) -> dict[str, Any] | None:
+    """``railwatch.analytics.mix.compare_mix`` between the first and last of ``periods``
+    (a permutation test over images), as its ``to_dict()``; None without two periods."""
+    if len(periods) < 2:
+        return None
+    from railwatch.analytics.mix import compare_mix
+    from railwatch.analytics.timeline import Reference, Series
+
+    (na, a0, a1), (nb, b0, b1) = periods[0], periods[-1]
+    series = Series.from_observations(observations)
+    cmp = compare_mix(series, Reference(na, a0, a1), Reference(nb, b0, b1))
+    out = cmp.to_dict()
+    out["shifted"] = cmp.shifted
+    return out
 
 
 def _change_record(c: Any, describe: Any) -> dict[str, Any]:
@@ -85,9 +104,18 @@ def analyse(
     store: Any = None,
     sites: Sequence[Site] = (),
     as_of: dt.date | None = None,
+    periods: Sequence[tuple[str, dt.date, dt.date]] = (),
 ) -> Analysis:
     """Run every available analytics stage; record what is missing or failed."""
     a = Analysis()
+    if periods:
+        try:
+            a.mix = mix_comparison(observations, periods)
+        except ImportError as exc:
+            a.notes.append(f"mix: analytics stage not available ({exc}); shares compared"
+                           " without a significance test")
+        except Exception as exc:
+            a.notes.append(f"mix: comparison not possible ({exc})")
     try:
         a.timeline = timeline_and_onsets(observations, events)
         a.onsets = list(a.timeline.get("onsets") or [])

@@ -19,7 +19,13 @@ from railwatch import __version__
 from railwatch.errors import InputError
 from railwatch.report import annotate, charts, exports
 from railwatch.report.analysis import Analysis, analyse
-from railwatch.report.findings import Findings, Row, compute_findings, rows_from_observations
+from railwatch.report.findings import (
+    Findings,
+    Row,
+    compute_findings,
+    default_periods,
+    rows_from_observations,
+)
 from railwatch.report.html import write_html
 from railwatch.report.pdf import html_to_pdf
 from railwatch.types import RAILCAR_CLASSES, Detections, Event, Observation, Scene, Site
@@ -38,7 +44,8 @@ METHOD = (
     " five-year window by more than their combined uncertainty. Onsets are change points"
     " in the series of complete counts; their dates are uncertain by the gap between"
     " images. Class shares compare all railcar sightings in two periods, so a train seen"
-    " in several images counts several times. Tarp-covered loads are flagged but their"
+    " in several images counts several times; a shift is stated only when a permutation"
+    " test over images (not cars) finds it. Tarp-covered loads are flagged but their"
     " cargo is not identified. Every detection is drawn on the images and exported"
     " (GeoJSON, GeoPackage, KML) so each count can be checked by eye."
 )
@@ -228,7 +235,9 @@ def build_report(
     if as_of:
         events = [e for e in events if e.date < as_of]
     say("analytics")
-    an: Analysis = analyse(obs, events, name, store=store, sites=sites, as_of=as_of)
+    periods = default_periods(rows_from_observations(obs))
+    an: Analysis = analyse(obs, events, name, store=store, sites=sites, as_of=as_of,
+                           periods=periods)
     rows = rows_from_observations(obs, an.timeline)
     img = _Images(store, sites)
 
@@ -259,7 +268,7 @@ def build_report(
             zone_titles[f"{s.name}:{z}"] = f"{_short_title(s)} {label}"
     findings = compute_findings(
         rows, site=name, title=_short_title(sites[0]) if len(sites) == 1 else title,
-        events=events, onsets=an.onsets, changes=an.changes,
+        events=events, onsets=an.onsets, changes=an.changes, mix_comparison=an.mix,
         covered_by_class=covered_by_class, zone_titles=zone_titles, as_of=as_of,
     )
     findings.data["analytics_notes"] = list(an.notes)

@@ -449,6 +449,62 @@ def mix_shift_finding(mix: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | 
         "more": more,
         "fewer": fewer,
         "delta_pp": {c: round(d, 1) for c, d in delta.items()},
+        "tested": False,
+        "text": text,
+    }
+
+
+def _p(p: float) -> str:
+    return "p < 0.001" if float(p) < 0.001 else f"p = {float(p):.3f}"
+
+
+def mix_from_comparison(cmp: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per-period shares (the ``class_mix`` shape) from a ``compare_mix`` dict."""
+    out: dict[str, dict[str, Any]] = {}
+    for p in cmp.get("periods", []):
+        shares = {c: 100.0 * float(p["shares"].get(c, 0.0)) for c in RAILCAR_CLASSES}
+        out[p["name"]] = {
+            "start": p["start"], "end": p["end"], "images": p["n_images"],
+            "railcars": p["n_cars"],
+            "counts": {c: round(v * p["n_cars"] / 100.0) for c, v in shares.items()},
+            "share_pct": shares,
+        }
+    return out
+
+
+def mix_shift_from_comparison(cmp: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The mix-shift finding from a significance-tested comparison (analytics.mix)."""
+    if not cmp.get("shifted"):
+        return None
+    a, b = cmp["periods"][0], cmp["periods"][-1]
+    shifts = {s["class"]: s for s in cmp["shifts"]}
+    more = sorted((c for c, s in shifts.items() if s["direction"] == "rose"),
+                  key=lambda c: -shifts[c]["difference"])
+    fewer = sorted((c for c, s in shifts.items() if s["direction"] == "fell"),
+                   key=lambda c: shifts[c]["difference"])
+    if not more and not fewer:
+        return None
+
+    def part(cs: list[str]) -> str:
+        return " and ".join(
+            f"{_CLASS_WORDS[c]} ({shifts[c]['share_before']:.0%} → {shifts[c]['share_after']:.0%})"
+            for c in cs
+        )
+
+    bits = (["more " + part(more)] if more else []) + (["fewer " + part(fewer)] if fewer else [])
+    text = (
+        f"Compared with {a['name']} ({a['n_cars']} railcar sightings in {a['n_images']} images),"
+        f" {b['name']} ({b['n_cars']} in {b['n_images']} images) shows " + ", and ".join(bits)
+        + f" as shares of all railcars seen (permutation test over images, {_p(cmp['p_overall'])})."
+    )
+    return {
+        "from": a["name"],
+        "to": b["name"],
+        "more": more,
+        "fewer": fewer,
+        "delta_pp": {c: round(100 * s["difference"], 1) for c, s in shifts.items()},
+        "p_overall": cmp["p_overall"],
+        "tested": True,
         "text": text,
     }
 
@@ -475,6 +531,7 @@ def compute_findings(
     events: Sequence[Event] = (),
     onsets: Sequence[Mapping[str, Any]] = (),
     mix: Mapping[str, Mapping[str, Any]] | None = None,
+    mix_comparison: Mapping[str, Any] | None = None,
     changes: Sequence[Mapping[str, Any]] | None = None,
     covered_by_class: Mapping[str, int] | None = None,
     zone_titles: Mapping[str, str] | None = None,
@@ -487,9 +544,13 @@ def compute_findings(
     peak = peak_finding(rows, title, rise_start=onset["date"] if onset else None)
     covered = covered_finding(rows, peak["date"] if peak else None, covered_by_class)
     first = containers_first_seen(rows, zone_titles)
-    if mix is None:
-        mix = class_mix(rows, default_periods(rows))
-    shift = mix_shift_finding(mix)
+    if mix_comparison is not None:
+        mix = mix_from_comparison(mix_comparison)
+        shift = mix_shift_from_comparison(mix_comparison)
+    else:
+        if mix is None:
+            mix = class_mix(rows, default_periods(rows))
+        shift = mix_shift_finding(mix)
     chg = change_findings(changes)
     partial = [r for r in rows if r.partial]
     f.data = {
