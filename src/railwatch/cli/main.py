@@ -40,6 +40,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "railwatch.cli.demo",
     "railwatch.cli.timeline",
     "railwatch.cli.changes",
+    "railwatch.cli.simulate",
 )
 
 

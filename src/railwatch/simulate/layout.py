@@ -1,7 +1,7 @@
 """Randomised rail-yard layouts: far more variety than any one real site.
 
 :func:`random_world` builds a :class:`~railwatch.simulate.world.World` over a given
-extent: one or two bundles of parallel tracks (straight or curved, any orientation,
+extent: a bundle of parallel tracks (straight or curved, any orientation,
 sometimes a diverging siding), trains that are dense and long (1 m gaps) or sparse, all
 railcar classes with plausible lengths and liveries (plus off-palette colours), covered
 loads, and beside the tracks the things a detector must not count: ground container
@@ -158,7 +158,7 @@ def random_world(
     buildings: list[Building] = []
     walls: list[Wall] = []
     roads: list[Road] = []
-    n_bundles = 1 if rng.random() < 0.75 else 2
+    n_bundles = 1  # crossing bundles would put lots on top of tracks
     for bi in range(n_bundles):
         theta = float(rng.uniform(0, math.pi))
         curv = (
@@ -176,9 +176,10 @@ def random_world(
         spacing = float(rng.uniform(4.5, 5.6))
         gauge = 1.520 if rng.random() < 0.6 else 1.435
         offs = (np.arange(n_tr) - (n_tr - 1) / 2) * spacing
-        if rng.random() < 0.3 and n_tr > 2:  # a wider gap between groups of tracks
-            k = int(rng.integers(1, n_tr))
-            offs[k:] += float(rng.uniform(4, 25))
+        if rng.random() < 0.4 and n_tr > 2:  # wider gaps between groups of tracks
+            for _ in range(int(rng.integers(1, 3))):
+                k = int(rng.integers(1, n_tr))
+                offs[k:] += float(rng.uniform(3, 30))
         bundle: list[Track] = []
         for ti, o in enumerate(offs):
             verts = _offset_line(base, float(o))
