@@ -377,3 +377,25 @@ def test_cli_report(tmp_path, monkeypatch):
                                    "--as-of", "yesterday"])
     assert bad.exit_code == 2 and "not a date" in bad.output
     assert b.CROSSING == "crossing"
+
+
+def test_facility_changes_section_with_chips(tmp_path, monkeypatch):
+    import cv2
+
+    import railwatch.report.analysis as an
+
+    chip = cv2.imencode(".png", np.full((64, 64, 3), 128, np.uint8))[1].tobytes()
+    rec = {"kind": "new structure", "zone": "freight_handling", "first_seen": "2021-08-15",
+           "last_absent": "2021-07-02", "area_m2": 1200.0,
+           "text": "A new warehouse-sized building of about 1,200 m² appeared in the"
+                   " freight-handling area between 2021-07-02 and 2021-08-15."}
+    monkeypatch.setattr(an, "facility_changes",
+                        lambda store, site, as_of: ([dict(rec)], [{"change": rec,
+                                                                    "chips": (chip, chip)}]))
+    res = build_report(FakeStore(tmp_path), "tumangang", tmp_path / "c", pdf=False)
+    data = json.loads(res.findings_json.read_text())
+    assert data["changes"][0]["kind"] == "new structure"
+    assert rec["text"] in res.findings.sentences
+    html = res.html.read_text()
+    sec = html[html.index('id="changes"'):html.index('id="images"')]
+    assert "1,200 m²" in sec and sec.count("<img") == 1

@@ -74,18 +74,15 @@ def _change_record(c: Any, describe: Any) -> dict[str, Any]:
 def facility_changes(
     store: Any, site: Site, as_of: dt.date | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Facility changes of ``site`` (records with ``text``) and before/after PNG chips."""
-    from railwatch.analytics import changes as ch
+    """Facility changes of ``site`` stored by ``railwatch changes`` (records with ``text``)
+    and their before/after PNG chips. With ``as_of``, only changes first seen before it."""
     from railwatch.analytics.changes.output import change_chips, describe_change
+    from railwatch.analytics.changes.stored import get_changes
 
-    fn = getattr(ch, "site_changes", None)
-    if fn is None:
-        raise ImportError("railwatch.analytics.changes.site_changes is not there yet")
-    found = fn(store, site)
-    found = getattr(found, "changes", found)
     out, pairs = [], []
-    for c in found:
+    for c in get_changes(store, site):
         rec = _change_record(c, describe_change)
+        rec["site"] = site.name
         if as_of is not None and rec["first_seen"] and rec["first_seen"] >= as_of.isoformat():
             continue
         out.append(rec)

@@ -367,7 +367,8 @@ def build_report(
             except Exception as exc:
                 an.notes.append(f"change chip not drawn ({exc})")
     changes_note = (
-        "No facility changes were found in the period." if an.changes is not None else
+        "No facility changes are recorded in the store for this site and period (run"
+        " `railwatch changes SITE` to look for them)." if an.changes is not None else
         "Facility-change analysis was not available for this brief."
     )
     context = {
