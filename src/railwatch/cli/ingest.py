@@ -13,18 +13,19 @@ from railwatch.store import Store
 
 
 def _table(result: IngestResult) -> Table:
-    table = Table("file", "status", "scene", "acquired UTC", "GSD m", "sensor", "sites (AOI %)",
+    table = Table("status", "scene", "acquired UTC", "GSD m", "sensor", "sites (AOI %)",
                   title="ingest")
+    table.add_column("file", overflow="fold", ratio=1)
     for row in result.rows:
         s = row.scene
         table.add_row(
-            row.path.name,
             row.status,
             str(s.id),
             s.acquired.strftime("%Y-%m-%d %H:%M") if s.acquired else "-",
             f"{s.gsd_m:.2f}",
             s.sensor or "-",
             ", ".join(f"{k} {v:.0%}" for k, v in row.coverage.items()),
+            row.path.name,
         )
     return table
 
