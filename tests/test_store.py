@@ -173,6 +173,8 @@ def test_detections_roundtrip_replace_and_pending(store):
     got_b = store.get_detections(b)
     assert got_b is not None and len(got_b) == 0
     assert store.scenes_without_detections() == []
+    with pytest.raises(NotFoundError):
+        store.put_detections(12345, det)
 
 
 def _obs(scene_id, day, total, site="tumangang"):

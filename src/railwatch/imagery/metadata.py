@@ -9,6 +9,7 @@ hash. Only two small blocks per band are decoded, to catch truncated files.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
@@ -72,9 +73,15 @@ def parse_datetime(text: str, source: str = "") -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
+@functools.lru_cache(maxsize=32)
+def _listing(folder: str, mtime_ns: int) -> dict[str, Path]:
+    """Lower-case file name -> path for one folder (cached while the folder is unchanged)."""
+    return {p.name.lower(): p for p in Path(folder).iterdir() if p.is_file()}
+
+
 def _sidecar_candidates(path: Path) -> list[Path]:
     folder, stem = path.parent, path.stem
-    names = {p.name.lower(): p for p in folder.iterdir() if p.is_file()} if folder.exists() else {}
+    names = _listing(str(folder), folder.stat().st_mtime_ns) if folder.exists() else {}
     found: list[Path] = []
     for ext in (".json", "_metadata.json", ".xml", ".imd", "_metadata.xml"):
         p = names.get((stem + ext).lower())

@@ -353,6 +353,7 @@ class Store:
     # -- detections ---------------------------------------------------------------------
     def put_detections(self, scene_id: int, det: Detections, run_id: int | None = None) -> None:
         """Store the detections of a scene (EPSG:4326), replacing any earlier ones."""
+        self.get_scene(scene_id)  # NotFoundError for an unknown scene
         d = det.to_crs(4326)
         meta = {k: v for k, v in det.meta.items() if isinstance(v, _CORE_META)}
         rows = []
