@@ -401,3 +401,28 @@ def test_simulate_rejects_unknown_site_and_leaves_no_manifest(tmp_path):
     with pytest.raises(InputError, match="no site 'rajin'"):
         simulate_scenario(BUILTIN, tmp_path / "o", sites=["rajin"])
     assert not (tmp_path / "o" / "manifest.json").exists()
+
+
+def test_cli_simulate(tmp_path, raw):
+    from typer.testing import CliRunner
+
+    from railwatch.cli.main import app
+
+    data = copy.deepcopy(raw)
+    data["imagery"]["sensors"] = [{"name": "PlanetScope", "gsd_m": 3.0}]
+    data["imagery"]["required"] = [{"site": "khasan", "date": "2022-11-29"}]
+    path = _write(tmp_path, data, "cli.yaml")
+    out = tmp_path / "cli-out"
+    args = ["simulate", str(path), "--out", str(out), "--seed", "2", "--max-images", "1",
+            "--start", "2022-11-29", "--end", "2022-11-29"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "manifest.json").read_text())
+    assert len(m["images"]) == 1 and m["images"][0]["site"] == "khasan" and m["seed"] == 2
+    assert m["images"][0]["trains"] == ["nov22-8car"]
+    bad = _write(tmp_path, {"name": "x"}, "bad.yaml")
+    res = CliRunner().invoke(app, ["simulate", str(bad), "--out", str(tmp_path / "b")])
+    assert res.exit_code == 2
+    assert "bad.yaml: start: missing required key" in " ".join(res.output.split())
+    res = CliRunner().invoke(app, ["simulate", BUILTIN, "--out", str(out), "--start", "soon"])
+    assert res.exit_code == 2 and "start: expected a date" in res.output

@@ -478,6 +478,15 @@ def _atomic_json(obj: Any, path: Path) -> None:
         raise
 
 
+def _as_date(value: dt.date | str | None, what: str) -> dt.date | None:
+    if value is None or isinstance(value, dt.date):
+        return value.date() if isinstance(value, dt.datetime) else value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise InputError(f"{what}: expected a date YYYY-MM-DD, got {value!r}") from None
+
+
 def select_images(
     plan: Sequence[PlannedImage],
     start: dt.date | str | None = None,
@@ -487,8 +496,7 @@ def select_images(
 ) -> list[PlannedImage]:
     """The planned images within [start, end] (dates, inclusive) at ``sites``; at most
     ``max_images`` (required images first, then spread evenly over the rest)."""
-    s = dt.date.fromisoformat(start) if isinstance(start, str) else start
-    e = dt.date.fromisoformat(end) if isinstance(end, str) else end
+    s, e = _as_date(start, "start"), _as_date(end, "end")
     out = [
         p
         for p in plan
@@ -526,6 +534,7 @@ def simulate_scenario(
     """
     from railwatch.simulate.render import render, truth_path, write_geotiff
 
+    start, end = _as_date(start, "start"), _as_date(end, "end")
     spec = load_scenario(name_or_path)
     if sites:
         unknown = sorted(set(sites) - set(spec.sites))
