@@ -174,3 +174,13 @@ def test_cloud_fraction_in_a_decimated_read(tmp_path) -> None:
     assert obs.count_high > count_range(10, RATES)[1]
     with pytest.raises(InputError):
         cloud_fraction_in(tmp_path / "missing.tif", aoi)
+
+
+def test_site_by_name_and_cloud_measured_on_the_scene_file(tmp_path) -> None:
+    rng = np.random.default_rng(2)
+    img = _ground(rng, 300, 400)  # 1600 m x 1200 m at 4 m: the whole AOI, no cloud
+    path = tmp_path / "clear.tif"
+    _write_tif(path, img, from_origin(X0 - 200, Y0 + 1000, 4.0, 4.0))
+    obs = observe("tumangang", _scene(FULL, str(path)), _detections(), error_rates=RATES)
+    assert obs.site == "tumangang" and not obs.partial
+    assert obs.usable_fraction > 0.97

@@ -96,7 +96,7 @@ def _local(site: Site) -> tuple[Any, Any, dict[str, Any]]:
 
 
 def observe(
-    site: Site,
+    site: Site | str,
     scene: Scene,
     detections: Detections,
     image_path: str | Path | None = None,
@@ -105,16 +105,26 @@ def observe(
     *,
     metrics_path: str | Path | None = None,
     partial_threshold: float = DEFAULT_PARTIAL_THRESHOLD,
+    store: Any = None,
+    measure_cloud: bool = True,
 ) -> Observation:
     """Count ``site`` in ``scene`` from its ``detections``.
 
-    ``cloud``: the cloudy share of the AOI's part inside the image, if known; else, with
-    ``image_path``, it is measured (`cloud_fraction_in`); else no cloud is assumed.
+    ``site``: a Site or a site name (resolved with ``store``).
+    ``cloud``: the cloudy share of the AOI's part inside the image, if known; else it is
+    measured (`cloud_fraction_in`) on ``image_path``, or on ``scene.path`` when that file
+    exists and ``measure_cloud``; else no cloud is assumed.
     ``error_rates``: ``{"precision", "recall"}``; default: the shipped model's metrics for
     the scene's GSD (a warning when they are missing: the range is coverage only).
     """
     if scene.acquired is None:
         raise InputError("scene has no acquisition date; cannot place it in time", scene.path)
+    if isinstance(site, str):
+        from railwatch.sites import get_site
+
+        site = get_site(site, store)
+    if image_path is None and measure_cloud and scene.path and Path(scene.path).is_file():
+        image_path = scene.path
     crs, aoi, zones = _local(site)
     det = detections.to_crs(crs) if len(detections) else detections
     c = det.centers if len(det) else np.zeros((0, 2))
