@@ -9,6 +9,7 @@ installed is reported in ``DemoResult.missing`` and the later stages say so too.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from collections.abc import Callable
@@ -42,16 +43,48 @@ class DemoResult:
         return not self.missing
 
 
-def _simulate(out: Path, seed: int, start: dt.date | None, end: dt.date | None,
-              max_images: int | None, progress: Progress) -> list[Path]:
+def _render_part(out: str, seed: int, start: dt.date | None, end: dt.date | None,
+                 max_images: int | None) -> int:
+    """Render one part of the scenario (runs in a worker process for the full demo)."""
     from railwatch.simulate.scenario import simulate_scenario
+
+    m = simulate_scenario(SCENARIO, out, seed=seed, start=start, end=end, max_images=max_images)
+    return len(m.get("images", []))
+
+
+def _simulate(out: Path, seed: int, start: dt.date | None, end: dt.date | None,
+              max_images: int | None, progress: Progress, workers: int = 2) -> list[Path]:
+    """Render the scenario into ``out``; without ``max_images`` the plan is split at its
+    median date and rendered by ``workers`` processes (one sub-folder each)."""
+    from railwatch.simulate.scenario import load_scenario, plan_images, select_images
 
     def cb(done: int, total: int, *_: Any) -> None:
         progress("simulate", done, total)
 
-    simulate_scenario(SCENARIO, out, seed=seed, start=start, end=end,
-                      max_images=max_images, progress=cb)
-    return sorted(out.glob("*.tif"))
+    plan = select_images(plan_images(load_scenario(SCENARIO), seed), start, end, max_images)
+    if not plan:
+        raise InputError(f"the scenario has no images between {start} and {end}")
+    if max_images is not None or workers < 2 or len(plan) < 8:
+        from railwatch.simulate.scenario import simulate_scenario
+
+        simulate_scenario(SCENARIO, out / "part1", seed=seed, start=start, end=end,
+                          max_images=max_images, progress=cb)
+    else:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        days = sorted(p.when.date() for p in plan)
+        cuts = [days[len(days) * k // workers] for k in range(1, workers)]
+        bounds = list(zip([days[0], *[c + dt.timedelta(days=1) for c in cuts]],
+                          [*cuts, days[-1]], strict=True))
+        done = 0
+        cb(0, len(plan))
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futs = [pool.submit(_render_part, str(out / f"part{k + 1}"), seed, a, b, None)
+                    for k, (a, b) in enumerate(bounds)]
+            for f in as_completed(futs):
+                done += f.result()
+                cb(done, len(plan))
+    return sorted(out.glob("part*/*.tif"))
 
 
 def _ingest(paths: list[Path], store: Any, progress: Progress) -> int:
@@ -71,6 +104,19 @@ def _analyze(store: Any, progress: Progress) -> None:
         progress("analyze", done, total)
 
     analyze(store, progress=cb)
+
+
+def _changes(store: Any, progress: Progress) -> int:
+    from railwatch.analytics.changes.stored import site_changes
+
+    n = 0
+    sites = [s for s, _ in BRIEFS if s != "crossing"] + ["khasan"]
+    for k, site in enumerate(dict.fromkeys(sites)):
+        # fewer than two usable images of a site: nothing to compare there
+        with contextlib.suppress(InputError):
+            n += len(site_changes(store, site, save=True).changes)
+        progress("changes", k + 1, len(sites))
+    return n
 
 
 def run_demo(
@@ -112,9 +158,10 @@ def run_demo(
         return value
 
     # 1. render the scenario (fresh each run)
-    for old in list(images_dir.glob("*")) if images_dir.exists() else []:
-        if old.is_file():
-            old.unlink()
+    if images_dir.exists():
+        import shutil
+
+        shutil.rmtree(images_dir)
     paths = stage("simulate", lambda: _simulate(images_dir, seed, start, end, max_images, tick))
     if paths is None:
         say("demo", "nothing to ingest without the simulator; stopping")
@@ -137,7 +184,10 @@ def run_demo(
             res.missing.append("report")
             return res
 
-        # 3. the briefs (timeline, onsets, mix, changes run inside build_report)
+        stage("changes", lambda: _changes(store, tick))
+
+        # 3. the briefs (timeline, onsets and mix run inside build_report; changes are read
+        #    from the store)
         from railwatch.report import build_report
 
         for site, sub in BRIEFS:
