@@ -120,4 +120,22 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX changes_site ON changes (site, first_seen);
         """,
     ),
+    (
+        3,
+        "alerts: rule hits per site and observation (issue #5)",
+        """
+        CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            rule TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            site TEXT NOT NULL,
+            acquired TEXT NOT NULL,
+            scene_id INTEGER,
+            value REAL,
+            message TEXT NOT NULL,
+            raised_at TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX alerts_rule_site_acquired ON alerts (rule, site, acquired);
+        """,
+    ),
 ]
