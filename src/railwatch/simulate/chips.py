@@ -28,7 +28,7 @@ import numpy as np
 from railwatch.errors import InputError
 from railwatch.simulate.layout import random_conditions, random_world
 from railwatch.simulate.render import render
-from railwatch.simulate.world import Conditions
+from railwatch.simulate.world import Conditions, World
 from railwatch.types import RAILCAR_CLASSES
 
 #: Label categories: the 7 railcar classes, then ground containers. COCO ids are index+1.
@@ -85,7 +85,14 @@ def generate_chip(rng: np.random.Generator, chip_px: int = 256, gsd: float | Non
         cond.gsd_m = float(cond.gsd_m * rng.uniform(0.92, 1.08))
     size = chip_px * cond.gsd_m
     extent = (-size / 2, -size / 2, size / 2, size / 2)
-    world = random_world(rng, extent)
+    return chip_from_world(random_world(rng, extent), cond, chip_px)
+
+
+def chip_from_world(world: World, cond: Conditions, chip_px: int = 256,
+                    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Render a ``chip_px`` square chip centred on the world's local origin, with labels."""
+    size = chip_px * cond.gsd_m
+    extent = (-size / 2, -size / 2, size / 2, size / 2)
     rendered = render(world, cond, bounds=extent)
     image = rendered.image[:chip_px, :chip_px]
     info = {"gsd_m": round(cond.gsd_m, 5), "conditions": conditions_dict(cond),
@@ -252,8 +259,7 @@ so the centre of the top-left pixel is (0.5, 0.5)):
 | `angle_rad` | angle of the long axis from +x towards +y (down), in [-pi/2, pi/2) |
 | `corners` | the 4 corners, going round the box |
 | `kind` | `railcar` or `container` (a ground container stack, seen from above) |
-| `class` | railcar class (`boxcar`, `tank`, `hopper`, `flatcar`, `locomotive`, |
-|  | `passenger`, `other`); null for containers |
+| `class` | railcar class (one of the seven above); null for containers |
 | `category`, `category_id` | class name or `container`; index 0..7 in that order |
 | `covered` | load under a tarp |
 | `color` | body colour `#rrggbb` (the livery; a covered car shows its tarp on top) |
