@@ -23,8 +23,9 @@ from railwatch.simulate.world import BUILDING_KINDS, DISTRACTOR_KINDS, LOAD_TYPE
 from railwatch.types import RAILCAR_CLASSES
 
 #: Track kinds. ``main``: through/arrival tracks; ``yard``: storage tracks;
-#: ``secure``: tracks inside a walled yard; ``siding``: anything else.
-TRACK_KINDS: tuple[str, ...] = ("main", "yard", "secure", "siding")
+#: ``secure``: tracks inside a walled yard; ``siding``: anything else; ``link``: a
+#: connecting track (switches, curves) where no car is ever parked.
+TRACK_KINDS: tuple[str, ...] = ("main", "yard", "secure", "siding", "link")
 #: Loads a car can carry (``tarp`` means covered), as the world model knows them.
 LOADS: tuple[str, ...] = LOAD_TYPES
 
