@@ -39,8 +39,13 @@ COMMAND_MODULES: tuple[str, ...] = (
     "railwatch.cli.report",
     "railwatch.cli.demo",
     "railwatch.cli.timeline",
+    "railwatch.cli.alerts",
     "railwatch.cli.changes",
     "railwatch.cli.simulate",
+    "railwatch.cli.detect",
+    "railwatch.cli.analyze",
+    "railwatch.cli.evaluate",
+    "railwatch.cli.train",
 )
 
 
