@@ -399,3 +399,11 @@ def test_facility_changes_section_with_chips(tmp_path, monkeypatch):
     html = res.html.read_text()
     sec = html[html.index('id="changes"'):html.index('id="images"')]
     assert "1,200 m²" in sec and sec.count("<img") == 1
+
+
+def test_short_history_is_not_a_record():
+    rows = [r for r in _rows() if r.date >= dt.date(2023, 9, 1)]
+    rec = peak_finding(rows, "Tumangang")
+    assert rec["unprecedented"] is False
+    assert "too little history to call it a record" in rec["text"]
+    assert "most in any" not in rec["text"]

@@ -18,6 +18,11 @@ from railwatch.report.findings import Row
 from railwatch.types import RAILCAR_CLASSES, Event
 
 
+def _naive(t: dt.datetime) -> dt.datetime:
+    """UTC wall time without tzinfo (matplotlib and event dates are naive)."""
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -36,21 +41,22 @@ def timeline_png(
     events (dashed grey) and onsets (red arrows); lower-bound counts as hollow markers."""
     fig, ax = plt.subplots(figsize=(9.5, 3.6))
     if rows:
-        d = [r.acquired for r in rows]
+        d = [_naive(r.acquired) for r in rows]
         ax.fill_between(d, [r.low for r in rows], [r.high for r in rows], color="#9ecae1",
-                        alpha=0.6, step="mid", label="count range", linewidth=0)
+                        alpha=0.6, label="count range", linewidth=0)
         ax.plot(d, [r.total for r in rows], color="#08519c", lw=1.2, label="railcars")
         full = [r for r in rows if not r.partial]
         part = [r for r in rows if r.partial]
-        ax.plot([r.acquired for r in full], [r.total for r in full], "o", ms=3, color="#08519c")
+        ax.plot([_naive(r.acquired) for r in full], [r.total for r in full], "o", ms=3,
+                color="#08519c")
         if part:
-            ax.plot([r.acquired for r in part], [r.total for r in part], "o", ms=5, mfc="none",
-                    color="#d95f0e", label="lower bound (partial view)")
+            ax.plot([_naive(r.acquired) for r in part], [r.total for r in part], "o", ms=5,
+                    mfc="none", color="#d95f0e", label="lower bound (partial view)")
         base = _trailing_max(rows, baseline_years)
         if any(b is not None for b in base):
             ax.plot(d, [b if b is not None else float("nan") for b in base], color="#636363",
                     lw=1, ls=":", drawstyle="steps-post", label=f"previous {baseline_years}-yr max")
-        lo, hi = min(d), max(d)
+        lo, hi = min(d) - dt.timedelta(days=30), max(d)
         top = max(r.high for r in rows) or 1
         for e in events:
             t = dt.datetime.combine(e.date, dt.time())
@@ -70,7 +76,9 @@ def timeline_png(
         ax.text(0.5, 0.5, "no images", transform=ax.transAxes, ha="center")
     ax.set_ylabel("railcars in image")
     ax.set_title(title, fontsize=10, loc="left")
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
+    loc = mdates.AutoDateLocator(minticks=4, maxticks=10)
+    ax.xaxis.set_major_locator(loc)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", ncol=2, frameon=False)
     return _png(fig)

@@ -252,6 +252,12 @@ def peak_finding(
             )
         else:
             text += f"; the previous maximum was {prev.total} on {_fmt_date(prev.date)}."
+    elif prev is not None and (history_days < 365 or len(earlier) < 3):
+        text += (
+            f", the highest count in the images used; {len(earlier)} earlier image"
+            f"{'s' if len(earlier) != 1 else ''} since {_fmt_date(earlier[0].date)} are too"
+            " little history to call it a record."
+        )
     elif prev is not None:
         text += (
             f", the highest count in the images used, but not clearly above the earlier"
