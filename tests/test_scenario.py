@@ -321,9 +321,11 @@ def test_unknown_class(tmp_path, raw):
     msg = _error(_write(tmp_path, data))
     assert "traffic.trains[0].cars[1].class: unknown railcar class 'caboose'" in msg
     data = copy.deepcopy(raw)
-    data["traffic"]["stock"][0]["keyframes"][7]["counts"]["ore"] = 4
+    kfs = data["traffic"]["stock"][0]["keyframes"]
+    i = next(i for i, k in enumerate(kfs) if "counts" in k)
+    kfs[i]["counts"]["ore"] = 4
     msg = _error(_write(tmp_path, data))
-    assert "traffic.stock[0].keyframes[7].counts.ore: unknown railcar class" in msg
+    assert f"traffic.stock[0].keyframes[{i}].counts.ore: unknown railcar class" in msg
 
 
 def test_unknown_site(tmp_path, raw):
