@@ -1,0 +1,52 @@
+"""`railwatch detect IMAGE...`: oriented railcar/container detections as GeoJSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from railwatch.cli.options import info, progress
+from railwatch.errors import InputError
+
+
+def detect_cmd(
+    images: list[Path] = typer.Argument(..., help="GeoTIFF image(s), 0.25-1.0 m GSD."),
+    out: Path = typer.Option(None, "-o", "--out", help="Output GeoJSON (one image)."),
+    out_dir: Path = typer.Option(None, "--out-dir", help="Folder for <stem>.geojson per image."),
+    model: Path = typer.Option(None, "--model", help="ONNX model or folder (default: shipped)."),
+    threshold: float = typer.Option(0.3, "--threshold", help="Minimum detection score."),
+) -> None:
+    """Detect railcars and containers; GeoJSON to stdout, -o FILE or --out-dir DIR."""
+    from railwatch.detect import Detector, detect
+    from railwatch.geojson import to_geojson, write_geojson
+
+    if out is not None and out_dir is not None:
+        raise InputError("give either -o FILE or --out-dir DIR, not both")
+    if len(images) > 1 and out_dir is None:
+        raise InputError("several images need --out-dir DIR (one GeoJSON per image)")
+    detector = Detector(model, threshold=threshold)
+    with progress() as bar:
+        for path in images:
+            task = bar.add_task(f"detect {path.name}", total=None)
+
+            def cb(done: int, total: int, task: int = task) -> None:
+                bar.update(task, completed=done, total=total)
+
+            det = detect(path, detector, progress=cb)
+            if out_dir is not None:
+                write_geojson(det, out_dir / f"{path.stem}.geojson")
+            elif out is not None:
+                write_geojson(det, out)
+            else:
+                json.dump(to_geojson(det), sys.stdout)
+                sys.stdout.write("\n")
+            c = det.counts()
+            info(f"{path.name}: {c['total']} railcars ({c['covered']} covered), "
+                 f"{c['containers']} containers")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("detect")(detect_cmd)

@@ -1,0 +1,88 @@
+"""`analyze`: detect every ingested scene not yet processed and store the detections.
+
+One transaction per scene (detections + observations), so an interrupted run leaves each
+scene either fully processed or untouched. When ``railwatch.analytics.observe.observe``
+exists, per-site observations are stored as well.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from railwatch.detect.model import Detector
+from railwatch.detect.pipeline import check_gsd, default_detector, detect
+from railwatch.errors import RailwatchError
+from railwatch.types import Detections, Observation, Scene
+
+log = logging.getLogger(__name__)
+
+
+def _observer() -> Callable[..., Any] | None:
+    try:
+        from railwatch.analytics.observe import observe  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return observe  # type: ignore[no-any-return]
+
+
+def _observe(fn: Callable[..., Any], store: Any, scene: Scene, det: Detections,
+             site: str) -> list[Observation]:
+    """Call the timeline engineer's ``observe`` with whichever arguments it names."""
+    names = set(inspect.signature(fn).parameters)
+    kw: dict[str, Any] = {}
+    for key, value in (("scene", scene), ("detections", det), ("det", det), ("store", store),
+                       ("site", site)):
+        if key in names:
+            kw[key] = value
+    out = fn(**kw)
+    if out is None:
+        return []
+    return list(out) if isinstance(out, list | tuple) else [out]
+
+
+def analyze(store: Any, site: str | None = None, detector: Detector | None = None,
+            progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+    """Detect all scenes (of ``site``) without detections; store detections (+observations).
+
+    Returns a summary: scenes processed, skipped (with reasons), railcars found.
+    ``progress(done, total, name)`` is called after each scene.
+    """
+    scenes = store.scenes_without_detections(site)
+    det_ = detector or (default_detector() if scenes else None)
+    observe = _observer()
+    run_id = store.start_run("analyze", {"site": site, "scenes": len(scenes)})
+    done, skipped, railcars = 0, [], 0
+    try:
+        for i, scene in enumerate(scenes):
+            name = scene.path.rsplit("/", 1)[-1]
+            try:
+                check_gsd(scene.gsd_m, scene.path)
+                det = detect(scene.path, det_)
+            except RailwatchError as exc:
+                skipped.append({"scene": scene.id, "reason": str(exc)})
+                log.warning("skipped %s", exc)
+                if progress is not None:
+                    progress(i + 1, len(scenes), name)
+                continue
+            det.meta["scene_id"] = scene.id
+            with store.transaction():
+                store.put_detections(int(scene.id or 0), det, run_id)
+                if observe is not None:
+                    sites = [site] if site else sorted(store.scene_coverage(int(scene.id or 0)))
+                    for s in sites:
+                        for obs in _observe(observe, store, scene, det, s):
+                            store.put_observation(obs)
+            done += 1
+            railcars += int((det.kind == "railcar").sum())
+            if progress is not None:
+                progress(i + 1, len(scenes), name)
+    except BaseException:
+        store.finish_run(run_id, "error", {"processed": done})
+        raise
+    summary = {"processed": done, "skipped": skipped, "railcars": railcars,
+               "observations": observe is not None}
+    store.finish_run(run_id, "ok", summary)
+    return summary

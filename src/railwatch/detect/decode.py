@@ -1,0 +1,139 @@
+"""Decoding: model output maps -> oriented boxes (numpy), oriented NMS, pixel CRS.
+
+All coordinates here are image pixels in the raster (corner) convention: pixel (0, 0)
+covers x in [0, 1), y in [0, 1); x is the column, y the row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from pyproj import CRS
+
+#: An engineering CRS for detections in image pixel coordinates (x = column, y = row).
+PIXEL_CRS = CRS.from_wkt(
+    'ENGCRS["image pixels",EDATUM["image"],CS[Cartesian,2],'
+    'AXIS["column (x)",east,ORDER[1],LENGTHUNIT["pixel",1]],'
+    'AXIS["row (y)",south,ORDER[2],LENGTHUNIT["pixel",1]]]'
+)
+
+
+@dataclass
+class Boxes:
+    """Oriented boxes as parallel arrays (pixel units)."""
+
+    cx: np.ndarray
+    cy: np.ndarray
+    length: np.ndarray
+    width: np.ndarray
+    angle: np.ndarray  # radians, direction of the long axis, in [-pi/2, pi/2)
+    kind: np.ndarray  # 0 railcar, 1 container
+    cls: np.ndarray  # railcar class id (0..6), -1 for containers
+    cls_prob: np.ndarray
+    covered_prob: np.ndarray
+    score: np.ndarray
+    color: np.ndarray  # (N, 3) uint8 RGB median inside the footprint (0 until measured)
+
+    def __len__(self) -> int:
+        return len(self.cx)
+
+    def take(self, idx: np.ndarray) -> Boxes:
+        """A subset by index or mask."""
+        return Boxes(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
+
+    @staticmethod
+    def concat(parts: list[Boxes]) -> Boxes:
+        """Join many."""
+        if not parts:
+            return empty_boxes()
+        return Boxes(*(np.concatenate([getattr(p, f) for p in parts])
+                       for f in Boxes.__dataclass_fields__))
+
+    def corners(self) -> np.ndarray:
+        """(N, 4, 2) corner coordinates going round each rectangle."""
+        return box_corners(self.cx, self.cy, self.length, self.width, self.angle)
+
+
+def empty_boxes() -> Boxes:
+    """No boxes."""
+    z = np.zeros(0)
+    return Boxes(z, z, z, z, z, np.zeros(0, int), np.zeros(0, int), z, z, z,
+                 np.zeros((0, 3), np.uint8))
+
+
+def box_corners(cx: np.ndarray, cy: np.ndarray, length: np.ndarray, width: np.ndarray,
+                angle: np.ndarray) -> np.ndarray:
+    """(N, 4, 2) corners of oriented rectangles (vectorised)."""
+    cx, cy, length, width, angle = (np.asarray(a, float).reshape(-1)
+                                    for a in (cx, cy, length, width, angle))
+    c, s = np.cos(angle), np.sin(angle)
+    ux, uy = c * length / 2, s * length / 2
+    vx, vy = -s * width / 2, c * width / 2
+    xs = np.stack([cx - ux - vx, cx + ux - vx, cx + ux + vx, cx - ux + vx], axis=1)
+    ys = np.stack([cy - uy - vy, cy + uy - vy, cy + uy + vy, cy - uy + vy], axis=1)
+    return np.stack([xs, ys], axis=-1)
+
+
+def decode(peaks: np.ndarray, maps: np.ndarray, stride: int = 2,
+           threshold: float = 0.3) -> Boxes:
+    """Boxes from one image's ``peaks`` (2, h, w) and ``maps`` (14, h, w) (ONNX outputs).
+
+    Peaks are local maxima of the centre heatmaps (3x3 max-pool in the graph); every
+    peak above ``threshold`` is a box. Centres, sizes and angles are in input pixels.
+    """
+    parts = []
+    for k in (0, 1):
+        ys, xs = np.nonzero(peaks[k] > threshold)
+        if len(ys) == 0:
+            continue
+        m = maps[:, ys, xs]
+        # maps are in the "pixel centre = integer" convention of the training labels;
+        # +0.5 moves to the raster (corner) convention used everywhere else.
+        cx = (xs + 0.5 + m[0]) * stride + 0.5
+        cy = (ys + 0.5 + m[1]) * stride + 0.5
+        length = np.exp(np.clip(m[2], -2, 6))
+        width = np.exp(np.clip(m[3], -2, 5))
+        angle = 0.5 * np.arctan2(m[4], m[5])
+        probs = m[6:13]
+        cls = np.argmax(probs, axis=0) if k == 0 else np.full(len(ys), -1)
+        cls_prob = probs.max(axis=0)
+        parts.append(Boxes(cx, cy, length, width, angle,
+                           np.full(len(ys), k), cls.astype(int), cls_prob, m[13],
+                           peaks[k, ys, xs].astype(float), np.zeros((len(ys), 3), np.uint8)))
+    return Boxes.concat(parts)
+
+
+def rotated_nms(boxes: Boxes, iou: float = 0.3) -> Boxes:
+    """Greedy non-maximum suppression on oriented footprints (any kind against any)."""
+    n = len(boxes)
+    if n < 2:
+        return boxes
+    polys = shapely.polygons(boxes.corners())
+    areas = shapely.area(polys)
+    tree = shapely.STRtree(polys)
+    left, right = tree.query(polys, predicate="intersects")
+    sel = left < right
+    left, right = left[sel], right[sel]
+    if len(left) == 0:
+        return boxes
+    inter = shapely.area(shapely.intersection(polys[left], polys[right]))
+    ious = inter / np.maximum(areas[left] + areas[right] - inter, 1e-9)
+    hit = ious > iou
+    left, right = left[hit], right[hit]
+    order = np.argsort(-boxes.score, kind="stable")
+    rank = np.empty(n, int)
+    rank[order] = np.arange(n)
+    neighbours: dict[int, list[int]] = {}
+    for a, b in zip(left.tolist(), right.tolist(), strict=True):
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    keep = np.ones(n, bool)
+    for i in order.tolist():
+        if not keep[i]:
+            continue
+        for j in neighbours.get(i, ()):
+            if rank[j] > rank[i]:
+                keep[j] = False
+    return boxes.take(np.nonzero(keep)[0])

@@ -1,0 +1,152 @@
+"""The shipped detector on onnxruntime (no torch): ``Detector.predict(tile) -> Detections``."""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from railwatch.detect.decode import PIXEL_CRS, Boxes, decode, empty_boxes, rotated_nms
+from railwatch.errors import InputError
+from railwatch.types import RAILCAR_CLASSES, Detections
+
+MODEL_FILE = "railwatch-det.onnx"
+
+
+def model_dir() -> Path:
+    """Folder of the shipped model (``railwatch/detect/model``)."""
+    return Path(str(resources.files("railwatch.detect") / "model"))
+
+
+def _providers(use_gpu: bool | None) -> list[str]:
+    import onnxruntime as ort
+
+    have = ort.get_available_providers()
+    if use_gpu is not False and "CUDAExecutionProvider" in have:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class Detector:
+    """Oriented railcar/container detector over an ONNX model (``railwatch-det.onnx``).
+
+    ``predict(tile)`` takes an RGB uint8 (H, W, 3) tile at the model's native GSD
+    (``native_gsd_m``, 0.5 m) and returns Detections in the tile's pixel coordinates
+    (``PIXEL_CRS``; raster convention, x = column, y = row). The CUDA execution provider
+    is used when onnxruntime offers it (``use_gpu=False`` forces CPU).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *,
+                 threshold: float = 0.3, nms_iou: float = 0.3, threads: int | None = None,
+                 use_gpu: bool | None = None) -> None:
+        import onnxruntime as ort
+
+        p = Path(path) if path is not None else model_dir() / MODEL_FILE
+        if p.is_dir():
+            p = p / MODEL_FILE
+        if not p.exists():
+            raise InputError("detector model not found (train one with `railwatch train`)", p)
+        meta_path = p.with_name("model.json")
+        self.meta: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        self.native_gsd_m = float(self.meta.get("native_gsd_m", 0.5))
+        self.stride = int(self.meta.get("stride", 2))
+        self.multiple = int(self.meta.get("input", {}).get("multiple_of", 16))
+        self.threshold = threshold
+        self.nms_iou = nms_iou
+        self.path = p
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(p), opts, providers=_providers(use_gpu))
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise InputError(f"not a loadable ONNX model ({exc})", p) from exc
+        self.providers = self.session.get_providers()
+
+    @property
+    def version(self) -> str:
+        return str(self.meta.get("version", "unknown"))
+
+    def run(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw ONNX outputs (peaks (2, h, w), maps (14, h, w)) for one RGB uint8 tile."""
+        h, w = tile.shape[:2]
+        m = self.multiple
+        ph, pw = -(-h // m) * m, -(-w // m) * m
+        x = np.zeros((1, 3, ph, pw), np.float32)
+        x[0, :, :h, :w] = np.transpose(tile[..., :3], (2, 0, 1))
+        if ph != h or pw != w:  # pad with the tile's mean colour, not black
+            mean = tile[..., :3].reshape(-1, 3).mean(0)
+            x[0, :, h:, :] = mean[:, None, None]
+            x[0, :, :, w:] = mean[:, None, None]
+        peaks, maps = self.session.run(None, {"image": x})
+        return peaks[0], maps[0]
+
+    def boxes(self, tile: np.ndarray) -> Boxes:
+        """Decoded, NMS-filtered oriented boxes in tile pixels (centres inside the tile)."""
+        if tile.ndim != 3 or tile.shape[2] < 3:
+            raise ValueError("tile must be (H, W, 3) RGB")
+        peaks, maps = self.run(tile)
+        b = decode(peaks, maps, self.stride, self.threshold)
+        h, w = tile.shape[:2]
+        inside = (b.cx >= 0) & (b.cx < w) & (b.cy >= 0) & (b.cy < h)
+        b = b.take(np.nonzero(inside)[0]) if len(b) else empty_boxes()
+        b = rotated_nms(b, self.nms_iou)
+        b.color = footprint_colors(tile, b.corners())
+        return b
+
+    def predict(self, tile: np.ndarray) -> Detections:
+        """Detections of one native-GSD RGB tile, in its pixel coordinates (PIXEL_CRS)."""
+        b = self.boxes(tile)
+        return boxes_to_detections(b, self.native_gsd_m)
+
+
+def footprint_colors(image: np.ndarray, corners: np.ndarray, shrink: float = 0.6) -> np.ndarray:
+    """(N, 3) median RGB inside each footprint (shrunk towards its centre), from pixels."""
+    out = np.zeros((len(corners), 3), np.uint8)
+    h, w = image.shape[:2]
+    for i, c in enumerate(corners):
+        ctr = c.mean(axis=0)
+        pts = ctr + (c - ctr) * shrink - 0.5  # raster -> pixel-centre convention
+        x0, y0 = np.floor(pts.min(0)).astype(int)
+        x1, y1 = np.ceil(pts.max(0)).astype(int) + 1
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillConvexPoly(mask, np.round(pts - [x0, y0]).astype(np.int32), 1)
+        px = image[y0:y1, x0:x1, :3][mask.astype(bool)]
+        if len(px) == 0:
+            px = image[min(int(ctr[1]), h - 1), min(int(ctr[0]), w - 1), :3][None]
+        out[i] = np.median(px, axis=0).astype(np.uint8)
+    return out
+
+
+def boxes_to_detections(b: Boxes, gsd_m: float, crs: object = PIXEL_CRS,
+                        transform: object | None = None) -> Detections:
+    """Detections from pixel boxes at ``gsd_m`` m/px; with an affine ``transform`` the
+    footprints go to map coordinates of ``crs``, else they stay in PIXEL_CRS."""
+    corners = b.corners()
+    if transform is not None:
+        flat = corners.reshape(-1, 2)
+        a, b_, c, d, e, f = tuple(transform)[:6]  # type: ignore[call-overload]
+        xs = a * flat[:, 0] + b_ * flat[:, 1] + c
+        ys = d * flat[:, 0] + e * flat[:, 1] + f
+        corners = np.stack([np.asarray(xs), np.asarray(ys)], axis=-1).reshape(-1, 4, 2)
+    kind = np.where(b.kind == 0, "railcar", "container")
+    cls = np.array([RAILCAR_CLASSES[c] if c >= 0 else "" for c in b.cls], dtype=object)
+    return Detections(
+        footprints=corners,
+        kind=kind,
+        cls=cls,
+        score=np.clip(b.score, 0, 1),
+        covered=(b.covered_prob > 0.5) & (b.kind == 0),
+        color=b.color,
+        length_m=b.length * gsd_m,
+        crs=crs,
+        extra={"class_score": np.round(b.cls_prob, 3)},
+    )

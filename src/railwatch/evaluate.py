@@ -1,0 +1,280 @@
+"""Detection accuracy: match predictions to truth one-to-one and report what the numbers say.
+
+``evaluate(truth_dir, pred_dir)`` pairs ``X.truth.geojson`` with ``X.geojson`` (or
+``X.pred.geojson``), matches footprint centres within ``max_dist_m`` (4 m) one-to-one per
+kind with the Hungarian method in a local UTM CRS, and reports precision / recall / F1
+per kind, count error, the class confusion matrix, class and covered accuracy, and the
+same sliced by GSD, season/snow, haze, partial cloud and train density (per-image
+conditions from the simulator's ``manifest.json`` when present). Truth marked
+``occluded: true`` is neither required nor penalised: a prediction on it is dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pyproj import CRS
+from pyproj.aoi import AreaOfInterest
+from pyproj.database import query_utm_crs_info
+from scipy.optimize import linear_sum_assignment
+
+from railwatch.errors import InputError
+from railwatch.geojson import from_geojson
+from railwatch.types import KINDS, RAILCAR_CLASSES, Detections
+
+MAX_DIST_M = 4.0
+
+
+@dataclass
+class ImageResult:
+    """Matching outcome of one image."""
+
+    name: str
+    tp: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    fp: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    fn: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    n_truth: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    n_pred: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    class_pairs: list[tuple[str, str]] = field(default_factory=list)
+    covered_pairs: list[tuple[bool, bool]] = field(default_factory=list)
+    slices: dict[str, str] = field(default_factory=dict)
+
+
+def local_crs(det: Detections) -> CRS:
+    """The UTM CRS of the detections' centre (metres), via pyproj's database."""
+    c = det.to_crs(4326).centers
+    lon, lat = (float(np.mean(c[:, 0])), float(np.mean(c[:, 1]))) if len(c) else (0.0, 0.0)
+    info = query_utm_crs_info(datum_name="WGS 84",
+                              area_of_interest=AreaOfInterest(lon, lat, lon, lat))
+    return CRS.from_epsg(info[0].code)
+
+
+def match(truth: Detections, pred: Detections, max_dist_m: float = MAX_DIST_M,
+          ) -> list[tuple[int, int]]:
+    """One-to-one (truth index, pred index) pairs of the same kind with centres within
+    ``max_dist_m`` metres, minimising total distance (Hungarian)."""
+    if len(truth) == 0 or len(pred) == 0:
+        return []
+    crs = local_crs(truth)
+    tc = truth.to_crs(crs).centers
+    pc = pred.to_crs(crs).centers
+    pairs: list[tuple[int, int]] = []
+    for kind in KINDS:
+        ti = np.nonzero(truth.kind == kind)[0]
+        pi = np.nonzero(pred.kind == kind)[0]
+        if len(ti) == 0 or len(pi) == 0:
+            continue
+        d = np.linalg.norm(tc[ti][:, None, :] - pc[pi][None, :, :], axis=-1)
+        cost = np.where(d <= max_dist_m, d, 1e6)
+        rows, cols = linear_sum_assignment(cost)
+        ok = cost[rows, cols] <= max_dist_m
+        pairs += [(int(ti[r]), int(pi[c])) for r, c in zip(rows[ok], cols[ok], strict=True)]
+    return pairs
+
+
+def evaluate_pair(truth: Detections, pred: Detections, name: str = "",
+                  max_dist_m: float = MAX_DIST_M) -> ImageResult:
+    """Match one image's truth and predictions."""
+    res = ImageResult(name)
+    occluded = np.zeros(len(truth), bool)
+    if "occluded" in truth.extra:
+        occluded = np.array([bool(v) if v is not None else False
+                             for v in truth.extra["occluded"]])
+    pairs = match(truth, pred, max_dist_m)
+    matched_t = {t for t, _ in pairs}
+    matched_p = {p for _, p in pairs}
+    dropped_p = {p for t, p in pairs if occluded[t]}
+    for kind in KINDS:
+        tk = (truth.kind == kind) & ~occluded
+        res.n_truth[kind] = int(tk.sum())
+        pk = [i for i in np.nonzero(pred.kind == kind)[0] if i not in dropped_p]
+        res.n_pred[kind] = len(pk)
+        res.tp[kind] = sum(1 for t, p in pairs if truth.kind[t] == kind and not occluded[t])
+        res.fp[kind] = sum(1 for i in pk if i not in matched_p)
+        res.fn[kind] = sum(1 for i in np.nonzero(tk)[0] if i not in matched_t)
+    for t, p in pairs:
+        if occluded[t] or truth.kind[t] != "railcar":
+            continue
+        res.class_pairs.append((str(truth.cls[t]), str(pred.cls[p])))
+        res.covered_pairs.append((bool(truth.covered[t]), bool(pred.covered[p])))
+    return res
+
+
+def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
+    p = tp / (tp + fp) if tp + fp else 1.0
+    r = tp / (tp + fn) if tp + fn else 1.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4),
+            "tp": tp, "fp": fp, "fn": fn}
+
+
+def summarise(results: list[ImageResult]) -> dict[str, Any]:
+    """Aggregate metrics over images (railcars are the headline kind)."""
+    out: dict[str, Any] = {"images": len(results)}
+    by_kind = {}
+    for kind in KINDS:
+        tp = sum(r.tp[kind] for r in results)
+        fp = sum(r.fp[kind] for r in results)
+        fn = sum(r.fn[kind] for r in results)
+        nt = sum(r.n_truth[kind] for r in results)
+        dev = sum(abs(r.n_pred[kind] - r.n_truth[kind]) for r in results)
+        m = _prf(tp, fp, fn)
+        m["count_error"] = round(dev / nt, 4) if nt else (0.0 if dev == 0 else 1.0)
+        m["truth"] = nt
+        m["predicted"] = sum(r.n_pred[kind] for r in results)
+        by_kind[kind] = m
+    out["by_kind"] = by_kind
+    rail = by_kind["railcar"]
+    out.update({k: rail[k] for k in ("precision", "recall", "f1", "count_error")})
+    out["container_f1"] = by_kind["container"]["f1"]
+    pairs = [p for r in results for p in r.class_pairs]
+    labels = list(RAILCAR_CLASSES)
+    conf = np.zeros((len(labels), len(labels)), int)
+    for t, p in pairs:
+        if t in labels and p in labels:
+            conf[labels.index(t), labels.index(p)] += 1
+    out["class_accuracy"] = round(float(np.trace(conf) / conf.sum()), 4) if conf.sum() else None
+    out["confusion"] = {"labels": labels, "matrix": conf.tolist()}
+    cov = [p for r in results for p in r.covered_pairs]
+    out["covered_accuracy"] = (round(sum(a == b for a, b in cov) / len(cov), 4)
+                               if cov else None)
+    return out
+
+
+def _season(when: str | None) -> str | None:
+    if not when:
+        return None
+    try:
+        month = dt.datetime.fromisoformat(str(when).replace("Z", "+00:00")).month
+    except ValueError:
+        return None
+    return {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
+            6: "summer", 7: "summer", 8: "summer"}.get(month, "autumn")
+
+
+def _gsd_bucket(g: float) -> str:
+    for ref in (0.3, 0.5, 0.8):
+        if abs(g - ref) <= 0.07:
+            return f"{ref:g}"
+    return f"{g:.2f}"
+
+
+def image_slices(cond: Mapping[str, Any], truth: Detections, pred_meta: Mapping[str, Any],
+                 ) -> dict[str, str]:
+    """The slice labels of one image from its conditions and its truth."""
+    s: dict[str, str] = {}
+    gsd = cond.get("gsd_m", cond.get("gsd", pred_meta.get("gsd_m", truth.meta.get("gsd_m"))))
+    if gsd is not None:
+        s["gsd"] = _gsd_bucket(float(gsd))
+    season = _season(cond.get("when") or cond.get("acquired") or cond.get("datetime")
+                     or cond.get("date"))
+    if "snow" in cond:
+        s["snow"] = "snow" if float(cond["snow"]) > 0.2 else "no snow"
+    if season:
+        s["season"] = season
+    if "haze" in cond:
+        s["haze"] = "haze" if float(cond["haze"]) > 0.2 else "clear"
+    cloud = cond.get("cloud_fraction", cond.get("cloud_cover", cond.get("cloud")))
+    if cloud is not None:
+        s["cloud"] = "partial cloud" if float(cloud) > 0.02 else "cloud-free"
+    rail = truth.kind == "railcar"
+    if "train_id" in truth.extra and rail.any():
+        ids = [v for v in truth.extra["train_id"][rail] if v not in (None, "")]
+        longest = max((ids.count(v) for v in set(ids)), default=0)
+    else:
+        longest = int(rail.sum())
+    s["density"] = ("dense (>=40 cars)" if longest >= 40 else
+                    "medium (10-39)" if longest >= 10 else "sparse (<10)")
+    return s
+
+
+def read_manifest(truth_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per-image conditions by image stem from ``manifest.json`` (tolerant of layouts)."""
+    path = truth_dir / "manifest.json"
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"manifest is not valid JSON ({exc})", path) from exc
+    entries = data.get("images", data.get("scenes", [])) if isinstance(data, dict) else data
+    out = {}
+    for e in entries if isinstance(entries, list) else []:
+        if not isinstance(e, dict):
+            continue
+        name = next((e[k] for k in ("name", "image", "path", "file", "tif") if k in e), None)
+        if not name:
+            continue
+        stem = Path(str(name)).name.split(".")[0]
+        cond = dict(e)
+        if isinstance(e.get("conditions"), dict):
+            cond.update(e["conditions"])
+        out[stem] = cond
+    return out
+
+
+def evaluate(truth_dir: str | os.PathLike[str], pred_dir: str | os.PathLike[str],
+             max_dist_m: float = MAX_DIST_M) -> dict[str, Any]:
+    """Metrics of the predictions in ``pred_dir`` against the truth in ``truth_dir``.
+
+    Returns ``overall`` (see ``summarise``), ``slices`` {dimension: {label: metrics}},
+    ``by_gsd`` (a copy of the GSD slice) and ``per_image`` counts.
+    """
+    tdir, pdir = Path(truth_dir), Path(pred_dir)
+    for d, what in ((tdir, "truth"), (pdir, "predictions")):
+        if not d.is_dir():
+            raise InputError(f"{what} folder not found", d)
+    truths = sorted(tdir.glob("*.truth.geojson"))
+    if not truths:
+        raise InputError("no *.truth.geojson files", tdir)
+    manifest = read_manifest(tdir)
+    results: list[ImageResult] = []
+    missing = []
+    for tp in truths:
+        stem = tp.name[: -len(".truth.geojson")]
+        cands = [pdir / f"{stem}.geojson", pdir / f"{stem}.pred.geojson"]
+        pp = next((c for c in cands if c.exists()), None)
+        if pp is None:
+            missing.append(stem)
+            continue
+        try:
+            truth, pred = from_geojson(tp), from_geojson(pp)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        r = evaluate_pair(truth, pred, stem, max_dist_m)
+        r.slices = image_slices(manifest.get(stem, {}), truth, pred.meta)
+        results.append(r)
+    if not results:
+        raise InputError(f"no predictions matching any truth file (e.g. {missing[0]}.geojson)",
+                         pdir)
+    groups: dict[str, dict[str, list[ImageResult]]] = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        for dim, label in r.slices.items():
+            groups[dim][label].append(r)
+    slices = {dim: {label: _slice_summary(rs) for label, rs in sorted(by.items())}
+              for dim, by in sorted(groups.items())}
+    return {
+        "overall": summarise(results),
+        "by_gsd": slices.get("gsd", {}),
+        "slices": slices,
+        "missing_predictions": missing,
+        "per_image": [{"name": r.name, "truth": r.n_truth["railcar"],
+                       "predicted": r.n_pred["railcar"], "tp": r.tp["railcar"],
+                       "containers_truth": r.n_truth["container"],
+                       "containers_predicted": r.n_pred["container"], **r.slices}
+                      for r in results],
+    }
+
+
+def _slice_summary(rs: list[ImageResult]) -> dict[str, Any]:
+    s = summarise(rs)
+    return {k: s[k] for k in ("images", "precision", "recall", "f1", "count_error",
+                              "class_accuracy", "covered_accuracy", "container_f1")}
