@@ -347,6 +347,7 @@ def test_crossing_brief(tmp_path):
     assert data["site"] == "crossing" and data["peak"]["total"] == 146
     html = res.html.read_text()
     assert "Tumangang–Khasan border crossing" in html and "<th>site</th>" in html
+    assert "Latest image of Tumangang" in html and "Latest image of Khasan" in html
 
 
 def test_cli_report(tmp_path, monkeypatch):

@@ -191,6 +191,38 @@ def _row_picture(img: _Images, obs: Observation, site: Site, max_size: int) -> n
                                     site.aoi.buffer(0.0005), max_size=max_size)
 
 
+def _latest(img: _Images, site: Site, obs: Sequence[Observation]) -> dict[str, Any] | None:
+    """The latest usable image of ``site`` with detections drawn, and its busiest track."""
+    usable = [o for o in obs if o.usable_fraction >= 0.5]
+    if not usable:
+        return None
+    lo = usable[-1]
+    pic = _row_picture(img, lo, site, 1400)
+    sc = img.scene(lo.scene_id)
+    if pic is None or sc is None:
+        return None
+    det = img.detections(lo.scene_id, site.name) or Detections.empty()
+    chip = annotate.busiest_chip(sc.path, det)
+    c = lo.counts
+    return {
+        "site": _short_title(site),
+        "date": lo.acquired.date().isoformat(),
+        "uri": annotate.to_data_uri(pic),
+        "caption": (
+            f"{_short_title(site)}, {lo.acquired:%Y-%m-%d %H:%M} UTC"
+            f" ({sc.sensor or 'unknown sensor'}, {sc.gsd_m:.2f} m):"
+            f" {lo.total} railcars (range {lo.count_low}–{lo.count_high}),"
+            f" {int(c.get('covered', 0))} with covered loads,"
+            f" {int(c.get('containers', 0))} containers;"
+            f" {lo.usable_fraction:.0%} of the site usable"
+            + (" — the count is a lower bound." if lo.partial else ".")
+        ),
+        "chip_uri": annotate.to_data_uri(chip) if chip is not None else None,
+        "chip_caption": "Zoom on the busiest stretch of track (about 220 m across),"
+        " every detection drawn.",
+    }
+
+
 def _label(img: np.ndarray, text: str) -> np.ndarray:
     import cv2
 
@@ -279,31 +311,8 @@ def build_report(
     # pictures: latest image with detections + busiest-track chip; before/after pairs
     say("images")
     main_site, main_obs = sites[0], per_site[0]
-    latest = None
-    usable_main = [o for o in main_obs if o.usable_fraction >= 0.5]
-    if usable_main:
-        lo = usable_main[-1]
-        pic = _row_picture(img, lo, main_site, 1400)
-        if pic is not None:
-            det = img.detections(lo.scene_id, main_site.name) or Detections.empty()
-            sc = img.scene(lo.scene_id)
-            chip = annotate.busiest_chip(sc.path, det) if sc is not None else None
-            c = det.counts() if len(det) else {"total": 0, "covered": 0, "containers": 0}
-            latest = {
-                "date": lo.acquired.date().isoformat(),
-                "uri": annotate.to_data_uri(pic),
-                "caption": (
-                    f"{_short_title(main_site)}, {lo.acquired:%Y-%m-%d %H:%M} UTC"
-                    f" ({sc.sensor or 'unknown sensor'}, {sc.gsd_m:.2f} m):"
-                    f" {c['total']} railcars (range {lo.count_low}–{lo.count_high}),"
-                    f" {c['covered']} with covered loads, {c['containers']} containers;"
-                    f" {lo.usable_fraction:.0%} of the site usable"
-                    + (" — a lower bound." if lo.partial else ".")
-                ) if sc is not None else "",
-                "chip_uri": annotate.to_data_uri(chip) if chip is not None else None,
-                "chip_caption": "Zoom on the busiest stretch of track (about 220 m across),"
-                " every detection drawn.",
-            }
+    latest = [x for x in (_latest(img, st, so) for st, so in zip(sites, per_site, strict=True))
+              if x is not None]
     pairs = []
     onset = findings.data.get("onset")
     peak = findings.data.get("peak")
