@@ -17,8 +17,8 @@ SUMMIT = dt.date(2023, 9, 13)
 @pytest.fixture(scope="module")
 def reduced(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    res = demo.run_demo(out, max_images=40, start=dt.date(2018, 1, 1),
-                        end=dt.date(2024, 7, 31), pdf=False)
+    res = demo.run_demo(out, max_images=48, start=dt.date(2018, 1, 1),
+                        end=dt.date(2024, 12, 31), pdf=False)
     assert not res.missing, f"demo stages missing: {res.missing}"
     return res
 
@@ -53,7 +53,7 @@ def test_reduced_demo_recovers_the_story(reduced):
 def test_reduced_demo_crossing_and_fresh_store(reduced):
     data = json.loads((reduced.out_dir / "crossing" / "findings.json").read_text())
     assert data["site"] == "crossing" and data["images"] > 0
-    assert reduced.store_path.exists() and reduced.images <= 40
+    assert reduced.store_path.exists() and reduced.images <= 48
     assert set(reduced.timings_s) >= {"simulate", "ingest", "analyze", "report:tumangang"}
 
 
