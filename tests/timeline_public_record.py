@@ -118,3 +118,36 @@ def write_events_csv(path: Path) -> Path:
         w.writerow(["date", "name"])
         w.writerows(EVENTS)
     return path
+
+
+def render_docs_figures(out_dir: Path) -> list[Path]:
+    """Draw the committed figures (docs/img/timeline-*.png) from this table."""
+    import datetime as _dt
+    import tempfile
+
+    from railwatch.analytics.mix import compare_mix
+    from railwatch.analytics.plot import plot_mix, plot_timeline
+    from railwatch.analytics.timeline import PRE_COVID, Reference, build_timeline, read_csv
+
+    with tempfile.TemporaryDirectory() as tmp:
+        csv_path = write_public_record_csv(Path(tmp) / "record.csv")
+        events = write_events_csv(Path(tmp) / "events.csv")
+        result = build_timeline("tumangang", csv_path=csv_path, events_path=events,
+                                reference=PRE_COVID)
+        series = read_csv(csv_path)
+    a = plot_timeline(result, out_dir / "timeline-public-record.png",
+                      title="Tumangang: railcars per image, 2018–2024 (count table written"
+                            " from the public record)")
+    cmp = compare_mix(series, Reference("2022-11..2023", _dt.date(2022, 11, 1),
+                                        _dt.date(2023, 12, 31)),
+                      Reference("2024-02..07", _dt.date(2024, 2, 1), _dt.date(2024, 7, 31)),
+                      site="tumangang")
+    b = plot_mix(cmp, out_dir / "timeline-mix-public-record.png")
+    return [a, b]
+
+
+if __name__ == "__main__":  # python tests/timeline_public_record.py docs/img
+    import sys
+
+    for p in render_docs_figures(Path(sys.argv[1] if len(sys.argv) > 1 else ".")):
+        print(p)

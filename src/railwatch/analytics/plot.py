@@ -65,8 +65,10 @@ def plot_timeline(
     plt = _figure()
     s, b = result.series, result.base
     names = list(sites) if sites else s.sites
-    fig, axes = plt.subplots(len(names), 1, figsize=(11, 3.8 * len(names) + 0.6),
-                             squeeze=False, sharex=True)
+    most = max([sum(o.site == n for o in result.onsets) for n in names] or [0])
+    fig, axes = plt.subplots(len(names), 1, figsize=(12, (4.8 + 0.2 * most) * len(names)),
+                             squeeze=False, sharex=True,
+                             gridspec_kw={"hspace": 0.25 + (0.1 + 0.05 * most if most else 0)})
     for ax, site in zip(axes[:, 0], names, strict=True):
         m = s.site == site
         idx = np.flatnonzero(m)
@@ -76,59 +78,63 @@ def plot_timeline(
         cd = dates[comp]
         if comp.any():
             ax.fill_between(cd, b.count_low[idx][comp], b.count_high[idx][comp],
-                            color=_COUNT_COLOR, alpha=0.15, linewidth=0,
-                            label="count range")
+                            color=_COUNT_COLOR, alpha=0.18, linewidth=0,
+                            label="count range", zorder=2)
             ax.plot(cd, tot[comp], "-o", color=_COUNT_COLOR, ms=3.5, lw=1.2,
-                    label="railcars (complete image)")
+                    label="railcars (complete image)", zorder=4)
         if (~comp).any():
             ax.plot(dates[~comp], tot[~comp], "o", mfc="white", mec=_COUNT_COLOR, mew=1.3,
-                    ms=6, ls="none", label="partial image: lower bound")
+                    ms=6, ls="none", label="partial image: lower bound", zorder=5)
         ax.step(dates, b.baseline_max[idx], where="post", color="#888888", lw=1.0, ls="--",
                 label=f"max of previous {result.window_years:g} years")
         unp = b.unprecedented[idx]
         if unp.any():
             ax.plot(dates[unp], tot[unp], "*", color=_ALERT_COLOR, ms=14, mec="black",
-                    mew=0.5, ls="none", label="unprecedented", zorder=5)
-            k = int(np.argmax(np.where(unp, tot, -1)))
-            first = int(np.flatnonzero(unp)[0])
-            for j in sorted({first, k}):
-                ax.annotate(
-                    f"{int(tot[j])} on {dates[j]}\n(previous max {b.baseline_max[idx][j]:.0f})",
-                    (dates[j], tot[j]), xytext=(-120, 10), textcoords="offset points",
-                    fontsize=8, color=_ALERT_COLOR, ha="left",
-                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
-                    arrowprops={"arrowstyle": "-", "color": _ALERT_COLOR, "lw": 0.6})
+                    mew=0.5, ls="none", label="unprecedented", zorder=6)
+            j = int(np.flatnonzero(unp)[0])  # the first one is the headline
+            ax.annotate(
+                f"{int(tot[j])} on {dates[j]}: unprecedented\n"
+                f"(previous {result.window_years:g}-year max {b.baseline_max[idx][j]:.0f})",
+                (dates[j], tot[j]), xytext=(-28, 34), textcoords="offset points",
+                fontsize=8, color=_ALERT_COLOR, ha="right", zorder=7,
+                arrowprops={"arrowstyle": "-", "color": _ALERT_COLOR, "lw": 0.7})
         top = float(np.nanmax(np.concatenate([b.count_high[idx], tot]))) if len(idx) else 1.0
-        ax.set_ylim(0, top * 1.28 + 1)
+        ax.set_ylim(0, top * 1.3 + 1)
         for ev in result.events.get(site, []):
             x = np.datetime64(ev.date, "D").astype(object)
             if len(dates) and dates.min() <= x <= dates.max():
-                ax.axvline(x, color=_EVENT_COLOR, lw=0.9, ls=":")
-                ax.text(x, top * 1.26 + 1, f"{ev.name} ", rotation=90, va="top", ha="right",
-                        fontsize=7, color=_EVENT_COLOR,
-                        bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none",
-                              "alpha": 0.8})
-        for on in result.onsets:
-            if on.site != site:
-                continue
-            ax.axvspan(on.date_low, on.date_high, color="#f39c12", alpha=0.25, lw=0)
-            ax.axvline(on.date, color="#e67e22", lw=1.2)
-            word = "rise" if on.direction == "up" else "fall"
-            lab = f"{word} from {on.date}"
+                ax.axvline(x, color=_EVENT_COLOR, lw=0.9, ls=":", zorder=1)
+                ax.text(x, top * 1.28 + 1, f"{ev.name} ", rotation=90, va="top", ha="right",
+                        fontsize=7, color=_EVENT_COLOR, zorder=2)
+        site_onsets = [on for on in result.onsets if on.site == site]
+        lines = []
+        for k, on in enumerate(site_onsets, start=1):
+            ax.axvspan(on.date_low, on.date_high, color="#f39c12", alpha=0.18, lw=0, zorder=0)
+            ax.plot([on.date], [0], marker="^" if on.direction == "up" else "v", ms=9,
+                    color="#e67e22", mec="black", mew=0.4, clip_on=False, zorder=8)
+            ax.annotate(str(k), (on.date, 0), xytext=(0, 9), textcoords="offset points",
+                        ha="center", fontsize=7.5, fontweight="bold", color="#b35900")
+            word = {("ramp", "up"): "steady rise", ("ramp", "down"): "steady fall",
+                    ("step", "up"): "jump", ("step", "down"): "drop"}[(on.kind, on.direction)]
+            text = f"{k}  {word} from {on.date} ({on.before_level:.0f} → {on.after_level:.0f})"
             if on.days_after_event is not None:
-                lab += f"\n{on.days_after_event} d after {on.event_date}"
-            ax.annotate(lab, (on.date, max(on.before_level, 0.0)), xytext=(6, 30),
-                        textcoords="offset points", fontsize=7.5, color="#b35900",
-                        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none",
-                              "alpha": 0.85})
+                text += f", {on.days_after_event} d after {on.event_date}"
+            lines.append(text)
+        if lines:
+            ax.text(0.0, -0.09, "Onsets (▲▼ on the time axis; shaded: the date interval)\n"
+                    + "\n".join(lines), transform=ax.transAxes, va="top", ha="left",
+                    fontsize=7.5, color="#8a4500", linespacing=1.4,
+                    bbox={"boxstyle": "round,pad=0.4", "fc": "#fff8ee", "ec": "#f0c080",
+                          "lw": 0.6})
         ax.set_ylabel("railcars in AOI")
         ax.set_title(f"{site}", loc="left", fontsize=10, fontweight="bold")
         ax.grid(axis="y", alpha=0.3)
         ax.spines[["top", "right"]].set_visible(False)
-        ax.legend(loc="upper left", fontsize=7.5, frameon=False, ncol=2)
+        ax.legend(loc="upper left", fontsize=7.5, frameon=True, framealpha=0.9,
+                  edgecolor="none", ncol=1)
+        ax.tick_params(axis="x", labelbottom=True)
     fig.suptitle(title or "Railcars per image, with range, baseline, events and onsets",
                  fontsize=11, x=0.01, ha="left")
-    fig.tight_layout()
     try:
         return _save(fig, path)
     finally:
