@@ -206,12 +206,13 @@ def peak_finding(
     window_start = peak.date - dt.timedelta(days=round(365.25 * years))
     earlier = [r for r in full if window_start <= r.date < peak.date]
     prev = max(earlier, key=lambda r: (r.total, r.date)) if earlier else None
-    # Unprecedented only if even the low end of the range beats the earlier maximum's
-    # high end, there is a real history to compare with, and the timeline agrees.
+    # Unprecedented: the timeline analytics' flag (the count clears every earlier complete
+    # count in the window by the combined uncertainty) when there is one; otherwise the
+    # worst case (the low end beats every earlier high end). Never on under a year of history.
     history_days = (peak.date - earlier[0].date).days if earlier else 0
-    beats = prev is not None and peak.low > prev.high
-    agrees = peak.unprecedented is not False
-    unprecedented = bool(beats and agrees and history_days >= 365)
+    worst_case = bool(earlier) and peak.low > max(r.high for r in earlier)
+    flag = worst_case if peak.unprecedented is None else bool(peak.unprecedented)
+    unprecedented = bool(flag and prev is not None and history_days >= 365)
     pre = None
     if rise_start is not None:
         rs = dt.date.fromisoformat(rise_start)
@@ -236,6 +237,7 @@ def peak_finding(
         if pre is None
         else {"date": _fmt_date(pre.date), "total": pre.total, "rise_start": rise_start},
         "unprecedented": unprecedented,
+        "rule": "timeline" if peak.unprecedented is not None else "worst-case ranges",
     }
     phrase = count_phrase(peak.total, peak.low, peak.high)
     text = f"On {_fmt_date(peak.date)} imagery shows {phrase} at {title}"
