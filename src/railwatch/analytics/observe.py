@@ -123,7 +123,9 @@ def observe(
         from railwatch.sites import get_site
 
         site = get_site(site, store)
-    if image_path is None and measure_cloud and scene.path and Path(scene.path).is_file():
+    auto = image_path is None and measure_cloud and bool(scene.path) and Path(
+        scene.path).is_file()
+    if auto:
         image_path = scene.path
     crs, aoi, zones = _local(site)
     det = detections.to_crs(crs) if len(detections) else detections
@@ -156,9 +158,15 @@ def observe(
     elif image_path is not None:
         from railwatch.imagery.cloud import cloud_fraction_in
 
-        usable_aoi = min(usable_aoi, cloud_fraction_in(image_path, site.aoi).usable)
-        track_ll = site.zones.get(TRACK_ZONE, site.aoi)
-        usable_track = min(usable_track, cloud_fraction_in(image_path, track_ll).usable)
+        try:
+            usable_aoi = min(usable_aoi, cloud_fraction_in(image_path, site.aoi).usable)
+            track_ll = site.zones.get(TRACK_ZONE, site.aoi)
+            usable_track = min(usable_track, cloud_fraction_in(image_path, track_ll).usable)
+        except InputError as exc:
+            if not auto:
+                raise
+            log.warning("cloud not measured on %s (%s); usable fraction from the footprint"
+                        " only", scene.path, exc)
     rates = error_rates
     if rates is None:
         rates = error_rates_for(scene.gsd_m, load_metrics(metrics_path))
