@@ -49,10 +49,10 @@ def test_fresh_store_is_migrated_wal_fk(tmp_path):
 def test_appended_migration_applies_once_and_failure_rolls_back(tmp_path):
     path = tmp_path / "m.sqlite"
     Store(path).close()
-    extra = [*MIGRATIONS, (MIGRATIONS[-1][0] + 1, "alerts", "CREATE TABLE alerts (x TEXT);")]
+    extra = [*MIGRATIONS, (MIGRATIONS[-1][0] + 1, "extra", "CREATE TABLE extra_t (x TEXT);")]
     with Store(path, migrations=extra) as s:
         assert s.schema_version == extra[-1][0]
-        s._conn.execute("INSERT INTO alerts VALUES ('a')")
+        s._conn.execute("INSERT INTO extra_t VALUES ('a')")
     broken = [*extra, (extra[-1][0] + 1, "broken",
                        "CREATE TABLE half (x TEXT); INSERT INTO nowhere VALUES (1);")]
     with pytest.raises(StoreError, match="migration .* failed"):
