@@ -245,6 +245,19 @@ def test_cli_over_the_store(tmp_path) -> None:
     assert obs[-1]["unprecedented"] and obs[-1]["range_source"] == "input"
     res = runner.invoke(app, ["--db", str(db), "timeline", "khasan"])
     assert res.exit_code == 2 and "no observations" in res.output
+    with Store(db) as store:
+        store.put_observation(Observation(
+            site="khasan", scene_id=None,
+            acquired=dt.datetime(2023, 1, 2, 3, tzinfo=dt.UTC), counts={"total": 4},
+            containers_by_zone={}, usable_fraction=1.0, count_low=3, count_high=5,
+            partial=False))
+    res = runner.invoke(app, ["--db", str(db), "timeline", "crossing", "--json"])
+    assert res.exit_code == 0, res.output
+    obs = json.loads(res.stdout)["observations"]
+    assert obs[0]["total"] == 14 and obs[0]["missing"] == "" and not obs[0]["partial"]
+    assert all(o["partial"] and o["missing"] == "khasan" for o in obs[1:])
+    res = runner.invoke(app, ["--db", str(db), "timeline", "tumangang", "--reference", "x"])
+    assert res.exit_code == 2 and "NAME:YYYY-MM-DD..YYYY-MM-DD" in res.output
 
 
 def test_analyze_accepts_event_lists() -> None:
