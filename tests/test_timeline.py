@@ -207,7 +207,11 @@ def test_cli_from_csv_json_contract(tmp_path) -> None:
     for on in out["onsets"]:
         assert {"site", "date", "direction", "before_level", "after_level", "event",
                 "days_after_event"} <= set(on)
-    assert plot.read_text().lstrip().startswith("<?xml")
+    svg = plot.read_text()
+    assert svg.lstrip().startswith("<?xml")
+    for text in ("partial image: lower bound", "unprecedented", "Kim–Putin summit",
+                 "steady rise from 2023-09-18", "73 on 2023-10-05"):
+        assert text in svg, text
 
 
 def test_cli_table_and_errors(tmp_path) -> None:

@@ -45,9 +45,12 @@ def _save(fig: Any, path: str | Path) -> Path:
         raise InputError("folder does not exist", path.parent)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
     os.close(fd)
+    import matplotlib
+
     try:
-        fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight",
-                    metadata={"Software": "railwatch"} if fmt == "png" else None)
+        with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text stays text
+            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight",
+                        metadata={"Software": "railwatch"} if fmt == "png" else None)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
