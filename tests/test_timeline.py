@@ -138,6 +138,7 @@ def test_public_record_flags_2023_10_05_and_dates_the_onset(tmp_path) -> None:
     assert 18 <= oct5["baseline_max"] <= 25  # "about 20" over the previous five years
     assert oct5["reference_max"] == 20 and oct5["above_reference"] is True
     assert obs["2023-09-14"]["total"] == 0 and not obs["2023-09-14"]["unprecedented"]
+    assert oct5["covered"] == 40 and oct5["covered_share"] == pytest.approx(40 / 73, abs=1e-3)
     # no pre-2020 image is unprecedented, and the cloudy partial one is a lower bound
     early = [o for d, o in obs.items() if d < "2020-02-01"]
     assert not any(o["unprecedented"] for o in early)
@@ -268,3 +269,18 @@ def test_analyze_accepts_event_lists() -> None:
     s = _series([5, 5, 5, 5, 5, 40, 41, 40, 42, 39])
     r = analyze(s, [])
     assert r.events == {"s": []}
+
+
+def test_docs_cover_every_option() -> None:
+    """docs/analytics.md names every option of `timeline` and `alerts` (no drift)."""
+    import typer.main
+
+    doc = (Path(__file__).parents[1] / "docs" / "analytics.md").read_text(encoding="utf-8")
+    group = typer.main.get_command(app)
+    for name in ("timeline", "alerts"):
+        cmd = group.commands[name]  # type: ignore[attr-defined]
+        assert f"railwatch {name}" in doc
+        for param in cmd.params:
+            for opt in param.opts:
+                if opt.startswith("--"):
+                    assert opt in doc, f"{name} {opt} is not documented"

@@ -454,6 +454,8 @@ def to_records(
         for c, col in series.counts.items():
             if not math.isnan(col[i]):
                 r[c] = int(col[i])
+        if "covered" in r:
+            r["covered_share"] = round(r["covered"] / r["total"], 3) if r["total"] else None
         if "usable_fraction" in series.given:
             r["usable_fraction"] = num(series.usable_fraction[i])  # type: ignore[index]
         for k, v in series.extra.items():
