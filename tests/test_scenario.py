@@ -189,6 +189,19 @@ def test_random_trains_persist_between_sites(traffic):
         assert all(a.depart <= b.arrive for a, b in itertools.pairwise(vs))
 
 
+def test_surge_cuts_are_seen_at_khasan_first(traffic):
+    cuts: dict[str, list] = {}
+    for v in traffic.visits:
+        if v.train_id.startswith("surge23-"):
+            cuts.setdefault(v.train_id, []).append(v)
+    seen_first = [vs for vs in cuts.values() if vs[0].site == "khasan"]
+    assert len(seen_first) >= len(cuts) // 2
+    for vs in seen_first:
+        k, t = vs[0], vs[1]
+        assert t.site == "tumangang" and k.depart < t.arrive
+        assert k.cars.cls[0] == "locomotive" and k.cars.color[1:] == t.cars.color
+
+
 def test_cars_fit_on_tracks_inside_the_aoi(spec, traffic, plan):
     img = _image(plan, "tumangang", "2024-06-17")
     world = site_world(spec, "tumangang", img.when, traffic, seed=0)

@@ -176,6 +176,8 @@ class StockSpec:
     tracks: tuple[str, ...] = ("yard", "secure", "main")
     name: str = ""
     line_m: float = math.inf  # a line of cars on one track grows up to this length
+    via: str | None = None  # each cut first stands at this site (behind a locomotive)
+    via_hours: tuple[float, float] = (2.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -708,7 +710,12 @@ def _traffic(
     stocks: list[StockSpec] = []
     for p, raw_s in _items(v, m, "stock", path):
         s = v.mapping(raw_s, p)
-        v.keys(s, {"site", "name", "keyframes", "cut_cars", "exclusive", "tracks", "line_m"}, p)
+        v.keys(
+            s,
+            {"site", "name", "keyframes", "cut_cars", "exclusive", "tracks", "line_m", "via",
+             "via_hours"},
+            p,
+        )  # fmt: skip
         kfs = []
         for q, raw_k in _items(v, s, "keyframes", p):
             k = v.mapping(raw_k, q)
@@ -736,6 +743,8 @@ def _traffic(
             v.choice(x, f"{p}.tracks[{i}]", TRACK_KINDS, "track kind")
             for i, x in enumerate(v.seq(s.get("tracks", ["yard", "secure", "main"]), f"{p}.tracks"))
         )
+        if s.get("via") is not None and s.get("via") == s.get("site"):
+            raise v.fail(f"{p}.via", "the via site must differ from the stock's site")
         stocks.append(
             StockSpec(
                 site=site_ref(v.req(s, "site", p), f"{p}.site"),
@@ -745,6 +754,8 @@ def _traffic(
                 tracks=kinds,
                 name=str(s.get("name", "")),
                 line_m=v.num(s.get("line_m", math.inf), f"{p}.line_m", 10),
+                via=_opt(s, "via", site_ref, p),
+                via_hours=v.range_(s.get("via_hours", [2.0, 10.0]), f"{p}.via_hours"),
             )
         )
     return periods, trains, stocks, transit

@@ -388,10 +388,12 @@ def build_traffic(spec: ScenarioSpec, seed: int = 0) -> Traffic:
     for train in spec.trains:
         _scripted(train, yards, traffic, seed)
     blocked: list[tuple[str, dt.datetime, dt.datetime]] = []
+    n_before = len(traffic.visits)
     for i, stock in enumerate(spec.stocks):
         window = _stock(stock, i, spec, yards, traffic, seed)
         if stock.exclusive and window is not None:
             blocked.append((stock.site, *window))
+    _stock_vias(spec, traffic.visits[n_before:], yards, traffic, blocked, seed)
     for i, period in enumerate(spec.periods):
         _random_period(period, i, spec, yards, traffic, blocked, seed)
     traffic.visits.sort(key=lambda v: (v.arrive, v.site, v.train_id))
@@ -587,6 +589,38 @@ def _stock(
     if first is None:
         first = _at(stock.keyframes[0].date - dt.timedelta(days=3))
     return (min(first, _at(stock.keyframes[0].date - dt.timedelta(days=3))), end)
+
+
+def _stock_vias(
+    spec: ScenarioSpec,
+    made: Sequence[Visit],
+    yards: Mapping[str, _Yard],
+    traffic: Traffic,
+    blocked: Sequence[tuple[str, dt.datetime, dt.datetime]],
+    seed: int,
+) -> None:
+    """Stock cuts with a ``via`` site stop there first (behind a locomotive), unless an
+    exclusive stock holds the via site then or it has no room."""
+    vias = {(s.name or f"{s.site}-stock{i + 1}"): s for i, s in enumerate(spec.stocks) if s.via}
+    seen: set[str] = set()
+    for v in made:
+        stock = next((st for name, st in vias.items() if v.train_id.startswith(name + "-")), None)
+        if stock is None or stock.via is None or v.train_id in seen:
+            continue
+        seen.add(v.train_id)  # the first visit of a cut is its arrival
+        rng = _rng(seed, "via", v.train_id)
+        b = v.arrive - dt.timedelta(hours=float(rng.uniform(*spec.transit_hours)))
+        a = b - dt.timedelta(hours=float(rng.uniform(*stock.via_hours)))
+        site = stock.via
+        if any(bs == site and a < be and ba < b for bs, ba, be in blocked):
+            continue
+        consist = v.cars.prepend(_locomotive(rng))
+        spot = yards[site].place(consist.span_m, a, b, ("main", "yard", "siding"), rng)
+        if spot is None:
+            continue
+        via = Visit(v.train_id, site, spot[0], spot[1], a, b, consist, "stock")
+        yards[site].add(via)
+        traffic.visits.append(via)
 
 
 def _random_period(
