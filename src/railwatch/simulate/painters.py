@@ -227,13 +227,14 @@ def paint_ground(
     k = max(1, round(0.5 / cv.res))
     hc, wc = math.ceil(cv.height / k), math.ceil(cv.width / k)
     cell_m = cv.res * k
-    n1 = fractal_noise(rng, (hc, wc), 120.0 / cell_m, octaves=6, persistence=0.6)
+    n1 = fractal_noise(rng, (hc, wc), 160.0 / cell_m, octaves=7, persistence=0.62)
     n2 = fractal_noise(rng, (hc, wc), 8.0 / cell_m, octaves=3, persistence=0.7)
     n3 = fractal_noise(rng, (hc, wc), 30.0 / cell_m, octaves=3, persistence=0.5)
+    n4 = rng.standard_normal((hc, wc)).astype(np.float32)
     veg, soil = season_palette(month, lat)
-    t = np.clip(0.5 + 0.28 * n1 + 0.12 * n3, 0.0, 1.0)[..., None]
+    t = np.clip(0.55 + 0.2 * n1 + 0.1 * n3 + 0.06 * n2, 0.0, 1.0)[..., None]
     img = veg * (1 - t) + soil * t
-    img += (n2 * 4.5 + n3 * 3.0)[..., None]
+    img += (n2 * 3.5 + n3 * 2.5 + n4 * 2.5)[..., None]
     snow_cover = np.zeros((hc, wc), np.float32)
     if snow > 0:
         field = 0.6 * n1 + 0.4 * n2
@@ -276,10 +277,14 @@ def paint_tracks(
     ballast = _mix((126, 118, 106), SNOW_RGB, 0.55 * snow)
     for t in tracks:
         cv.line(t.vertices, ballast, t.gauge_m + 2.4)
+    fine = 0.55 / cv.res >= 3.5  # sleepers resolved on the canvas, else a blended band
     for t in tracks:
         concrete = rng.random() < 0.7
         sl = (158, 154, 146) if concrete else (78, 66, 54)
         sl = _mix(sl, SNOW_RGB, 0.35 * snow)
+        if not fine:
+            cv.line(t.vertices, _mix(ballast, sl, 0.47), 2.6)
+            continue
         s = np.arange(0.3, t.length, 0.55)
         if len(s) == 0:
             continue
@@ -570,8 +575,8 @@ def paint_cars(
         hl, hw = L / 2, W / 2
         v3 = np.array([v[0], v[1], 0.0])
         snow_k = 0.0
-        if snow > 0 and cls in ("boxcar", "passenger", "tank", "locomotive"):
-            snow_k = float(rng.uniform(0, 0.5)) * snow
+        if snow > 0 and cls in ("boxcar", "passenger", "tank") and rng.random() < 0.3:
+            snow_k = float(rng.uniform(0.2, 0.6)) * snow  # parked long enough to hold snow
         top = _mix(rgb, SNOW_RGB, snow_k)
         if cls == "tank":
             # Cylinder: strips across the width lit by the sun; chamfered ends; dome.

@@ -69,8 +69,11 @@ class Rendered:
 
 
 def supersampling(gsd: float, width: int, height: int) -> int:
-    """Canvas pixels per sensor pixel (per axis) for a ``width`` x ``height`` image."""
-    ss = max(1, round(gsd / CANVAS_RES_M))
+    """Canvas pixels per sensor pixel (per axis) for a ``width`` x ``height`` image.
+
+    Aims at :data:`CANVAS_RES_M` canvas pixels (at least 2x for fine GSDs) and shrinks
+    while the canvas would exceed :data:`MAX_CANVAS_PX`."""
+    ss = max(2, round(gsd / CANVAS_RES_M))
     while ss > 1 and width * height * ss * ss > MAX_CANVAS_PX:
         ss -= 1
     return ss
