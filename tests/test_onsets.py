@@ -80,3 +80,16 @@ def test_short_series_and_sentence() -> None:
     assert ev is not None and ev.name == "summit"
     old = [Event(dt.date(2022, 1, 1), "old")]
     assert nearest_preceding_event(dt.date(2023, 9, 18), old) is None
+
+
+def test_noisy_steps_are_mostly_steps_and_always_dated_at_the_jump() -> None:
+    kinds = []
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        d = _dates(rng, "2020-01-01", "2022-01-01", 5, 20)
+        y = np.where(d >= np.datetime64("2021-02-01"), 35, 12) + rng.normal(0, 3, len(d))
+        onsets = detect_onsets(d, np.round(y), site="x")
+        assert len(onsets) == 1 and onsets[0].direction == "up"
+        assert abs((onsets[0].date - dt.date(2021, 2, 1)).days) <= 10
+        kinds.append(onsets[0].kind)
+    assert kinds.count("step") >= 6, kinds

@@ -152,24 +152,39 @@ def _line(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def _hinge(
     t: np.ndarray, y: np.ndarray, lo: float, hi: float
-) -> tuple[float, float, float, float, float]:
+) -> tuple[float, float, float, float, float, float]:
     """Best hinge ``y = level + slope * max(t - tau, 0)`` for ``tau`` on a daily grid in
-    ``[lo, hi]``. Returns ``(tau, tau_low, tau_high, level, slope)``, the interval being
-    the 95 % profile (``n * log(RSS / n)`` within 3.84 of its minimum)."""
+    ``[lo, hi]``. Returns ``(tau, tau_low, tau_high, level, slope, rss)``, the interval
+    being the 95 % profile (``n * log(RSS / n)`` within 3.84 of its minimum)."""
     grid = np.arange(math.floor(lo), math.ceil(hi) + 1, 1.0)
     n = len(y)
     costs = np.empty(len(grid))
+    rss_all = np.empty(len(grid))
     params = np.empty((len(grid), 2))
     for k, tau in enumerate(grid):
         x = np.column_stack([np.ones(n), np.maximum(t - tau, 0.0)])
         coef = np.linalg.lstsq(x, y, rcond=None)[0]
         rss = float(np.sum((y - x @ coef) ** 2))
         costs[k] = n * math.log(max(rss / n, 1e-6))
+        rss_all[k] = rss
         params[k] = coef
     best = int(np.argmin(costs))
     ok = grid[costs - costs[best] <= CHI2_95_1DOF]
     return (float(grid[best]), float(ok.min()), float(ok.max()),
-            float(params[best, 0]), float(params[best, 1]))
+            float(params[best, 0]), float(params[best, 1]), float(rss_all[best]))
+
+
+def _best_step(y: np.ndarray, lo: int, hi: int) -> tuple[int, float]:
+    """The break ``c`` in ``[lo, hi)`` that best splits ``y`` into two flat levels, and
+    the RSS of that fit."""
+    best_c, best = lo, np.inf
+    for c in range(max(lo, 1), max(hi, lo + 1)):
+        if c >= len(y):
+            break
+        r = float(np.sum((y[:c] - y[:c].mean()) ** 2) + np.sum((y[c:] - y[c:].mean()) ** 2))
+        if r < best:
+            best_c, best = c, r
+    return best_c, best
 
 
 def _window_mean(t: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float | None:
@@ -257,19 +272,22 @@ def detect_onsets(
         reach = np.flatnonzero(y[b:e] >= mean_b) if up else np.flatnonzero(y[b:e] <= mean_b)
         p = b + int(reach[0]) + 1 if len(reach) else b + 1
         lo_grid = t[max(a, b - 6)]
-        tau, lo_t, hi_t, level, slope = _hinge(t[a:p], y[a:p], lo_grid, t[b])
+        tau, lo_t, hi_t, level, slope, rss_hinge = _hinge(t[a:p], y[a:p], lo_grid, t[b])
+        c_step, rss_step = _best_step(y[a:p], max(b - 6, a + 1) - a, p - a)
+        c_step += a
         before = max(level, 0.0)
         change = after - before
         if abs(change) < max(min_change, min_rel_change * max(before, after)):
             continue
         duration = abs(change / slope) if abs(slope) > 1e-9 else 0.0
-        # a ramp: the rise outlasts the sampling gap and some image caught it half-way
+        # a ramp: the hinge fits better than two flat levels, the rise outlasts the
+        # sampling gap and some image caught it half-way
         lo_v, hi_v = sorted((before + 0.2 * change, after - 0.2 * change))
         midway = (t > tau) & (t < tau + duration) & (y > lo_v) & (y < hi_v)
-        ramp = bool(duration > (t[b] - t[b - 1]) and np.sign(slope) == np.sign(change)
-                    and midway.any())
+        ramp = bool(rss_hinge < rss_step and duration > (t[b] - t[b - 1])
+                    and np.sign(slope) == np.sign(change) and midway.any())
         if not ramp:  # abrupt: it happened between the last sample before and the first after
-            lo_t, hi_t = t[b - 1], t[b]
+            lo_t, hi_t = t[c_step - 1], t[c_step]
             tau = 0.5 * (lo_t + hi_t)
         half_year = 182.6
         if _seasonal(t, y, tau, min(tau - t[a], half_year),
