@@ -425,11 +425,12 @@ def test_cli_simulate(tmp_path, raw):
 
     data = copy.deepcopy(raw)
     data["imagery"]["sensors"] = [{"name": "PlanetScope", "gsd_m": 3.0}]
-    data["imagery"]["required"] = [{"site": "khasan", "date": "2022-11-29"}]
+    data["imagery"]["required"] = [{"site": "khasan", "date": "2022-11-29"},
+                                   {"site": "tumangang", "date": "2022-11-29"}]  # fmt: skip
     path = _write(tmp_path, data, "cli.yaml")
     out = tmp_path / "cli-out"
     args = ["simulate", str(path), "--out", str(out), "--seed", "2", "--max-images", "1",
-            "--start", "2022-11-29", "--end", "2022-11-29"]  # fmt: skip
+            "--start", "2022-11-29", "--end", "2022-11-29", "--site", "khasan"]  # fmt: skip
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     m = json.loads((out / "manifest.json").read_text())

@@ -43,6 +43,8 @@ def register(app: typer.Typer) -> None:
         end: str = typer.Option(None, "--end", help="Last day to render (YYYY-MM-DD)."),
         max_images: int = typer.Option(None, "--max-images", min=1,
                                        help="Render at most N images of the scenario."),
+        site: list[str] = typer.Option(None, "--site",
+                                       help="Render only this site (repeatable)."),
     ) -> None:
         """Write synthetic images with ground truth: a scenario's GeoTIFFs, *.truth.geojson
         and manifest.json, or (--chips N) training chips with labels and coco.json."""
@@ -66,7 +68,7 @@ def register(app: typer.Typer) -> None:
             mod = importlib.import_module("railwatch.simulate.scenario")
         except ImportError:
             raise InputError("scenario simulation is not available in this build") from None
-        kwargs = {"start": start, "end": end, "max_images": max_images}
+        kwargs = {"start": start, "end": end, "max_images": max_images, "sites": site or None}
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         with progress() as bar:
             task = bar.add_task("images", total=None)
