@@ -223,6 +223,11 @@ def test_cli_table_and_errors(tmp_path) -> None:
     bad = _write(tmp_path, "site,date,total\nx,2020-01-01,-1\n")
     res = runner.invoke(app, ["timeline", "--from-csv", str(bad), "--json"])
     assert res.exit_code == 2 and f"{bad}:2:" in res.output
+    one = _write(tmp_path, "site,date,total,usable_fraction\nx,2020-01-01,3,0.5\n")
+    res = runner.invoke(app, ["timeline", "crossing", "--from-csv", str(one)])
+    assert res.exit_code == 2 and "needs site(s) tumangang, khasan" in res.output
+    res = runner.invoke(app, ["timeline", "--from-csv", str(one), "--json"])  # all partial
+    assert res.exit_code == 0 and json.loads(res.stdout)["onsets"] == []
     res = runner.invoke(app, ["timeline", "nowhere", "--from-csv", str(csv_path)])
     assert res.exit_code == 2 and "not in the table" in res.output
     res = runner.invoke(app, ["timeline", "--from-csv", str(csv_path), "--plot",

@@ -253,6 +253,8 @@ def detect_onsets(
     d = d[order]
     y = np.asarray(counts, dtype=float)[order]
     t = (d - d[0]).astype(np.int64).astype(float) if len(d) else np.zeros(0)
+    if len(y) < 2 * min_size:
+        return []
     cuts = segment(t, y, min_size=min_size, penalty=penalty, var_floor=var_floor)
     bounds = [0, *cuts, len(y)]
     out: list[Onset] = []

@@ -623,6 +623,11 @@ def build_timeline(
     if csv_path is not None:
         series = read_csv(csv_path)
         combo = parse_crossing(site, series.sites) if site else None
+        if combo is not None:
+            absent = [m for m in combo[1] if m not in series.sites]
+            if absent:
+                raise InputError(f"{site!r} needs site(s) {', '.join(absent)}, not in the"
+                                 f" table (has: {', '.join(series.sites)})", csv_path)
         if site and combo is None:
             if site.strip().lower() not in series.sites:
                 raise InputError(f"site {site!r} is not in the table (has: "
