@@ -155,24 +155,42 @@ class _Yard:
         self.built = {t.id: t.built for t in site.tracks}
         self.visits: dict[str, list[Visit]] = {t.id: [] for t in site.tracks}
 
-    def free_offset(
-        self, track: str, span: float, start: dt.datetime, end: dt.datetime
-    ) -> float | None:
-        """First offset on ``track`` where ``span`` metres are free during [start, end)."""
+    def gaps(self, track: str, start: dt.datetime, end: dt.datetime) -> list[tuple[float, float]]:
+        """Free stretches [a, b] of ``track`` during [start, end) (clearance kept)."""
         b = self.built[track]
         if b is not None and start.date() < b:
-            return None
+            return []
         busy = sorted(
             (v.offset_m, v.offset_m + v.cars.span_m)
             for v in self.visits[track]
             if v.overlaps(start, end)
         )
-        pos = 0.0
+        out, pos = [], 0.0
         for a, e in busy:
-            if a - pos >= span:
-                return pos
+            if a - _CLEARANCE_M > pos:
+                out.append((pos, a - _CLEARANCE_M))
             pos = max(pos, e + _CLEARANCE_M)
-        return pos if self.length[track] - pos >= span else None
+        if self.length[track] > pos:
+            out.append((pos, self.length[track]))
+        return out
+
+    def free_offset(
+        self,
+        track: str,
+        span: float,
+        start: dt.datetime,
+        end: dt.datetime,
+        rng: np.random.Generator | None = None,
+    ) -> float | None:
+        """An offset on ``track`` where ``span`` metres are free during [start, end): the
+        first one, or (with ``rng``) a random one in a random free stretch."""
+        fits = [(a, b) for a, b in self.gaps(track, start, end) if b - a >= span]
+        if not fits:
+            return None
+        if rng is None:
+            return fits[0][0]
+        a, b = fits[int(rng.integers(len(fits)))]
+        return round(float(rng.uniform(a, b - span)), 2)
 
     def place(
         self,
@@ -184,13 +202,16 @@ class _Yard:
         track: str | None = None,
         prefer: Sequence[str] = (),
         line_m: float = math.inf,
+        scatter: bool = False,
     ) -> tuple[str, float] | None:
         """A (track, offset) for ``span`` metres during [start, end), or None if full.
 
         ``track`` forces a track; else the ``prefer`` tracks are tried first (as long as
         the line of cars there stays within ``line_m``), then tracks of ``kinds`` in order,
-        in random order within a kind.
+        in random order within a kind. ``scatter`` stops anywhere free on the track
+        instead of at the first free place.
         """
+        where = rng if scatter else None
         if track is not None:
             off = self.free_offset(track, span, start, end)
             return None if off is None else (track, off)
@@ -201,7 +222,7 @@ class _Yard:
         for kind in kinds:
             ids = [t for t, k in self.kind.items() if k == kind]
             for i in rng.permutation(len(ids)):
-                off = self.free_offset(ids[i], span, start, end)
+                off = self.free_offset(ids[i], span, start, end, where)
                 if off is not None:
                     return ids[i], off
         return None
@@ -615,7 +636,9 @@ def _stock_vias(
         if any(bs == site and a < be and ba < b for bs, ba, be in blocked):
             continue
         consist = v.cars.prepend(_locomotive(rng))
-        spot = yards[site].place(consist.span_m, a, b, ("main", "yard", "siding"), rng)
+        spot = yards[site].place(
+            consist.span_m, a, b, ("main", "yard", "siding"), rng, scatter=True
+        )
         if spot is None:
             continue
         via = Visit(v.train_id, site, spot[0], spot[1], a, b, consist, "stock")
@@ -684,7 +707,9 @@ def _random_period(
             if cap is not None and yards[site].cars_during(a, b) + len(consist) > cap:
                 ok = False
                 break
-            spot = yards[site].place(consist.span_m, a, b, ("main", "yard", "siding"), rng)
+            spot = yards[site].place(
+                consist.span_m, a, b, ("main", "yard", "siding"), rng, scatter=True
+            )
             if spot is None:
                 ok = False
                 break
