@@ -1,0 +1,115 @@
+"""Evaluation: one-to-one matching within 4 m, occluded truth, confusion, slices, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from railwatch.cli.main import app
+from railwatch.errors import InputError
+from railwatch.evaluate import evaluate, match
+from railwatch.geojson import write_geojson
+from railwatch.types import Detections
+
+X0, Y0 = 500000.0, 4700000.0
+
+
+def _dets(centres, kinds=None, classes=None, covered=None, occluded=None, score=True):
+    n = len(centres)
+    fps = []
+    for x, y in centres:
+        fps.append([[x - 7.5, y - 1.5], [x + 7.5, y - 1.5], [x + 7.5, y + 1.5], [x - 7.5, y + 1.5]])
+    kinds = kinds or ["railcar"] * n
+    classes = classes or ["boxcar" if k == "railcar" else "" for k in kinds]
+    extra = {} if occluded is None else {"occluded": np.array(occluded, dtype=bool)}
+    return Detections(footprints=np.array(fps).reshape(n, 4, 2), kind=kinds, cls=classes,
+                      score=np.full(n, 0.9 if score else 1.0), covered=covered or [False] * n,
+                      color=np.zeros((n, 3)), length_m=np.full(n, 15.0), crs=32652,
+                      extra=extra)
+
+
+def _write(tmp_path, name, truth, pred):
+    (tmp_path / "t").mkdir(exist_ok=True)
+    (tmp_path / "p").mkdir(exist_ok=True)
+    write_geojson(truth, tmp_path / "t" / f"{name}.truth.geojson", include_score=False)
+    write_geojson(pred, tmp_path / "p" / f"{name}.geojson")
+
+
+def test_matching_radius_and_one_to_one():
+    truth = _dets([(X0, Y0), (X0 + 16, Y0), (X0 + 100, Y0)])
+    pred = _dets([(X0 + 3, Y0), (X0 + 16.5, Y0 + 0.5), (X0 + 16, Y0 + 1), (X0 + 105, Y0)])
+    pairs = match(truth.to_crs(4326), pred.to_crs(4326))
+    assert sorted(pairs) == [(0, 0), (1, 1)]  # 5 m is too far; each truth used once
+
+
+def test_metrics_occluded_confusion_and_count_error(tmp_path):
+    truth = _dets([(X0 + 16 * i, Y0) for i in range(6)] + [(X0, Y0 + 50)],
+                  kinds=["railcar"] * 6 + ["container"],
+                  classes=["boxcar", "tank", "tank", "hopper", "boxcar", "flatcar", ""],
+                  covered=[False, False, False, True, False, True, False],
+                  occluded=[False] * 4 + [True, True, False])
+    # pred: first four right (one tank called hopper, covered right), a pred on occluded
+    # truth (dropped), a false alarm, the container found
+    pred = _dets([(X0, Y0), (X0 + 16, Y0), (X0 + 32, Y0), (X0 + 48, Y0), (X0 + 64, Y0),
+                  (X0 + 300, Y0), (X0 + 1, Y0 + 50)],
+                 kinds=["railcar"] * 6 + ["container"],
+                 classes=["boxcar", "tank", "hopper", "hopper", "boxcar", "tank", ""],
+                 covered=[False, False, False, True, False, False, False])
+    _write(tmp_path, "img", truth, pred)
+    res = evaluate(tmp_path / "t", tmp_path / "p")
+    o = res["overall"]
+    rail = o["by_kind"]["railcar"]
+    assert (rail["tp"], rail["fp"], rail["fn"]) == (4, 1, 0)
+    assert rail["truth"] == 4 and rail["predicted"] == 5
+    assert o["precision"] == pytest.approx(0.8) and o["recall"] == 1.0
+    assert o["count_error"] == pytest.approx(0.25)
+    assert o["class_accuracy"] == pytest.approx(0.75)
+    assert o["covered_accuracy"] == 1.0
+    assert o["container_f1"] == 1.0
+    m = np.array(o["confusion"]["matrix"])
+    labels = o["confusion"]["labels"]
+    assert m[labels.index("tank"), labels.index("hopper")] == 1
+    assert m.sum() == 4
+
+
+def test_slices_from_manifest(tmp_path):
+    for i in range(2):
+        t = _dets([(X0 + 16 * k, Y0) for k in range(3)])
+        p = _dets([(X0 + 16 * k, Y0) for k in range(3 - i)])
+        _write(tmp_path, f"im{i}", t, p)
+    manifest = {"images": [
+        {"file": "im0.tif", "gsd_m": 0.31, "snow": 0.0, "cloud_fraction": 0.0,
+         "datetime": "2023-07-01T02:00:00Z"},
+        {"file": "im1.tif", "gsd_m": 0.5, "snow": 0.8, "cloud_fraction": 0.3,
+         "datetime": "2024-01-10T02:00:00Z"}]}
+    (tmp_path / "t" / "manifest.json").write_text(json.dumps(manifest))
+    res = evaluate(tmp_path / "t", tmp_path / "p")
+    assert res["by_gsd"]["0.3"]["recall"] == 1.0
+    assert res["by_gsd"]["0.5"]["recall"] == pytest.approx(2 / 3, abs=1e-3)
+    assert set(res["slices"]["snow"]) == {"snow", "no snow"}
+    assert res["slices"]["season"]["winter"]["images"] == 1
+    assert res["slices"]["cloud"]["partial cloud"]["f1"] < 1.0
+    assert res["slices"]["density"]["sparse (<10)"]["images"] == 2
+
+
+def test_cli_json_and_tables(tmp_path):
+    _write(tmp_path, "a", _dets([(X0, Y0)]), _dets([(X0 + 1, Y0)]))
+    runner = CliRunner()
+    r = runner.invoke(app, ["evaluate", "--truth", str(tmp_path / "t"), "--pred",
+                            str(tmp_path / "p"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["overall"]["f1"] == 1.0
+    r = runner.invoke(app, ["evaluate", "--truth", str(tmp_path / "t"), "--pred",
+                            str(tmp_path / "p")])
+    assert r.exit_code == 0 and "precision" in r.stdout
+    r = runner.invoke(app, ["evaluate", "--truth", str(tmp_path / "nope"), "--pred",
+                            str(tmp_path / "p")])
+    assert r.exit_code == 2 and "not found" in r.output
+
+
+def test_no_truth_is_an_input_error(tmp_path):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "p").mkdir()
+    with pytest.raises(InputError, match="truth.geojson"):
+        evaluate(tmp_path / "t", tmp_path / "p")

@@ -1,0 +1,92 @@
+"""Training: target encoding, a tiny run that reduces the loss, ONNX parity with torch."""
+
+import math
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="training needs the optional torch extra")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from railwatch.cli.main import app  # noqa: E402
+from railwatch.train.export import export_onnx  # noqa: E402
+from railwatch.train.loop import TrainConfig, to_native, train  # noqa: E402
+from railwatch.train.model import Exported, RailDet  # noqa: E402
+from railwatch.train.synth import generate_chip  # noqa: E402
+from railwatch.train.targets import encode  # noqa: E402
+
+
+def _obj(cx, cy, kind="railcar", cls="tank", occluded=False):
+    return dict(cx=cx, cy=cy, length_px=30.0, width_px=6.0, angle_rad=0.3, kind=kind,
+                **{"class": cls}, covered=True, occluded=occluded)
+
+
+def test_encode_puts_centres_classes_and_ignores_occluded():
+    t = encode([_obj(41.0, 61.0), _obj(100.0, 20.0, kind="container", cls=""),
+                _obj(20.0, 100.0, occluded=True)], chip_px=128)
+    assert t["heat"].shape == (2, 64, 64)
+    assert t["heat"][0, 30, 20] == 1.0 and t["heat"][1, 10, 50] == 1.0
+    assert t["cls"][30, 20] == 1 and t["covered"][30, 20] == 1.0
+    assert t["cls"][10, 50] == -1
+    assert t["reg"][2, 30, 20] == pytest.approx(math.log(30))
+    assert t["reg"][4, 30, 20] == pytest.approx(math.sin(0.6))
+    assert t["heat_mask"][0, 50, 10] == 0.0 and t["heat"][0, 50, 10] == 0.0
+    assert t["heat_mask"][0, 30, 20] == 1.0
+
+
+def test_to_native_scales_image_and_objects():
+    img = np.zeros((100, 100, 3), np.uint8)
+    out, objs = to_native(img, [_obj(49.5, 49.5)], gsd=0.3)
+    assert out.shape[:2] == (60, 60)
+    assert objs[0]["cx"] == pytest.approx(29.5) and objs[0]["length_px"] == pytest.approx(18)
+
+
+def test_renderer_is_seeded_and_labels_objects():
+    a, oa = generate_chip(np.random.default_rng(3), 128, 0.5)
+    b, ob = generate_chip(np.random.default_rng(3), 128, 0.5)
+    assert np.array_equal(a, b) and len(oa) == len(ob)
+    assert a.shape == (128, 128, 3) and a.dtype == np.uint8
+
+
+def test_tiny_training_run_reduces_the_loss(tmp_path):
+    losses = []
+    cfg = TrainConfig(steps=25, batch=2, chip_px=64, width=4, workers=0, lr=5e-3, seed=1,
+                      checkpoint_every=1000)
+    meta = train(tmp_path, cfg, log=lambda s: None, on_step=lambda i, v: losses.append(v["total"]))
+    assert len(losses) == 25
+    assert np.mean(losses[-8:]) < 0.8 * np.mean(losses[:4])
+    assert (tmp_path / "railwatch-det.onnx").exists() and (tmp_path / "checkpoint.pt").exists()
+    assert meta["native_gsd_m"] == 0.5 and meta["training"]["steps_done"] == 25
+
+
+def test_onnx_matches_torch(tmp_path):
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    net = RailDet(8)
+    net.eval()
+    for m in net.modules():  # non-trivial BatchNorm statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    path = export_onnx(net, tmp_path / "m.onnx")
+    x = np.random.default_rng(0).uniform(0, 255, (1, 3, 96, 160)).astype(np.float32)
+    with torch.no_grad():
+        tp, tm = Exported(net)(torch.from_numpy(x))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    op, om = sess.run(None, {"image": x})
+    assert op.shape == (1, 2, 48, 80) and om.shape == (1, 14, 48, 80)
+    assert np.abs(om - tm.numpy()).max() < 1e-4
+    # peaks: same values; a 3x3 max-pool tie on a near-flat untrained map may flip a few
+    tp = tp.numpy()
+    both = (op > 0) & (tp > 0)
+    assert np.abs(op - tp)[both].max() < 1e-4
+    assert ((op > 0) != (tp > 0)).mean() < 0.01
+
+
+def test_train_command_without_torch_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "railwatch.train.loop", None)
+    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "m")])
+    assert r.exit_code == 2 and "torch" in r.output
