@@ -221,6 +221,7 @@ def estimate_shift(
         return Alignment(0.0, 0.0, 0.0, np.nan, False, "no overlap with the reference image")
     a = structure_image(ref, ref_valid)
     b = structure_image(mov, mov_valid)
+    a[~both], b[~both] = 0.0, 0.0
     win = cv2.createHanningWindow((a.shape[1], a.shape[0]), cv2.CV_32F)
     (sx, sy), response = cv2.phaseCorrelate(a, b, win)
     if not np.isfinite(response) or response < min_response:
@@ -229,8 +230,13 @@ def estimate_shift(
     if np.hypot(sx, sy) > max_shift_px:
         return Alignment(float(sx), float(sy), float(response), np.nan, False,
                          f"shift of {np.hypot(sx, sy):.1f} px exceeds {max_shift_px:.0f} px")
-    b2 = apply_shift(b, float(sx), float(sy))
-    (rx, ry), _ = cv2.phaseCorrelate(a, b2, win)
+    # Residual: move the image, rebuild its structure image, correlate again.
+    moved_valid = apply_shift(mov_valid, float(sx), float(sy), order=0)
+    common = ref_valid & moved_valid
+    a2 = structure_image(ref, ref_valid)
+    b2 = structure_image(apply_shift(mov, float(sx), float(sy)), moved_valid)
+    a2[~common], b2[~common] = 0.0, 0.0
+    (rx, ry), _ = cv2.phaseCorrelate(a2, b2, win)
     return Alignment(float(sx), float(sy), float(response), float(np.hypot(rx, ry)), True)
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 import rasterio
 from pyproj import CRS
@@ -32,7 +33,13 @@ from scipy import ndimage
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.ops import unary_union
 
-from railwatch.analytics.changes.maps import ImageFeatures, PairMaps, image_features, pair_maps
+from railwatch.analytics.changes.maps import (
+    ImageFeatures,
+    PairMaps,
+    edge_strength,
+    image_features,
+    pair_maps,
+)
 from railwatch.analytics.coregister import (
     Alignment,
     Grid,
@@ -141,12 +148,25 @@ def _mask_objects(det: Detections | None, grid: Grid, buffer_m: float) -> np.nda
     ).astype(bool)
 
 
-def _cloud(rgb: np.ndarray, gsd_m: float) -> np.ndarray | None:
+def _cloud(rgb: np.ndarray, valid: np.ndarray, gsd_m: float) -> np.ndarray | None:
+    """Opaque cloud: the imagery cloud mask, less where structure still shows through.
+
+    Bright, grey, smooth snow looks like cloud to a colour test; but rails, roofs and
+    their shadows stay sharp under snow and vanish under cloud, so flagged pixels near
+    strong edges are kept.
+    """
     try:
         from railwatch.imagery.cloud import cloud_mask
     except ImportError:
         return None
-    return np.asarray(cloud_mask(rgb, gsd_m), dtype=bool)
+    cloud = np.asarray(cloud_mask(rgb, gsd_m), dtype=bool) & valid
+    if not cloud.any():
+        return cloud
+    bands = np.log(np.clip(rgb, 0, None) + 0.02).astype(np.float32).transpose(2, 0, 1)
+    strong = edge_strength(bands, valid) > 0.3
+    visible = ndimage.maximum_filter(strong, size=max(3, round(10 / gsd_m)) | 1)
+    sharp_share = ndimage.uniform_filter(visible.astype(np.float32), size=41)
+    return cloud & (sharp_share < 0.05)
 
 
 def _prepare(
@@ -155,7 +175,7 @@ def _prepare(
     grid: Grid,
     *,
     min_coverage: float,
-    max_cloud: float,
+    min_clear: float,
     object_buffer_m: float,
     on_image: Callable[[str], None] | None,
 ) -> list[_Prepared | UsedImage]:
@@ -180,14 +200,15 @@ def _prepare(
             out.append(info)
             continue
         usable = valid.copy()
-        cloud = _cloud(rgb, info.gsd_m)
+        cloud = _cloud(rgb, valid, grid.gsd_m)
         if cloud is not None:
-            cloudy = float((cloud & valid).sum() / max(valid.sum(), 1))
-            if cloudy > max_cloud:
+            usable &= ~ndimage.binary_dilation(cloud, iterations=3)
+            clear = float(usable.sum() / max(aoi.sum(), 1))
+            if clear < min_clear:
+                cloudy = float(cloud.sum() / max(valid.sum(), 1))
                 info.skipped = f"too much cloud ({cloudy:.0%} of the covered site)"
                 out.append(info)
                 continue
-            usable &= ~ndimage.binary_dilation(cloud, iterations=3)
         usable &= ~_mask_objects(det, grid, object_buffer_m)
         out.append(_Prepared(info, rgb, usable))
         if on_image:
@@ -246,7 +267,7 @@ def _classify(
     lost_all: np.ndarray,
     gsd: float,
     *,
-    shadow_min: float = 0.08,
+    shadow_min: float = 0.4,
     min_edges: float = 0.25,
 ) -> tuple[str | None, dict[str, float]]:
     """The kind of change of one region, or None when it is not a facility change."""
@@ -254,17 +275,25 @@ def _classify(
         region, iterations=2
     )
     inner = ndimage.binary_erosion(region, iterations=2)
-    # Shadows attached to the region: a standing structure casts one on some side.
-    attached = ndimage.binary_dilation(region, iterations=max(2, round(3 / gsd))) & ~region
+    # Shadows in and around the region: a standing structure casts one on some side
+    # (its far edge may have been taken into the region's outline). Measured as a width:
+    # shadow area over half the perimeter, in metres.
+    attached = ndimage.binary_dilation(region, iterations=max(2, round(8 / gsd)))
+    half_perimeter = max(float(geom.length) / 2, gsd)
 
     def frac(m: np.ndarray, where: np.ndarray) -> float:
         return float(m[where].mean()) if where.any() else 0.0
 
+    def shadow_m(f: ImageFeatures) -> float:
+        return float(f.shadow[attached].sum()) * gsd * gsd / half_perimeter
+
+    sb = [shadow_m(f) for f in before]
+    sa = [shadow_m(f) for f in after]
     cues = {
         "new_edges": frac(new_all, ring),
         "lost_edges": frac(lost_all, ring),
-        "shadow_before": float(np.mean([frac(f.shadow, attached) for f in before])),
-        "shadow_after": float(np.mean([frac(f.shadow, attached) for f in after])),
+        "shadow_before": float(np.mean(sb)),
+        "shadow_after": float(np.mean(sa)),
         "texture_before": float(np.mean([frac(f.edges, inner) for f in before])),
         "texture_after": float(np.mean([frac(f.edges, inner) for f in after])),
     }
@@ -273,10 +302,10 @@ def _classify(
     sides = np.hypot(*(np.roll(xy, -1, axis=0) - xy).T)
     length, width = float(sides.max()), float(max(sides.min(), gsd))
     cues["length_m"], cues["width_m"] = length, width
-    tall_before = min(frac(f.shadow, attached) for f in before) > shadow_min
-    tall_after = min(frac(f.shadow, attached) for f in after) > shadow_min
-    flat_before = max(frac(f.shadow, attached) for f in before) < shadow_min / 2
-    flat_after = max(frac(f.shadow, attached) for f in after) < shadow_min / 2
+    tall_before = cues["shadow_before"] > shadow_min
+    tall_after = cues["shadow_after"] > shadow_min
+    flat_before = max(sb) < shadow_min / 2
+    flat_after = max(sa) < shadow_min / 2
     new, lost = cues["new_edges"], cues["lost_edges"]
     if tall_before and tall_after:
         return None, cues  # a standing structure that only looks different (snow, paint)
@@ -289,7 +318,7 @@ def _classify(
     if (
         cues["texture_before"] - cues["texture_after"] > 0.08
         and geom.area >= 200
-        and cues["shadow_after"] < 0.05
+        and flat_after
     ):
         return "cleared/graded ground", cues
     if max(new, lost) >= 2 * min_edges and not (tall_before or tall_after):
@@ -297,22 +326,79 @@ def _classify(
     return None, cues
 
 
-def _grow_into_margin(region: np.ndarray, after: list[ImageFeatures],
-                      margin_px: int = 3, tolerance: float = 0.2) -> np.ndarray:
-    """Give a region back the border pixels left out next to shadows, where they match it.
+def _score(kind: str, cues: dict[str, float], threshold: float) -> float:
+    """0..1 from how clear the edges, the shadow (height) and the look change are."""
+    edge = float(np.clip(max(cues["new_edges"], cues["lost_edges"]) / 0.5, 0, 1))
+    height = float(np.clip(abs(cues["shadow_after"] - cues["shadow_before"]) / 2.0, 0, 1))
+    look = float(np.clip(cues["appearance"] / (2 * threshold), 0, 1))
+    if kind in ("new track", "cleared/graded ground", "other"):
+        height = 1.0 - height
+    return round(0.4 * edge + 0.35 * height + 0.25 * look, 3)
 
-    Shadows and their margins are not compared, so a new roof loses a strip on its shadow
-    side; pixels of that strip that look like the region in every later image rejoin it.
+
+def _regions(edges: np.ndarray, *, min_edge_px: int, min_px: float,
+             closing_px: int = 3) -> list[np.ndarray]:
+    """Footprints outlined by persistent changed edges.
+
+    Edges are closed into outlines and filled; an outline left open (a side hidden by a
+    shadow margin or a mask) becomes its minimum rotated rectangle, which for the L or U
+    of a rectangular building's visible sides is the building.
     """
-    ring = ndimage.binary_dilation(region, iterations=margin_px) & ~region
-    for f in after:
-        ring &= ~f.shadow & f.usable
-        ref = float(np.median(f.log[region]))
-        ring &= np.abs(f.log - ref) < tolerance
-    grown = region | ring
-    # Keep only what touches the region (no islands of look-alike ground).
-    lab, _ = ndimage.label(grown)
-    return np.isin(lab, np.unique(lab[region]))
+    closed = ndimage.binary_closing(edges, iterations=closing_px) | edges
+    lab, count = ndimage.label(closed)
+    out = []
+    if count == 0:
+        return out
+    counts = ndimage.sum_labels(edges, lab, index=np.arange(1, count + 1))
+    objects = ndimage.find_objects(lab)
+    for k in np.flatnonzero(counts >= min_edge_px):
+        sl = objects[k]
+        pad = tuple(slice(max(0, s.start - 2), s.stop + 2) for s in sl)
+        comp = lab[pad] == k + 1
+        filled = ndimage.binary_fill_holes(comp)
+        hull = _hull_mask(comp, edges[pad])
+        if filled.sum() < 0.75 * hull.sum():
+            filled = hull
+        # Edges straddle the outline: take one pixel back.
+        filled = ndimage.binary_erosion(filled, iterations=1)
+        if filled.sum() < min_px:
+            continue
+        region = np.zeros(edges.shape, bool)
+        region[pad] = filled
+        out.append(region)
+    return out
+
+
+def _hull_mask(comp: np.ndarray, edges: np.ndarray | None = None) -> np.ndarray:
+    """The rectangle that the component's edge pixels outline, as a mask of the same shape.
+
+    Of the rectangles enclosing the pixels at each orientation (1 degree steps), the one
+    with most edge pixels on its sides wins (then the smaller): for the L of two visible
+    sides of a building that is the building, where a minimum-area rectangle may take
+    the diagonal.
+    """
+    rows, cols = np.nonzero(comp if edges is None else (edges & comp))
+    if len(rows) < 3:
+        return comp.copy()
+    pts = np.stack([cols, rows], axis=-1).astype(np.float64)
+    best = None
+    for deg in range(90):
+        t = np.radians(deg)
+        rot = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+        q = pts @ rot.T
+        lo, hi = q.min(axis=0), q.max(axis=0)
+        d = np.minimum(np.abs(q - lo), np.abs(q - hi)).min(axis=1)
+        on_side = float(np.mean(d <= 2.0))
+        area = float(np.prod(hi - lo + 1))
+        key = (round(on_side, 2), -area)
+        if best is None or key > best[0]:
+            best = (key, rot, lo, hi)
+    _, rot, lo, hi = best
+    corners = np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]])
+    box_pts = corners @ rot  # back to (col, row)
+    out = np.zeros(comp.shape, np.uint8)
+    cv2.fillPoly(out, [np.round(box_pts).astype(np.int32)], 1)
+    return out.astype(bool) | comp
 
 
 def find_changes(
@@ -323,8 +409,9 @@ def find_changes(
     gsd_m: float = 1.0,
     min_area_m2: float = 60.0,
     threshold: float = 0.25,
+    min_edge_px: int = 12,
     min_coverage: float = 0.25,
-    max_cloud: float = 0.6,
+    min_clear: float = 0.1,
     object_buffer_m: float = 3.0,
     min_response: float = 0.03,
     on_image: Callable[[str], None] | None = None,
@@ -344,7 +431,7 @@ def find_changes(
     grid = site_grid(site, gsd_m)
     order = sorted(images, key=lambda im: im[1])
     prepared = _prepare(
-        order, site, grid, min_coverage=min_coverage, max_cloud=max_cloud,
+        order, site, grid, min_coverage=min_coverage, min_clear=min_clear,
         object_buffer_m=object_buffer_m, on_image=on_image,
     )
     candidates = [p for p in prepared if isinstance(p, _Prepared)]
@@ -353,7 +440,8 @@ def find_changes(
     if len(used) < 2:
         reasons = "; ".join(f"{os.path.basename(i.path)}: {i.skipped}" for i in infos if i.skipped)
         raise InputError(
-            f"site {site.name!r}: fewer than two usable images ({len(used)} of {len(images)})"
+            f"site {site.name!r}: fewer than two usable images "
+            f"({len(used) if len(candidates) >= 2 else len(candidates)} of {len(images)})"
             + (f" - {reasons}" if reasons else "")
         )
     if len(used) < persist + 1:
@@ -362,7 +450,7 @@ def find_changes(
             f"persist over {persist} images (need {persist + 1}; use --persist 1 for a pair)"
         )
     changes = _changes_over_time(used, site, grid, persist=persist, min_area_m2=min_area_m2,
-                                 threshold=threshold)
+                                 threshold=threshold, min_edge_px=min_edge_px)
     for n, c in enumerate(changes, start=1):
         c.id = n
     return ChangeSet(site.name, changes, infos, grid, persist)
@@ -376,6 +464,7 @@ def _changes_over_time(
     persist: int,
     min_area_m2: float,
     threshold: float,
+    min_edge_px: int,
 ) -> list[Change]:
     gsd = grid.gsd_m
     zones = {name: to_local(z, grid.crs) for name, z in site.zones.items()}
@@ -409,54 +498,31 @@ def _changes_over_time(
         app = np.nan_to_num(app, nan=0.0)
         new_all = np.logical_and.reduce([pm.new_edges | ~pm.both for pm in pms]) & known
         lost_all = np.logical_and.reduce([pm.lost_edges | ~pm.both for pm in pms]) & known
-        strong = app > 1.6 * threshold
-        weak = app > threshold
-        lab, _ = ndimage.label(weak)
-        keep = np.unique(lab[strong & (lab > 0)])
-        mask = np.isin(lab, keep[keep > 0])
-        mask = ndimage.binary_closing(mask, iterations=2)
-        mask = ndimage.binary_fill_holes(mask)
-        mask = ndimage.binary_opening(mask, iterations=1)
-        lab, count = ndimage.label(mask)
-        if count == 0:
-            continue
-        sizes = ndimage.sum_labels(mask, lab, index=np.arange(1, count + 1))
-        t = threshold
-        for k in np.flatnonzero(sizes >= min_px) + 1:
-            region = lab == k
-            # The blurred map spreads a step; its half-height is where the edge really is.
-            half = 0.5 * float(np.percentile(app[region], 90))
-            core = ndimage.binary_fill_holes(region & (app >= half))
-            if core.sum() >= min_px:
-                region = core
-            region = _grow_into_margin(region, [feats(a, gsd) for a in after])
-            geom = _polygon(region, grid, simplify_m=gsd * 0.7)
-            bf = [feats(b, max(used[b].info.gsd_m, gsd)) for b in before]
-            af = [feats(a, max(used[a].info.gsd_m, gsd)) for a in after]
-            kind, cues = _classify(region, geom, bf, af, new_all, lost_all, gsd)
-            if kind is None:
-                continue
-            strength = float(np.clip(app[region].mean() / (2 * t), 0, 1))
-            edge = float(np.clip(max(cues["new_edges"], cues["lost_edges"]) / 0.3, 0, 1))
-            height = float(np.clip(abs(cues["shadow_after"] - cues["shadow_before"]) / 0.1,
-                                   0, 1))
-            score = 0.4 * strength + 0.3 * edge + 0.3 * max(height, float(kind == "new track"))
-            out.append(
-                Change(
-                    geometry=geom,
-                    crs=grid.crs,
-                    kind=kind,
-                    first_seen=used[i].info.acquired,
-                    last_absent=used[i - 1].info.acquired,
-                    area_m2=float(region.sum() * gsd * gsd),
-                    zone=_zone(geom, zones),
-                    score=round(float(np.clip(score, 0, 1)), 3),
-                    before=used[i - 1].info.path,
-                    after=used[i].info.path,
-                    seen_in=persist,
-                    cues={k2: round(v, 4) for k2, v in cues.items()},
+        bf = [feats(b, max(used[b].info.gsd_m, gsd)) for b in before]
+        af = [feats(a, max(used[a].info.gsd_m, gsd)) for a in after]
+        for sign, edges in (("new", new_all), ("lost", lost_all)):
+            for region in _regions(edges, min_edge_px=min_edge_px, min_px=min_px):
+                geom = _polygon(region, grid, simplify_m=gsd * 0.7)
+                kind, cues = _classify(region, geom, bf, af, new_all, lost_all, gsd)
+                if kind is None or (sign == "lost") != (kind == "removed structure"):
+                    continue
+                cues["appearance"] = float(app[region].mean())
+                out.append(
+                    Change(
+                        geometry=geom,
+                        crs=grid.crs,
+                        kind=kind,
+                        first_seen=used[i].info.acquired,
+                        last_absent=used[i - 1].info.acquired,
+                        area_m2=float(region.sum() * gsd * gsd),
+                        zone=_zone(geom, zones),
+                        score=_score(kind, cues, threshold),
+                        before=used[i - 1].info.path,
+                        after=used[i].info.path,
+                        seen_in=persist,
+                        cues={k2: round(v, 4) for k2, v in cues.items()},
+                    )
                 )
-            )
         # Free maps that later steps no longer need.
         for key in [key for key in pair_cache if key[0] < i - persist]:
             del pair_cache[key]

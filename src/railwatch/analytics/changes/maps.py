@@ -33,10 +33,12 @@ class ImageFeatures:
     """Structure features of one image on the common grid.
 
     ``usable``: valid, cloud-free and free of moving objects; ``log``: log intensity;
-    ``edges``: binary edges; ``shadow``: shadow mask; ``gsd_m``: the image's native GSD.
+    ``strength``: relative edge strength; ``edges``: strong edges; ``shadow``: shadow
+    mask; ``gsd_m``: the image's native GSD.
     """
 
     log: np.ndarray
+    strength: np.ndarray
     edges: np.ndarray
     shadow: np.ndarray
     usable: np.ndarray
@@ -51,30 +53,53 @@ def _blur_to(img: np.ndarray, native_gsd: float, target_gsd: float, grid_gsd: fl
     return cv2.GaussianBlur(img, (0, 0), sigma) if sigma > 0.3 else img
 
 
-def edge_map(log: np.ndarray, usable: np.ndarray, threshold: float) -> np.ndarray:
-    """Binary edges of log intensity: smoothed gradient magnitude above ``threshold``."""
-    lg = cv2.GaussianBlur(log, (0, 0), 1.0)
-    gx = cv2.Sobel(lg, cv2.CV_32F, 1, 0, ksize=3) / 8.0
-    gy = cv2.Sobel(lg, cv2.CV_32F, 0, 1, ksize=3) / 8.0
-    mag = np.sqrt(gx * gx + gy * gy)
-    inner = ndimage.binary_erosion(usable, iterations=2, border_value=0)
-    return (mag > threshold) & inner
+def edge_strength(logs: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Edge strength: the largest gradient over the log colour bands, each relative to its
+    99th percentile in the image (0 outside ``usable``).
+
+    Relative to the image's own strongest edges, so haze and exposure do not move it; the
+    bands are taken separately so that a roof that differs from the ground only in hue
+    still has an edge. Terrain texture and soft season patches stay weak.
+    """
+    inner = ndimage.binary_erosion(usable, iterations=3, border_value=0)
+    out = np.zeros(usable.shape, np.float32)
+    if not inner.any():
+        return out
+    for band in logs:
+        lg = cv2.GaussianBlur(band, (0, 0), 1.0)
+        gx = cv2.Sobel(lg, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(lg, cv2.CV_32F, 0, 1, ksize=3)
+        mag = np.sqrt(gx * gx + gy * gy)
+        top = float(np.percentile(mag[inner], 99))
+        if top > 0:
+            np.maximum(out, mag / top, out=out)
+    out[~inner] = 0.0
+    return out
 
 
-def shadow_map(log: np.ndarray, usable: np.ndarray, *, darker: float = 0.45,
-               window_px: int = 41) -> np.ndarray:
-    """Pixels more than ``darker`` (log units) below their neighbourhood's median."""
-    fill = log.copy()
-    if (~usable).any() and usable.any():
-        fill[~usable] = float(np.median(log[usable]))
-    ref = block_median(fill, usable, window_px)
-    sh = (log < ref - darker) & usable
-    # Keep thin shadows (walls, 2 px strips of high sun); drop isolated dark specks.
-    lab, n = ndimage.label(sh)
-    if n:
-        sizes = ndimage.sum_labels(sh, lab, index=np.arange(1, n + 1))
-        sh = np.isin(lab, np.flatnonzero(sizes >= 4) + 1)
-    return sh
+def shadow_map(log: np.ndarray, usable: np.ndarray, strength: np.ndarray, *,
+               darker: float = 0.45, block_px: int = 24, sharp: float = 0.35) -> np.ndarray:
+    """Shadows: regions more than ``darker`` (log units) below the local median that are
+    bounded by sharp edges.
+
+    The local median ignores the few bright roofs; the sharp-boundary test keeps cast
+    shadows (hard edges) and drops darker season patches of terrain (soft edges). Thin
+    shadows (walls, high sun) are kept, isolated dark specks dropped.
+    """
+    ref = block_median(log, usable, block_px)
+    dark = (log < ref - darker) & usable
+    lab, n = ndimage.label(dark)
+    if n == 0:
+        return dark
+    index = np.arange(1, n + 1)
+    sizes = ndimage.sum_labels(dark, lab, index=index)
+    edge = ndimage.maximum_filter(strength, size=3) > 0.3
+    rim = dark & ~ndimage.binary_erosion(dark)
+    rim_lab = np.where(rim, lab, 0)
+    rim_n = ndimage.sum_labels(rim, rim_lab, index=index)
+    rim_sharp = ndimage.sum_labels(rim & edge, rim_lab, index=index)
+    keep = (sizes >= 4) & (rim_sharp >= sharp * np.maximum(rim_n, 1))
+    return np.isin(lab, index[keep])
 
 
 def block_median(img: np.ndarray, mask: np.ndarray, block: int) -> np.ndarray:
@@ -114,18 +139,21 @@ def image_features(
     *,
     grid_gsd: float,
     target_gsd: float | None = None,
-    edge_threshold: float = 0.045,
+    edge_threshold: float = 0.3,
 ) -> ImageFeatures:
     """Features of one aligned image; ``target_gsd`` blurs it to a coarser partner's GSD."""
-    g = gray(rgb)
-    log = np.log(np.clip(g, 0, None) + _EPS).astype(np.float32)
     eff = max(gsd_m, grid_gsd)
+    bands = np.log(np.clip(rgb, 0, None) + _EPS).astype(np.float32).transpose(2, 0, 1)
+    log = np.log(np.clip(gray(rgb), 0, None) + _EPS).astype(np.float32)
     if target_gsd is not None:
         log = _blur_to(log, eff, target_gsd, grid_gsd)
+        bands = np.stack([_blur_to(b, eff, target_gsd, grid_gsd) for b in bands])
+    strength = edge_strength(bands, usable)
     return ImageFeatures(
         log=log,
-        edges=edge_map(log, usable, edge_threshold),
-        shadow=shadow_map(log, usable),
+        strength=strength,
+        edges=strength > edge_threshold,
+        shadow=shadow_map(log, usable, strength),
         usable=usable,
         gsd_m=gsd_m,
     )
@@ -147,7 +175,8 @@ class PairMaps:
 
 
 def pair_maps(before: ImageFeatures, after: ImageFeatures, *, block_px: int = 48,
-              edge_tolerance_px: int = 2, shadow_margin_px: int = 2) -> PairMaps:
+              edge_tolerance_px: int = 2, shadow_margin_px: int = 3,
+              edge_ratio: float = 0.35) -> PairMaps:
     """Change cues between two aligned images' features."""
     both = before.usable & after.usable
     # Shadows move with the sun: leave them and their borders out of every cue.
@@ -157,7 +186,10 @@ def pair_maps(before: ImageFeatures, after: ImageFeatures, *, block_px: int = 48
     offset = block_median(diff, cmp, block_px)
     app = np.abs(cv2.GaussianBlur(diff - offset, (0, 0), 1.0))
     app = np.where(cmp, app, np.nan).astype(np.float32)
-    tol = np.ones((2 * edge_tolerance_px + 1,) * 2, bool)
-    new_edges = after.edges & ~ndimage.binary_dilation(before.edges, tol) & cmp
-    lost_edges = before.edges & ~ndimage.binary_dilation(after.edges, tol) & cmp
+    # An edge is new where the earlier image had nothing a third as strong close by.
+    size = 2 * edge_tolerance_px + 1
+    near_b = ndimage.maximum_filter(before.strength, size=size)
+    near_a = ndimage.maximum_filter(after.strength, size=size)
+    new_edges = after.edges & (near_b < edge_ratio * after.strength) & cmp
+    lost_edges = before.edges & (near_a < edge_ratio * before.strength) & cmp
     return PairMaps(app, new_edges, lost_edges, cmp)
