@@ -516,15 +516,16 @@ def read_events_csv(path: str | Path) -> list[Event]:
     return sorted(out, key=lambda e: e.date)
 
 
-def registry_events(sites: Iterable[str]) -> dict[str, list[Event]]:
-    """Events of the named sites from the site registry (unknown names: none)."""
+def registry_events(sites: Iterable[str], store: Any = None) -> dict[str, list[Event]]:
+    """Events of the named sites from the site registry (built-in sites and those in
+    ``store``; unknown names: none)."""
     from railwatch.errors import NotFoundError
     from railwatch.sites import get_site
 
     out: dict[str, list[Event]] = {}
     for name in sites:
         try:
-            out[name] = list(get_site(name).events)
+            out[name] = list(get_site(name, store).events)
         except NotFoundError:
             out[name] = []
     return out
@@ -646,11 +647,13 @@ def build_timeline(
                              " `railwatch analyze` first", getattr(store, "path", None))
         series = Series.from_observations(obs)
     events: Any = read_events_csv(events_path) if events_path is not None else None
+    if events is None and store is not None and combo is None:
+        events = registry_events(series.sites, store)
     if combo is not None:
         name, members = combo
         if events is None:
             merged: dict[tuple[dt.date, str], Event] = {}
-            for evs in registry_events(members).values():
+            for evs in registry_events(members, store).values():
                 merged.update({(e.date, e.name): e for e in evs})
             events = sorted(merged.values(), key=lambda e: e.date)
         series = combine_sites(series, members, name=name, tolerance_days=tolerance_days)
