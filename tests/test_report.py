@@ -224,9 +224,9 @@ def test_onset_relative_to_preceding_event():
 def test_covered_containers_and_mix_shift():
     rows = _rows()
     f = compute_findings(rows, site="tumangang", title="Tumangang",
-                         covered_by_class={"flatcar": 25, "boxcar": 6},
+                         covered_by_date={"2023-10-05": {"flatcar": 25, "boxcar": 6}},
                          zone_titles={"freight_handling": "freight-handling / warehouse area"})
-    cov = f.data["covered"]
+    [cov] = f.data["covered"]
     assert cov["date"] == "2023-10-05" and cov["covered"] == 31
     assert "mostly flatcars (25)" in cov["text"] and "cannot be identified" in cov["text"]
     first = f.data["containers_first_seen"]
@@ -291,8 +291,9 @@ def test_brief_files_and_findings_json(brief):
         assert (out / name).stat().st_size > 0, name
     data = json.loads((out / "findings.json").read_text())
     assert data["unprecedented"] is True and data["peak"]["date"] == "2023-10-05"
-    assert data["covered"]["date"] == "2023-10-05" and data["covered"]["covered"] == 31
-    assert sum(data["covered"]["by_class"].values()) == 31  # from the detections themselves
+    [cov] = data["covered"]
+    assert cov["date"] == "2023-10-05" and cov["covered"] == 31
+    assert sum(cov["by_class"].values()) == 31  # from the detections themselves
     assert data["containers_first_seen"][0]["zone"] == "freight_handling"
     assert "hopper" in data["mix_shift"]["more"]
     assert data["sentences"] == brief.findings.sentences
@@ -337,7 +338,7 @@ def test_as_of_uses_only_earlier_images(tmp_path):
     data = json.loads(res.findings_json.read_text())
     assert data["last_image"] < "2023-10-01" and data["as_of"] == "2023-10-01"
     assert data["peak"]["date"] < "2023-10-01"
-    assert data["covered"] is None or data["covered"]["date"] < "2023-10-01"
+    assert all(c["date"] < "2023-10-01" for c in data["covered"])
 
 
 def test_crossing_brief(tmp_path):
@@ -408,3 +409,22 @@ def test_short_history_is_not_a_record():
     assert rec["unprecedented"] is False
     assert "too little history to call it a record" in rec["text"]
     assert "most in any" not in rec["text"]
+
+
+def test_two_rises_give_two_records():
+    rows = _rows()
+    for r in rows:
+        if r.date.year == 2024:
+            r.total, r.low, r.high = 150, 145, 155
+            r.counts = {**r.counts, "hopper": 100, "tank": 46}
+    onsets = [{"date": "2023-09-18", "direction": "up", "before_level": 3, "after_level": 70},
+              {"date": "2024-02-01", "direction": "up", "before_level": 40, "after_level": 150}]
+    events = [Event(SUMMIT, "Kim–Putin summit")]
+    f = compute_findings(rows, site="tumangang", title="Tumangang", onsets=onsets, events=events)
+    recs = f.data["records"]
+    assert [r["date"] for r in recs] == ["2023-10-05", "2024-02-10"]
+    assert recs[0]["max_before_rise"]["total"] <= 20 and recs[1]["previous_max"]["total"] == 73
+    assert f.data["peak"]["date"] == "2024-02-10" and f.data["unprecedented"] is True
+    text = " ".join(f.sentences)
+    assert text.index("On 2023-10-05") < text.index("five days after") < text.index("On 2024-02-10")
+    assert [o["date"] for o in f.data["onsets"]] == ["2023-09-18", "2024-02-01"]

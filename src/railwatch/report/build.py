@@ -275,19 +275,18 @@ def build_report(
 
     # covered loads by class on the peak day, from the detections themselves
     say("findings")
-    full = [r for r in rows if not r.partial and r.usable]
-    peak_row = max(full, key=lambda r: (r.total, r.date)) if full else None
-    covered_by_class: dict[str, int] = {}
-    if peak_row is not None:
-        for s, so in zip(sites, per_site, strict=True):
-            for o in so:
-                if o.acquired.date() == peak_row.date:
-                    det = img.detections(o.scene_id, s.name)
-                    if det is not None:
-                        r = det.railcars
-                        for c in RAILCAR_CLASSES:
-                            n = int(np.sum(r.covered & (r.cls == c)))
-                            covered_by_class[c] = covered_by_class.get(c, 0) + n
+    covered_by_date: dict[str, dict[str, int]] = {}
+    for s_, so in zip(sites, per_site, strict=True):
+        for o in so:
+            if int(o.counts.get("covered", 0)) <= 0:
+                continue
+            det = img.detections(o.scene_id, s_.name)
+            if det is None:
+                continue
+            r = det.railcars
+            day = covered_by_date.setdefault(o.acquired.date().isoformat(), {})
+            for c in RAILCAR_CLASSES:
+                day[c] = day.get(c, 0) + int(np.sum(r.covered & (r.cls == c)))
     zone_titles = {}
     for s in sites:
         for z in s.zones:
@@ -301,7 +300,7 @@ def build_report(
     findings = compute_findings(
         rows, site=name, title=_short_title(sites[0]) if len(sites) == 1 else title,
         events=events, onsets=an.onsets, changes=an.changes, mix_comparison=an.mix,
-        covered_by_class=covered_by_class, zone_titles=zone_titles, as_of=as_of,
+        covered_by_date=covered_by_date, zone_titles=zone_titles, as_of=as_of,
     )
     findings.data["analytics_notes"] = list(an.notes)
 

@@ -184,7 +184,7 @@ def peak_row(rows: Sequence[Row]) -> Row | None:
     full = [r for r in rows if r.usable and not r.partial]
     if not full:
         return None
-    peak = max(full, key=lambda r: (r.total, r.date))
+    peak = max(full, key=lambda r: (r.total, -r.date.toordinal()))
     return peak if peak.total > 0 else None
 
 
@@ -193,15 +193,17 @@ def peak_finding(
     title: str,
     years: int = BASELINE_YEARS,
     rise_start: str | None = None,
+    at: Row | None = None,
 ) -> dict[str, Any] | None:
-    """The highest count in a usable, full-coverage image, against the trailing N-year max.
+    """The highest count in a usable, full-coverage image (or the row ``at``), against the
+    trailing N-year max.
 
     With ``rise_start`` (the onset of the rise that led to the peak) it also gives the
     maximum before that rise, the level the peak is usually compared with.
     """
     full = [r for r in rows if r.usable and not r.partial]
-    peak = peak_row(rows)
-    if peak is None:
+    peak = at if at is not None else peak_row(rows)
+    if peak is None or peak.total == 0:
         return None
     window_start = peak.date - dt.timedelta(days=round(365.25 * years))
     earlier = [r for r in full if window_start <= r.date < peak.date]
@@ -322,13 +324,21 @@ def onset_finding(
 
 
 def covered_finding(
-    rows: Sequence[Row], on_date: str | None, covered_by_class: Mapping[str, int] | None = None
+    rows: Sequence[Row],
+    on_date: str | None,
+    covered_by_class: Mapping[str, int] | None = None,
+    exact: bool = False,
 ) -> dict[str, Any] | None:
-    """Covered (tarped) loads on ``on_date`` (default: the latest image with any)."""
+    """Covered (tarped) loads on ``on_date`` (else, unless ``exact``, the latest image with
+    any)."""
     cand = [r for r in rows if r.covered > 0]
     if not cand:
         return None
-    row = next((r for r in cand if _fmt_date(r.date) == on_date), None) or cand[-1]
+    row = next((r for r in cand if _fmt_date(r.date) == on_date), None)
+    if row is None:
+        if exact:
+            return None
+        row = cand[-1]
     by_class = {k: int(v) for k, v in (covered_by_class or {}).items() if v}
     rec: dict[str, Any] = {
         "date": _fmt_date(row.date),
@@ -437,9 +447,9 @@ def mix_shift_finding(mix: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | 
         return None
 
     def part(cs: list[str]) -> str:
-        return " and ".join(
+        return _and([
             f"{_CLASS_WORDS[c]} ({a['share_pct'][c]:.0f}% → {b['share_pct'][c]:.0f}%)" for c in cs
-        )
+        ])
 
     bits = []
     if more:
@@ -460,6 +470,12 @@ def mix_shift_finding(mix: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | 
         "tested": False,
         "text": text,
     }
+
+
+def _and(items: Sequence[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _p(p: float) -> str:
@@ -494,10 +510,12 @@ def mix_shift_from_comparison(cmp: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
 
     def part(cs: list[str]) -> str:
-        return " and ".join(
+        # the sentence names the shifts of 5 points or more; findings.json keeps them all
+        big = [c for c in cs if abs(shifts[c]["difference"]) >= 0.05] or cs[:1]
+        return _and([
             f"{_CLASS_WORDS[c]} ({shifts[c]['share_before']:.0%} → {shifts[c]['share_after']:.0%})"
-            for c in cs
-        )
+            for c in big
+        ])
 
     bits = (["more " + part(more)] if more else []) + (["fewer " + part(fewer)] if fewer else [])
     text = (
@@ -531,6 +549,49 @@ def change_findings(changes: Sequence[Mapping[str, Any]] | None) -> list[dict[st
 
 
 # -- everything -----------------------------------------------------------------------
+def _up_onsets(onsets: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    ups = [o for o in onsets
+           if str(o.get("direction", "up")).lower() in ("up", "rise", "increase")]
+    return sorted(ups, key=lambda o: str(o["date"])[:10])
+
+
+def record_episodes(
+    rows: Sequence[Row],
+    title: str,
+    onsets: Sequence[Mapping[str, Any]] = (),
+    events: Sequence[Event] = (),
+    covered_by_date: Mapping[str, Mapping[str, int]] | None = None,
+) -> list[dict[str, Any]]:
+    """Each rise's highest count, when it was a record, with the rise's onset and covered loads.
+
+    The complete images are split at every upward onset; in each part the highest count is
+    taken, and kept when it is unprecedented (see `peak_finding`).
+    """
+    full = [r for r in rows if r.usable and not r.partial]
+    ups = _up_onsets(onsets)
+    starts: list[Mapping[str, Any] | None] = [None, *ups]
+    out = []
+    for k, on in enumerate(starts):
+        d0 = dt.date.fromisoformat(str(on["date"])[:10]) if on else dt.date.min
+        nxt = starts[k + 1] if k + 1 < len(starts) else None
+        d1 = dt.date.fromisoformat(str(nxt["date"])[:10]) if nxt else dt.date.max
+        seg = [r for r in full if d0 <= r.date < d1]
+        if not seg:
+            continue
+        top = max(seg, key=lambda r: (r.total, -r.date.toordinal()))
+        rec = peak_finding(rows, title, rise_start=None if on is None else str(on["date"])[:10],
+                           at=top)
+        if rec is None or not rec["unprecedented"]:
+            continue
+        day = rec["date"]
+        out.append({
+            "peak": rec,
+            "onset": onset_finding([on], events, day) if on is not None else None,
+            "covered": covered_finding(rows, day, (covered_by_date or {}).get(day), exact=True),
+        })
+    return out
+
+
 def compute_findings(
     rows: Sequence[Row],
     *,
@@ -541,16 +602,30 @@ def compute_findings(
     mix: Mapping[str, Mapping[str, Any]] | None = None,
     mix_comparison: Mapping[str, Any] | None = None,
     changes: Sequence[Mapping[str, Any]] | None = None,
-    covered_by_class: Mapping[str, int] | None = None,
+    covered_by_date: Mapping[str, Mapping[str, int]] | None = None,
     zone_titles: Mapping[str, str] | None = None,
     as_of: dt.date | None = None,
 ) -> Findings:
-    """All key findings for one site (or the crossing), in the analyst's order."""
+    """All key findings for one site (or the crossing), in the analyst's order.
+
+    ``covered_by_date``: ISO date -> covered railcars by class (from the detections).
+    """
     f = Findings(site=site, title=title, as_of=None if as_of is None else as_of.isoformat())
     top = peak_row(rows)
     onset = onset_finding(onsets, events, _fmt_date(top.date) if top else None)
     peak = peak_finding(rows, title, rise_start=onset["date"] if onset else None)
-    covered = covered_finding(rows, peak["date"] if peak else None, covered_by_class)
+    episodes = record_episodes(rows, title, onsets, events, covered_by_date)
+    if peak is not None and all(e["peak"]["date"] != peak["date"] for e in episodes):
+        episodes.append({
+            "peak": peak, "onset": onset,
+            "covered": covered_finding(rows, peak["date"], (covered_by_date or {}).get(
+                peak["date"]), exact=True),
+        })
+    episodes.sort(key=lambda e: e["peak"]["date"])
+    covered = [e["covered"] for e in episodes if e["covered"]]
+    if not covered:
+        latest = covered_finding(rows, None, None)
+        covered = [latest] if latest else []
     first = containers_first_seen(rows, zone_titles)
     if mix_comparison is not None:
         mix = mix_from_comparison(mix_comparison)
@@ -569,13 +644,18 @@ def compute_findings(
         "peak": peak,
         "unprecedented": bool(peak and peak["unprecedented"]),
         "onset": onset,
+        "records": [e["peak"] for e in episodes if e["peak"]["unprecedented"]],
+        "onsets": [onset_finding([o], events, None) for o in _up_onsets(onsets)],
         "covered": covered,
         "containers_first_seen": first,
         "mix": {k: dict(v) for k, v in mix.items()},
         "mix_shift": shift,
         "changes": chg,
     }
-    for rec in (peak, onset, covered, *first, shift, *chg):
+    blocks = [x for e in episodes for x in (e["peak"], e["onset"], e["covered"])]
+    if not any(e["covered"] for e in episodes):
+        blocks += covered
+    for rec in (*blocks, *first, shift, *chg):
         if rec and rec.get("text"):
             f.sentences.append(rec["text"])
     if partial:
