@@ -442,3 +442,16 @@ def test_cli_simulate(tmp_path, raw):
     assert "bad.yaml: start: missing required key" in " ".join(res.output.split())
     res = CliRunner().invoke(app, ["simulate", BUILTIN, "--out", str(out), "--start", "soon"])
     assert res.exit_code == 2 and "start: expected a date" in res.output
+
+
+def test_docs_schema_example_is_valid():
+    """The YAML example in docs/simulator.md validates and runs (docs cannot drift)."""
+    text = (Path(__file__).parents[1] / "docs" / "simulator.md").read_text(encoding="utf-8")
+    section = text[text.index("### Schema") :]
+    block = section[section.index("```yaml") + len("```yaml") : section.index("```\n", 10)]
+    spec = parse_scenario(yaml.safe_load(block), "docs/simulator.md", {"tumangang", "khasan"})
+    traffic = build_traffic(spec, seed=0)
+    assert traffic.counts("tumangang", dt.datetime(2023, 10, 5, 2))["total"] == 73
+    state = traffic.cars_at("tumangang", dt.datetime(2022, 11, 30, 2))
+    assert list(state.train_id) == ["nov22-8car"] * 2 and set(state.track_id) == {"S1"}
+    assert plan_images(spec, seed=0)

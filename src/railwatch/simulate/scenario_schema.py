@@ -178,6 +178,8 @@ class StockSpec:
     line_m: float = math.inf  # a line of cars on one track grows up to this length
     via: str | None = None  # each cut first stands at this site (behind a locomotive)
     via_hours: tuple[float, float] = (2.0, 10.0)
+    covered_share: float | None = None
+    containers_share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -713,7 +715,7 @@ def _traffic(
         v.keys(
             s,
             {"site", "name", "keyframes", "cut_cars", "exclusive", "tracks", "line_m", "via",
-             "via_hours"},
+             "via_hours", "covered_share", "containers_share"},
             p,
         )  # fmt: skip
         kfs = []
@@ -756,6 +758,8 @@ def _traffic(
                 line_m=v.num(s.get("line_m", math.inf), f"{p}.line_m", 10),
                 via=_opt(s, "via", site_ref, p),
                 via_hours=v.range_(s.get("via_hours", [2.0, 10.0]), f"{p}.via_hours"),
+                covered_share=_opt(s, "covered_share", lambda x, r: v.num(x, r, 0, 1), p),
+                containers_share=_opt(s, "containers_share", lambda x, r: v.num(x, r, 0, 1), p),
             )
         )
     return periods, trains, stocks, transit

@@ -493,6 +493,11 @@ def _target(
     return out
 
 
+def _first(*values: float | None) -> float:
+    """The first value that is not None."""
+    return next(float(v) for v in values if v is not None)
+
+
 def _stock(
     stock: StockSpec,
     index: int,
@@ -521,16 +526,11 @@ def _stock(
         w1 = _at(kf.date)
         span_h = max((w1 - w0).total_seconds() / 3600.0, 1.0)
         period = _period_at(spec, kf.date)
-        covered = (
-            kf.covered_share
-            if kf.covered_share is not None
-            else (period.covered_share if period else 0.0)
+        covered = _first(
+            kf.covered_share, stock.covered_share, period.covered_share if period else 0.0
         )
-        containers = (
-            kf.containers_share
-            if kf.containers_share is not None
-            else (period.containers_share if period else 0.0)
-        )
+        containers = _first(kf.containers_share, stock.containers_share,
+                            period.containers_share if period else 0.0)  # fmt: skip
         loaded = period.loaded_share if period else 0.6
         # Departures: whole cuts or the tail of a cut, oldest first, early in the window.
         for c in RAILCAR_CLASSES:
