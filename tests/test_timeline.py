@@ -182,6 +182,11 @@ def test_crossing_series_from_the_public_record(tmp_path) -> None:
     out = build_timeline("tumangang+khasan", csv_path=csv_path).to_json()
     obs = {o["date"]: o for o in out["observations"]}
     assert obs["2024-06-17"]["total"] == 264 + 150
+    runner_out = runner.invoke(app, ["timeline", "tumangang+khasan", "--from-csv",
+                                     str(csv_path), "--json", "--pair-days", "0"])
+    strict = {o["date"]: o for o in json.loads(runner_out.stdout)["observations"]}
+    assert strict["2023-10-05"]["missing"] == "khasan"  # Khasan was seen on 10-06
+    assert obs["2023-10-05"]["total"] == 73 + 48 and obs["2023-10-05"]["missing"] == ""
     assert obs["2024-06-17"]["sites"] == "khasan+tumangang" or obs["2024-06-17"]["missing"] == ""
     lone = [o for o in out["observations"] if o["missing"]]
     assert lone and all(o["partial"] and not o["unprecedented"] for o in lone)

@@ -40,6 +40,9 @@ def register(app: typer.Typer) -> None:
             None, "--reference", help="Named reference period NAME:START..END "
             "(e.g. pre-covid:2018-01-01..2020-01-31)."
         ),
+        pair_days: int = typer.Option(
+            3, "--pair-days", min=0, help="Crossing: pair the sites' images up to N days apart."
+        ),
     ) -> None:
         """A site's observations with baselines, 'unprecedented' flags and onsets."""
         from railwatch.analytics.timeline import Reference, build_timeline
@@ -47,13 +50,15 @@ def register(app: typer.Typer) -> None:
         ref = Reference.parse(reference) if reference else None
         if from_csv is not None:
             result = build_timeline(site, csv_path=from_csv, events_path=events,
-                                    window_years=window_years, reference=ref)
+                                    window_years=window_years, reference=ref,
+                                    tolerance_days=pair_days)
         else:
             from railwatch.store import Store
 
             with Store(state.db) as store:
                 result = build_timeline(site, store=store, events_path=events,
-                                        window_years=window_years, reference=ref)
+                                        window_years=window_years, reference=ref,
+                                        tolerance_days=pair_days)
         if plot is not None:
             from railwatch.analytics.plot import plot_timeline
 
