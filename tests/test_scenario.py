@@ -436,6 +436,12 @@ def test_cli_simulate(tmp_path, raw):
     m = json.loads((out / "manifest.json").read_text())
     assert len(m["images"]) == 1 and m["images"][0]["site"] == "khasan" and m["seed"] == 2
     assert m["images"][0]["trains"] == ["nov22-8car"]
+    # the same seed gives byte-identical files
+    again = tmp_path / "cli-again"
+    res = CliRunner().invoke(app, [*args[:3], str(again), *args[4:]])
+    assert res.exit_code == 0, res.output
+    for name in (m["images"][0]["file"], m["images"][0]["truth"], "manifest.json"):
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
     bad = _write(tmp_path, {"name": "x"}, "bad.yaml")
     res = CliRunner().invoke(app, ["simulate", str(bad), "--out", str(tmp_path / "b")])
     assert res.exit_code == 2
