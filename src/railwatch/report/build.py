@@ -313,31 +313,33 @@ def build_report(
     latest = [x for x in (_latest(img, st, so) for st, so in zip(sites, per_site, strict=True))
               if x is not None]
     pairs = []
-    onset = findings.data.get("onset")
-    peak = findings.data.get("peak")
+    targets = (findings.data.get("records") or [findings.data.get("peak")])[-3:]
+    onset_days = sorted(o["date"] for o in findings.data.get("onsets") or [])
     by_date = {o.acquired.date().isoformat(): o for o in main_obs}
-    if peak and peak["date"] in by_date:
-        after = by_date[peak["date"]]
-        before = None
-        if onset:
-            cands = [o for o in main_obs if o.acquired.date().isoformat() < onset["date"]
-                     and o.usable_fraction >= 0.5 and not o.partial]
-            before = cands[-1] if cands else None
-        if before is None:
-            cands = [o for o in main_obs if o.acquired < after.acquired and not o.partial]
-            before = min(cands[-20:], key=lambda o: o.total) if cands else None
-        if before is not None:
-            a = _row_picture(img, before, main_site, 900)
-            b = _row_picture(img, after, main_site, 900)
-            if a is not None and b is not None:
-                d0, d1 = before.acquired.date(), after.acquired.date()
-                pairs.append({
-                    "uri": annotate.to_data_uri(annotate.side_by_side(
-                        [_label(a, f"{d0}: {before.total} railcars"),
-                         _label(b, f"{d1}: {after.total} railcars")])),
-                    "caption": f"Before ({d0}, {before.total} railcars) and after ({d1},"
-                    f" {after.total} railcars, range {after.count_low}–{after.count_high}).",
-                })
+    for rec in targets:
+        if not rec or rec["date"] not in by_date:
+            continue
+        after = by_date[rec["date"]]
+        rise = [d for d in onset_days if d <= rec["date"]]
+        cands = [o for o in main_obs if not o.partial and o.usable_fraction >= 0.5
+                 and o.acquired < after.acquired
+                 and (not rise or o.acquired.date().isoformat() < rise[-1])]
+        if not cands:
+            continue
+        before = cands[-1] if rise else min(cands[-20:], key=lambda o: o.total)
+        a = _row_picture(img, before, main_site, 900)
+        b = _row_picture(img, after, main_site, 900)
+        if a is None or b is None:
+            continue
+        d0, d1 = before.acquired.date(), after.acquired.date()
+        pairs.append({
+            "uri": annotate.to_data_uri(annotate.side_by_side(
+                [_label(a, f"{d0}: {before.total} railcars"),
+                 _label(b, f"{d1}: {after.total} railcars")])),
+            "caption": f"{_short_title(main_site)} before the rise ({d0}, {before.total}"
+            f" railcars) and at its peak ({d1}, {after.total} railcars, range"
+            f" {after.count_low}–{after.count_high}), every detection drawn.",
+        })
 
     say("charts")
     timeline_uri = "data:image/png;base64," + _b64(
