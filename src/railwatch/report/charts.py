@@ -62,16 +62,16 @@ def timeline_png(
             t = dt.datetime.combine(e.date, dt.time())
             if lo <= t <= hi:
                 ax.axvline(t, color="#969696", ls="--", lw=0.8)
-                ax.text(t, top * 1.02, e.name[:28], rotation=90, fontsize=7, va="bottom",
+                ax.text(t, top * 1.5, " " + e.name[:30], rotation=90, fontsize=6.5, va="top",
                         ha="right", color="#525252")
         for o in onsets:
             t = dt.datetime.fromisoformat(str(o["date"])[:10])
             if lo <= t <= hi:
                 up = str(o.get("direction", "up")) == "up"
-                ax.annotate("onset", xy=(t, 0), xytext=(t, top * 0.45), fontsize=7,
+                ax.annotate("onset", xy=(t, 0), xytext=(t, top * 0.4), fontsize=7,
                             color="#cb181d", ha="center",
                             arrowprops={"arrowstyle": "->", "color": "#cb181d"} if up else None)
-        ax.set_ylim(0, top * 1.35)
+        ax.set_ylim(0, top * 1.5)
     else:
         ax.text(0.5, 0.5, "no images", transform=ax.transAxes, ha="center")
     ax.set_ylabel("railcars in image")
@@ -80,7 +80,7 @@ def timeline_png(
     ax.xaxis.set_major_locator(loc)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", ncol=2, frameon=False)
+    ax.legend(fontsize=7, loc="upper left", ncol=2, framealpha=0.9)
     return _png(fig)
 
 
