@@ -97,8 +97,16 @@ def _ingest(paths: list[Path], store: Any, progress: Progress) -> int:
     return len(getattr(res, "scenes", None) or getattr(res, "added", None) or paths)
 
 
+class StageMissing(Exception):
+    """A stage's code or data (e.g. the shipped model) is not installed."""
+
+
 def _analyze(store: Any, progress: Progress) -> None:
     from railwatch.detect.analyze import analyze
+    from railwatch.detect.model import MODEL_FILE, model_dir
+
+    if not (model_dir() / MODEL_FILE).exists():
+        raise StageMissing(f"no shipped detector model at {model_dir() / MODEL_FILE}")
 
     def cb(done: int, total: int, *_: Any) -> None:
         progress("analyze", done, total)
@@ -149,7 +157,7 @@ def run_demo(
         t0 = time.perf_counter()
         try:
             value = fn()
-        except ImportError as exc:
+        except (ImportError, StageMissing) as exc:
             res.missing.append(name)
             say(name, f"missing: this stage is not installed yet ({exc})")
             return None
