@@ -180,6 +180,7 @@ class StockSpec:
     via_hours: tuple[float, float] = (2.0, 10.0)
     covered_share: float | None = None
     containers_share: float | None = None
+    lengths: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -715,7 +716,7 @@ def _traffic(
         v.keys(
             s,
             {"site", "name", "keyframes", "cut_cars", "exclusive", "tracks", "line_m", "via",
-             "via_hours", "covered_share", "containers_share"},
+             "via_hours", "covered_share", "containers_share", "lengths"},
             p,
         )  # fmt: skip
         kfs = []
@@ -760,6 +761,10 @@ def _traffic(
                 via_hours=v.range_(s.get("via_hours", [2.0, 10.0]), f"{p}.via_hours"),
                 covered_share=_opt(s, "covered_share", lambda x, r: v.num(x, r, 0, 1), p),
                 containers_share=_opt(s, "containers_share", lambda x, r: v.num(x, r, 0, 1), p),
+                lengths={
+                    v.cls(c, f"{p}.lengths.{c}"): v.range_(r, f"{p}.lengths.{c}", 5.0)
+                    for c, r in v.mapping(s.get("lengths", {}), f"{p}.lengths").items()
+                },
             )
         )
     return periods, trains, stocks, transit

@@ -268,19 +268,23 @@ def _random_consist(
     loaded: float,
     covered: float,
     containers: float,
+    lengths: Mapping[str, tuple[float, float]] | None = None,
 ) -> Consist:
+    """Random cars of ``classes``: a block of one class mostly shares a car type (livery
+    and length), changing now and then; ``lengths`` overrides a class's length range."""
     cls = list(classes)
-    # Cars of one class in a block usually share a livery; vary it a little.
-    base: dict[str, tuple[int, int, int]] = {}
-    colors = []
+    base: dict[str, tuple[tuple[int, int, int], float]] = {}
+    colors, lens = [], []
     for c in cls:
         if c not in base or rng.random() < 0.35:
-            base[c] = _livery(c, rng)
-        colors.append(base[c])
+            lo, hi = (lengths or {}).get(c, CAR_SPECS[c].length_range)
+            base[c] = (_livery(c, rng), round(float(rng.uniform(lo, hi)), 2))
+        colors.append(base[c][0])
+        lens.append(base[c][1])
     return Consist(
         cls=cls,
         color=colors,
-        length_m=[_car_length(c, rng) for c in cls],
+        length_m=lens,
         load=[_draw_load(c, rng, loaded, covered, containers) for c in cls],
     )
 
@@ -583,7 +587,7 @@ def _stock(
                 hours=span_h * (j + 0.5 + 0.4 * float(rng.uniform(-1, 1))) / max(len(cuts), 1)
             )
             t = min(max(t, w0), w1 - dt.timedelta(minutes=30))
-            consist = _random_consist([c] * size, rng, loaded, covered, containers)
+            consist = _random_consist([c] * size, rng, loaded, covered, containers, stock.lengths)
             lines = list(dict.fromkeys(v.track_id for v in present))
             spot = yard.place(
                 consist.span_m, t, _FAR, stock.tracks, rng, prefer=lines, line_m=stock.line_m
