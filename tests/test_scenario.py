@@ -94,6 +94,15 @@ def test_empty_depot_then_steady_rise(traffic, plan):
     # the rise starts around 2023-09-18, five days after the summit
     first = next(d for d, n in days if n > 0)
     assert dt.date(2023, 9, 17) <= first <= dt.date(2023, 9, 20)
+    # 2023-09-22: two lines of cars about 200 m and 300 m long, loaded cars about 20 m
+    state = traffic.cars_at("tumangang", _image(plan, "tumangang", "2023-09-22").when)
+    lines = sorted(
+        (state.start_m[m] + state.length_m[m]).max() - state.start_m[m].min()
+        for m in (state.track_id == t for t in set(state.track_id))
+    )
+    assert len(lines) == 2 and 150 < lines[0] < 250 and 250 < lines[1] < 350
+    flat = state.length_m[state.cls == "flatcar"]
+    assert np.all((flat > 18) & (flat < 20))
     # several clear images document the rise
     rise = [p for p in plan if p.site == "tumangang"
             and dt.date(2023, 9, 15) <= p.when.date() <= dt.date(2023, 10, 4)
