@@ -26,9 +26,10 @@ RED = (230, 30, 30)
 ORIGIN = (631845.0, 4697842.0)
 
 
-def _one_car_world(x: float, y: float, heading: float, length: float, width: float) -> World:
+def _one_car_world(x: float, y: float, heading: float, length: float, width: float,
+                   cls: str = "boxcar") -> World:
     cars = Railcars(
-        x=[x], y=[y], heading=[heading], length_m=[length], width_m=[width], cls=["boxcar"],
+        x=[x], y=[y], heading=[heading], length_m=[length], width_m=[width], cls=[cls],
         color=[RED], covered=[False], load=["none"], train_id=["T1"], track_id=["t0"],
     )
     return World(crs="EPSG:32652", origin=ORIGIN, extent=(-40.0, -30.0, 40.0, 30.0), cars=cars)
@@ -46,9 +47,13 @@ def _red_mask(img: np.ndarray) -> np.ndarray:
     return rg > (np.percentile(rg, 99.9) + np.median(rg)) / 2
 
 
-@pytest.mark.parametrize("gsd", [0.3, 0.5, 0.8])
-def test_single_car_footprint_within_a_pixel(gsd: float) -> None:
-    world = _one_car_world(3.3, -2.1, 0.0, 15.3, 3.2)
+@pytest.mark.parametrize(
+    ("gsd", "cls"),
+    [(0.3, "boxcar"), (0.5, "boxcar"), (0.8, "boxcar"), (0.3, "tank"), (0.5, "hopper"),
+     (0.3, "locomotive"), (0.5, "passenger")],
+)
+def test_single_car_footprint_within_a_pixel(gsd: float, cls: str) -> None:
+    world = _one_car_world(3.3, -2.1, 0.0, 15.3, 3.2, cls)
     r = render(world, _calm(gsd))
     mask = _red_mask(r.image)
     rows, cols = np.nonzero(mask)
@@ -69,8 +74,8 @@ def test_single_car_footprint_within_a_pixel(gsd: float) -> None:
     assert abs(top - px[:, 1].min()) <= 1.0
     assert abs(bottom - px[:, 1].max()) <= 1.0
     # measured size in metres, to within one pixel
-    assert abs((right - left) * gsd - 15.3) <= gsd
-    assert abs((bottom - top) * gsd - 3.2) <= gsd
+    assert abs((right - left) * gsd - 15.3) <= gsd + 1e-9
+    assert abs((bottom - top) * gsd - 3.2) <= gsd + 1e-9
 
 
 def test_rotated_car_measured_with_min_area_rect() -> None:

@@ -31,7 +31,8 @@ from railwatch.simulate.world import (
 
 SHIFT = 4
 #: How far (canvas pixels) anti-aliased fills spread beyond a polygon's true edge.
-AA_INSET = 0.6
+AA_INSET = 0.7
+_NEXT = {k: np.arange(1, k + 1) % k for k in (3, 4, 5, 6, 8)}
 _SCALE = float(1 << SHIFT)
 AA = cv2.LINE_AA
 
@@ -92,30 +93,35 @@ class Canvas:
     def px(self, xy: np.ndarray) -> np.ndarray:
         """Local metres (..., 2) -> cv2 fixed-point pixel coordinates (int32)."""
         xy = np.asarray(xy, dtype=np.float64)
-        col = (xy[..., 0] - self.xmin) / self.res - 0.5
-        row = (self.ymax - xy[..., 1]) / self.res - 0.5
-        return np.round(np.stack([col, row], axis=-1) * _SCALE).astype(np.int32)
+        k = _SCALE / self.res
+        out = (xy - (self.xmin, self.ymax)) * (k, -k) - 0.5 * _SCALE
+        return np.rint(out).astype(np.int32)
 
     def inset(self, xy: np.ndarray) -> np.ndarray:
         """The polygon moved inwards by :data:`AA_INSET` canvas pixels.
 
-        OpenCV's anti-aliased fill spreads about 0.6 px beyond the true edge; insetting
+        OpenCV's anti-aliased fill spreads about 0.7 px beyond the true edge; insetting
         keeps the drawn area equal to the true footprint.
         """
         xy = np.asarray(xy, dtype=np.float64)
         if len(xy) < 3:
             return xy
         d = AA_INSET * self.res
-        area2 = float(np.sum(xy[:, 0] * np.roll(xy[:, 1], -1) - np.roll(xy[:, 0], -1) * xy[:, 1]))
+        nv = len(xy)
+        nxt = xy[_NEXT[nv]] if nv in _NEXT else xy[np.arange(1, nv + 1) % nv]
+        e = nxt - xy  # edge i: vertex i -> i+1
+        area2 = float((xy[:, 0] * nxt[:, 1] - nxt[:, 0] * xy[:, 1]).sum())
         if abs(area2) < 1e-12:
             return xy
-        e = np.roll(xy, -1, axis=0) - xy  # edge i: vertex i -> i+1
-        e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-        sign = 1.0 if area2 > 0 else -1.0  # counter-clockwise: inward normal is left
-        n = sign * np.stack([-e[:, 1], e[:, 0]], axis=1)
-        n_prev = np.roll(n, 1, axis=0)
-        denom = np.maximum(1.0 + np.sum(n * n_prev, axis=1, keepdims=True), 0.2)
+        e /= np.maximum(np.sqrt((e * e).sum(axis=1)), 1e-12)[:, None]
+        n = e[:, ::-1] * (-1.0, 1.0) if area2 > 0 else e[:, ::-1] * (1.0, -1.0)
+        n_prev = n[np.arange(-1, nv - 1)]
+        denom = np.maximum(1.0 + (n * n_prev).sum(axis=1), 0.2)[:, None]
         return xy + d * (n + n_prev) / denom
+
+    def spill(self, width_m: float) -> float:
+        """How far (metres) an anti-aliased line of ``width_m`` reaches past its ends."""
+        return (self.m2px(width_m) / 2 + 0.5) * self.res
 
     def m2px(self, metres: float) -> int:
         return max(1, round(metres / self.res))
@@ -224,25 +230,31 @@ def paint_ground(
     cv: Canvas, rng: np.random.Generator, month: int, lat: float, snow: float
 ) -> np.ndarray:
     """Fill the canvas with textured terrain (and snow); returns the coarse snow cover."""
-    k = max(1, round(0.5 / cv.res))
+    k = max(1, round(0.8 / cv.res))  # terrain colour on a ~0.8 m grid, upsampled
     hc, wc = math.ceil(cv.height / k), math.ceil(cv.width / k)
     cell_m = cv.res * k
-    n1 = fractal_noise(rng, (hc, wc), 160.0 / cell_m, octaves=7, persistence=0.62)
+    # Low frequencies on a 4x coarser grid, upsampled (smooth anyway, much cheaper).
+    lo = (max(2, hc // 4), max(2, wc // 4))
+    n1 = cv2.resize(fractal_noise(rng, lo, 40.0 / cell_m, octaves=6, persistence=0.62),
+                    (wc, hc), interpolation=cv2.INTER_LINEAR)
+    n3 = cv2.resize(fractal_noise(rng, lo, 7.5 / cell_m, octaves=2, persistence=0.5),
+                    (wc, hc), interpolation=cv2.INTER_LINEAR)
     n2 = fractal_noise(rng, (hc, wc), 8.0 / cell_m, octaves=3, persistence=0.7)
-    n3 = fractal_noise(rng, (hc, wc), 30.0 / cell_m, octaves=3, persistence=0.5)
-    n4 = rng.standard_normal((hc, wc)).astype(np.float32)
+    n4 = rng.standard_normal((hc, wc), dtype=np.float32)
     veg, soil = season_palette(month, lat)
-    t = np.clip(0.55 + 0.2 * n1 + 0.1 * n3 + 0.06 * n2, 0.0, 1.0)[..., None]
-    img = veg * (1 - t) + soil * t
+    veg, soil = veg.astype(np.float32), soil.astype(np.float32)
+    t = 0.55 + 0.2 * n1 + 0.1 * n3 + 0.06 * n2
+    np.clip(t, 0.0, 1.0, out=t)
+    img = veg + t[..., None] * (soil - veg)
     img += (n2 * 3.5 + n3 * 2.5 + n4 * 2.5)[..., None]
     snow_cover = np.zeros((hc, wc), np.float32)
     if snow > 0:
         field = 0.6 * n1 + 0.4 * n2
-        thr = float(np.quantile(field, 1.0 - snow)) if snow < 1 else -1e9
+        thr = float(np.quantile(field[::3, ::3], 1.0 - snow)) if snow < 1 else -1e9
         snow_cover = smoothstep(field, thr - 0.25, thr + 0.25) * min(1.0, 0.6 + snow)
         s = snow_cover[..., None]
-        snow_rgb = SNOW_RGB + (n2 * 4.0)[..., None]
-        img = img * (1 - s) + snow_rgb * s
+        img *= 1.0 - s
+        img += s * (SNOW_RGB.astype(np.float32) + (n2 * 4.0)[..., None])
     img8 = np.clip(img, 0, 255).astype(np.uint8)
     cv.img[:] = cv2.resize(img8, (wc * k, hc * k), interpolation=cv2.INTER_LINEAR)[
         : cv.height, : cv.width
@@ -464,8 +476,10 @@ def _corrugate(
     us = np.arange(u0 + pitch / 2, u1, pitch)
     if len(us) == 0 or pitch < cv.res * 0.9:
         return
+    lw = min(0.15, pitch / 3)
+    half_w -= cv.spill(lw)  # keep the ribs' anti-aliased caps inside the body
     segs = np.stack([c + us[:, None] * u - half_w * v, c + us[:, None] * u + half_w * v], axis=1)
-    cv.lines(segs, _scale(rgb, k), min(0.15, pitch / 3))
+    cv.lines(segs, _scale(rgb, k), lw)
 
 
 def paint_containers(cv: Canvas, cont: Containers, light: Light, snow: float) -> None:
@@ -580,7 +594,7 @@ def paint_cars(
         top = _mix(rgb, SNOW_RGB, snow_k)
         if cls == "tank":
             # Cylinder: strips across the width lit by the sun; chamfered ends; dome.
-            cv.poly(_rect(c, u, v, -hl, hl, -hw * 0.85, hw * 0.85), _scale(rgb, 0.45))
+            cv.poly(_rect(c, u, v, -hl, hl, -hw * 0.85, hw * 0.85), _scale(rgb, 0.62))
             n = 6
             edges = np.linspace(-hw, hw, n + 1)
             for j in range(n):
@@ -638,8 +652,10 @@ def paint_cars(
             cv.lines(
                 np.stack(
                     [
-                        c + np.array([-hl, hl])[:, None] * u - hw * 0.98 * v,
-                        c + np.array([-hl, hl])[:, None] * u + hw * 0.98 * v,
+                        c + np.array([-1, 1])[:, None] * (hl - cv.spill(0.15)) * u
+                        - (hw - cv.spill(0.15)) * v,
+                        c + np.array([-1, 1])[:, None] * (hl - cv.spill(0.15)) * u
+                        + (hw - cv.spill(0.15)) * v,
                     ],
                     axis=1,
                 ),
@@ -714,8 +730,10 @@ def paint_cars(
             cv.lines(
                 np.stack(
                     [
-                        c + np.array([-hl + 0.1, hl - 0.1])[:, None] * u - hw * v,
-                        c + np.array([-hl + 0.1, hl - 0.1])[:, None] * u + hw * v,
+                        c + np.array([-1, 1])[:, None] * (hl - cv.spill(0.2)) * u
+                        - (hw - cv.spill(0.2)) * v,
+                        c + np.array([-1, 1])[:, None] * (hl - cv.spill(0.2)) * u
+                        + (hw - cv.spill(0.2)) * v,
                     ],
                     axis=1,
                 ),
