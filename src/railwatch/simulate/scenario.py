@@ -95,6 +95,7 @@ def _site_record(name: str) -> Site:
         raise InputError(f"unknown site {name!r}") from None
 
 
+@lru_cache(maxsize=16)
 def site_frame(name: str) -> tuple[str, tuple[float, float], tuple[float, float, float, float]]:
     """(crs, origin easting/northing, AOI extent in local metres) of a built-in site."""
     from pyproj import Transformer
