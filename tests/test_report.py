@@ -250,12 +250,16 @@ def test_mix_shift_needs_enough_cars():
     assert mix_shift_finding(mix) is None
 
 
-def test_combined_crossing_day_without_both_sites_is_lower_bound():
+def test_crossing_groups_without_both_sites_are_lower_bounds():
     a = _obs("tumangang")[:3]
     b = _obs("khasan")[:2]
+    b[1] = Observation(**{**b[1].__dict__, "acquired": b[1].acquired + dt.timedelta(days=2)})
     comb = combine_observations([a, b])
     assert [o.partial for o in comb] == [False, False, True]
     assert comb[0].total == a[0].total + b[0].total
+    assert comb[1].total == a[1].total + b[1].total  # paired within 3 days
+    far = [Observation(**{**b[0].__dict__, "acquired": b[0].acquired + dt.timedelta(days=9)})]
+    assert [o.partial for o in combine_observations([a[:1], far])] == [True, True]
 
 
 # -- annotate --------------------------------------------------------------------------

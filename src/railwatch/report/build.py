@@ -88,37 +88,55 @@ def _short_title(site: Site) -> str:
 
 
 def combine_observations(
-    per_site: Sequence[Sequence[Observation]], name: str = CROSSING
+    per_site: Sequence[Sequence[Observation]], name: str = CROSSING, tolerance_days: int = 3
 ) -> list[Observation]:
-    """Observations of several sites summed per day; a day without every site is a lower bound."""
-    by_day: dict[dt.date, list[Observation]] = {}
-    for obs in per_site:
-        for o in obs:
-            by_day.setdefault(o.acquired.date(), []).append(o)
+    """Observations of several sites summed per group: each group starts at the earliest
+    unpaired observation and takes, from every other site, the unpaired observation nearest
+    in time within ``tolerance_days`` (as ``railwatch timeline crossing`` pairs them). A
+    group missing a site, or holding a partial view, is a lower bound."""
+    tol = dt.timedelta(days=tolerance_days)
+    pending = [sorted(obs, key=lambda o: o.acquired) for obs in per_site]
+    used: set[tuple[int, int]] = set()
+    allobs = sorted(((o.acquired, k, i) for k, obs in enumerate(pending)
+                     for i, o in enumerate(obs)), key=lambda t: (t[0], t[1]))
     out = []
-    nsites = len(per_site)
-    for day in sorted(by_day):
-        group = by_day[day]
+    for when, k, i in allobs:
+        if (k, i) in used:
+            continue
+        used.add((k, i))
+        group = [pending[k][i]]
+        for k2, obs in enumerate(pending):
+            if k2 == k:
+                continue
+            best = None
+            for i2, o in enumerate(obs):
+                if (k2, i2) in used or abs(o.acquired - when) > tol:
+                    continue
+                if best is None or abs(o.acquired - when) < abs(obs[best].acquired - when):
+                    best = i2
+            if best is not None:
+                used.add((k2, best))
+                group.append(obs[best])
         counts: dict[str, int] = {}
         zones: dict[str, int] = {}
         for o in group:
-            for k, v in o.counts.items():
-                counts[k] = counts.get(k, 0) + int(v)
-            for k, v in o.containers_by_zone.items():
-                zk = f"{o.site}:{k}"
+            for key, v in o.counts.items():
+                counts[key] = counts.get(key, 0) + int(v)
+            for key, v in o.containers_by_zone.items():
+                zk = f"{o.site}:{key}"
                 zones[zk] = zones.get(zk, 0) + int(v)
-        seen = {o.site for o in group}
         out.append(
             Observation(
                 site=name,
                 scene_id=group[0].scene_id,
-                acquired=min(o.acquired for o in group),
+                acquired=group[0].acquired,
                 counts=counts,
                 containers_by_zone=zones,
-                usable_fraction=min(o.usable_fraction for o in group) * len(seen) / nsites,
+                usable_fraction=min(o.usable_fraction for o in group) * len(group)
+                / len(per_site),
                 count_low=sum(o.count_low for o in group),
                 count_high=sum(o.count_high for o in group),
-                partial=any(o.partial for o in group) or len(seen) < nsites,
+                partial=any(o.partial for o in group) or len(group) < len(per_site),
                 sensor=group[0].sensor,
                 gsd_m=group[0].gsd_m,
             )
