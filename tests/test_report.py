@@ -432,3 +432,18 @@ def test_two_rises_give_two_records():
     text = " ".join(f.sentences)
     assert text.index("On 2023-10-05") < text.index("five days after") < text.index("On 2024-02-10")
     assert [o["date"] for o in f.data["onsets"]] == ["2023-09-18", "2024-02-01"]
+
+
+def test_docs_name_every_report_and_demo_option():
+    import typer.main
+
+    from railwatch.cli.main import app
+
+    doc = (Path(__file__).parent.parent / "docs" / "report.md").read_text()
+    group = typer.main.get_command(app)
+    for name in ("report", "demo"):
+        cmd = group.commands[name]
+        for p in cmd.params:
+            for opt in p.opts:
+                if opt.startswith("--") and opt != "--help":
+                    assert f"`{opt}" in doc or f"{opt} " in doc, f"{name} {opt} undocumented"
