@@ -62,6 +62,8 @@ class Detector:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # no busy-waiting between ops: on a shared machine spinning threads starve others
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(p), opts, providers=_providers(use_gpu))
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types

@@ -1,0 +1,43 @@
+"""`analyze`: every ingested, unprocessed scene is detected once and stored."""
+
+import numpy as np
+import rasterio
+from pyproj import Transformer
+from rasterio.transform import from_origin
+
+from railwatch.detect.analyze import analyze
+from railwatch.imagery import ingest
+from railwatch.store import Store
+from test_detect_pipeline import BlobDetector
+
+# upper-left corner near Tumangang station (so ingest links the image to the site)
+X0, Y0 = Transformer.from_crs(4326, 32652, always_xy=True).transform(130.6026, 42.4217)
+
+
+def _tif(path, n_cars):
+    img = np.full((256, 256, 3), 60, np.uint8)
+    for k in range(n_cars):
+        img[40 + 20 * k:46 + 20 * k, 50:80] = (200, 40, 40)
+    with rasterio.open(path, "w", driver="GTiff", width=256, height=256, count=3,
+                       dtype="uint8", crs="EPSG:32652",
+                       transform=from_origin(X0, Y0, 0.5, 0.5)) as ds:
+        ds.write(np.transpose(img, (2, 0, 1)))
+        ds.update_tags(ACQUISITION_DATETIME="2023-10-05T02:30:00Z")
+    return path
+
+
+def test_analyze_detects_each_new_scene_once(tmp_path):
+    a, b = _tif(tmp_path / "a.tif", 2), _tif(tmp_path / "b.tif", 3)
+    calls = []
+    with Store(tmp_path / "rw.db") as store:
+        ingest([a, b], store)
+        summary = analyze(store, detector=BlobDetector(),
+                          progress=lambda d, t, n: calls.append((d, t)))
+        assert summary["processed"] == 2 and summary["railcars"] == 5
+        assert calls[-1] == (2, 2)
+        counts = sorted(store.get_detections(s.id).counts()["total"] for s in store.scenes())
+        assert counts == [2, 3]
+        assert store.scenes_without_detections() == []
+        assert summary["observations"] == bool(store.observations("tumangang"))
+        again = analyze(store, detector=BlobDetector())
+        assert again["processed"] == 0

@@ -1,0 +1,86 @@
+"""The SHIPPED model: accuracy on freshly simulated scenes, CLI detect, model files."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from railwatch.cli.main import app
+from railwatch.detect import Detector, detect, model_dir
+from railwatch.evaluate import evaluate
+from railwatch.geojson import write_geojson
+from railwatch.train.testsets import write_own_scene, write_sim_scene
+
+# seeds far from anything used in training (training streams use small seeds)
+SEEDS = (880001, 880002)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return Detector()
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fresh")
+    write_own_scene(d, "own_a", SEEDS[0], 512, 0.5)
+    write_own_scene(d, "own_b", SEEDS[1], 512, 0.5)
+    write_sim_scene(d, "sim_a", SEEDS[0], 512, 0.5)
+    write_sim_scene(d, "sim_b", SEEDS[1], 512, 0.5)
+    return d
+
+
+def test_shipped_model_files():
+    d = model_dir()
+    meta = json.loads((d / "model.json").read_text())
+    assert meta["native_gsd_m"] == 0.5 and len(meta["classes"]) == 7
+    assert (d / "railwatch-det.onnx").stat().st_size < 20 * 2**20
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert set(metrics["by_gsd"]) == {"0.3", "0.5", "0.8"}
+    assert {"precision", "recall", "f1", "count_error"} <= set(metrics["overall"])
+
+
+def test_shipped_model_f1_on_fresh_scenes(scenes, detector, tmp_path):
+    for tif in sorted(scenes.glob("*.tif")):
+        write_geojson(detect(tif, detector), tmp_path / f"{tif.stem}.geojson")
+    res = evaluate(scenes, tmp_path)
+    o = res["overall"]
+    assert o["by_kind"]["railcar"]["truth"] > 20
+    assert o["f1"] >= 0.9, o
+
+
+def test_predict_tile_pixel_coordinates(detector):
+    from railwatch.train.synth import generate_chip
+
+    image, objects = generate_chip(np.random.default_rng(SEEDS[0]), 256, 0.5)
+    det = detector.predict(image)
+    assert det.crs.name == "image pixels"
+    rail = [o for o in objects if o["kind"] == "railcar" and not o["occluded"]
+            and o["visible"] > 0.9]
+    if rail:  # every clearly visible car has a detection within 4 px of its centre
+        c = det.centers
+        found = [np.min(np.hypot(c[:, 0] - o["cx"] - 0.5, c[:, 1] - o["cy"] - 0.5)) < 4
+                 for o in rail] if len(c) else [False]
+        assert np.mean(found) >= 0.8
+
+
+def test_cli_detect_stdout_and_file(scenes, tmp_path):
+    runner = CliRunner()
+    tif = str(scenes / "own_a.tif")
+    r = runner.invoke(app, ["--quiet", "detect", tif])
+    assert r.exit_code == 0, r.output
+    fc = json.loads(r.stdout)
+    assert fc["type"] == "FeatureCollection" and fc["features"]
+    p = fc["features"][0]["properties"]
+    assert {"kind", "class", "score", "covered", "color", "length_m"} <= set(p)
+    lon, lat = fc["features"][0]["geometry"]["coordinates"][0][0]
+    assert 125 < lon < 135 and 40 < lat < 45  # UTM 52N around the test origin
+    out = tmp_path / "o.geojson"
+    r = runner.invoke(app, ["detect", tif, "-o", str(out)])
+    assert r.exit_code == 0 and len(json.loads(out.read_text())["features"]) == len(
+        fc["features"])
+    r = runner.invoke(app, ["detect", str(tmp_path / "missing.tif")])
+    assert r.exit_code == 2 and "no such file" in r.output
+    r = runner.invoke(app, ["detect", tif, tif])
+    assert r.exit_code == 2 and "--out-dir" in r.output
