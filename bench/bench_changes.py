@@ -119,7 +119,7 @@ def make_case(seed: int, folder: Path, *, construction: bool = True, n_images: i
     ox, oy = world.origin
     if construction:
         for _ in range(int(rng.integers(1, 4))):
-            k = int(rng.integers(1, n_images))
+            k = int(rng.integers(1, n_images - 1))  # seen in at least two images
             built = (dates[k - 1] + (dates[k] - dates[k - 1]) / 2).date()
             b = _new_building(rng, world, built)
             if b is not None:
@@ -129,11 +129,12 @@ def make_case(seed: int, folder: Path, *, construction: bool = True, n_images: i
         old = [b for b in world.buildings if b.built is None and b.kind != "platform"]
         if old and rng.random() < 0.4:
             b = old[int(rng.integers(len(old)))]
-            k = int(rng.integers(1, n_images))
+            k = int(rng.integers(1, n_images - 1))  # seen in at least two images
             b.removed = (dates[k - 1] + (dates[k] - dates[k - 1]) / 2).date()
             truths.append(Truth(affinity.translate(Polygon(b.polygon), ox, oy),
                                 "removed structure", b.removed))
     images = []
+    shifts = {}
     for i, when in enumerate(dates):
         cond = _conditions(rng, when)
         world.cars = _moving_trains(rng, world)
@@ -146,7 +147,8 @@ def make_case(seed: int, folder: Path, *, construction: bool = True, n_images: i
         path = folder / f"case{seed}_{i}.tif"
         write_geotiff(r, path, cond, truth=False)
         images.append((path, when, truth))
-    return images, _site(world, f"case{seed}"), truths
+        shifts[str(path)] = shift
+    return images, _site(world, f"case{seed}"), truths, shifts
 
 
 def _iou(a, b) -> float:
@@ -154,9 +156,14 @@ def _iou(a, b) -> float:
     return a.intersection(b).area / u if u else 0.0
 
 
-def score_case(result, truths: list[Truth], min_area: float = 100.0):
+def score_case(result, truths: list[Truth], shifts: dict, min_area: float = 100.0):
+    """Counts for one case. Positions are in the reference image's frame: its known
+    misregistration is taken off before matching (georeferencing is not what is tested)."""
     big = [t for t in truths if t.poly.area >= min_area]
+    dx, dy = shifts.get(result.reference, (0.0, 0.0))
     found = [c for c in result.changes if c.area_m2 >= min_area]
+    for c in found:
+        c.geometry = affinity.translate(c.geometry, -dx, -dy)
     matched_t: set[int] = set()
     tp = 0
     dated = 0
@@ -196,10 +203,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(args.cases):
             seed = args.seed + k
-            images, site, truths = make_case(seed, Path(tmp))
+            images, site, truths, shifts = make_case(seed, Path(tmp))
             res = find_changes(images, site, persist=args.persist)
             n_img += len(images)
-            s = score_case(res, truths)
+            s = score_case(res, truths, shifts)
             for key in tot:
                 tot[key] += s[key]
             print(f"case {seed}: {s}  found: "
@@ -208,7 +215,7 @@ def main() -> None:
                   + "".join(f"  [skipped {im.skipped}]" for im in res.skipped))
         for k in range(args.quiet_cases):
             seed = args.seed + 1000 + k
-            images, site, _ = make_case(seed, Path(tmp), construction=False)
+            images, site, _, _ = make_case(seed, Path(tmp), construction=False)
             res = find_changes(images, site, persist=args.persist)
             n_img += len(images)
             false_quiet += len(res.changes)

@@ -109,6 +109,7 @@ class ChangeSet:
     images: list[UsedImage]
     grid: Grid | None = None
     persist: int = 2
+    reference: str = ""  # the image whose frame the positions are in
 
     @property
     def skipped(self) -> list[UsedImage]:
@@ -124,6 +125,7 @@ class _Prepared:
     info: UsedImage
     rgb: np.ndarray
     usable: np.ndarray
+    occluded: np.ndarray  # snow- or cloud-like: shows no ground detail, proves no absence
 
 
 def _native_gsd(path: str) -> float:
@@ -148,12 +150,15 @@ def _mask_objects(det: Detections | None, grid: Grid, buffer_m: float) -> np.nda
     ).astype(bool)
 
 
-def _cloud(rgb: np.ndarray, valid: np.ndarray, gsd_m: float) -> np.ndarray | None:
-    """Opaque cloud: the imagery cloud mask, less where structure still shows through.
+def _cloud(rgb: np.ndarray, valid: np.ndarray,
+           gsd_m: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(opaque cloud, snow or cloud): the imagery cloud mask, and that mask less where
+    structure still shows through.
 
     Bright, grey, smooth snow looks like cloud to a colour test; but rails, roofs and
     their shadows stay sharp under snow and vanish under cloud, so flagged pixels near
-    strong edges are kept.
+    strong edges are kept as usable. Both hide the ground's detail, though: the wider
+    mask is kept to say where an image cannot prove that something was absent.
     """
     try:
         from railwatch.imagery.cloud import cloud_mask
@@ -161,12 +166,12 @@ def _cloud(rgb: np.ndarray, valid: np.ndarray, gsd_m: float) -> np.ndarray | Non
         return None
     cloud = np.asarray(cloud_mask(rgb, gsd_m), dtype=bool) & valid
     if not cloud.any():
-        return cloud
+        return cloud, cloud
     bands = np.log(np.clip(rgb, 0, None) + 0.02).astype(np.float32).transpose(2, 0, 1)
     strong = edge_strength(bands, valid) > 0.3
     visible = ndimage.maximum_filter(strong, size=max(3, round(10 / gsd_m)) | 1)
     sharp_share = ndimage.uniform_filter(visible.astype(np.float32), size=41)
-    return cloud & (sharp_share < 0.05)
+    return cloud & (sharp_share < 0.05), cloud
 
 
 def _prepare(
@@ -200,8 +205,11 @@ def _prepare(
             out.append(info)
             continue
         usable = valid.copy()
-        cloud = _cloud(rgb, valid, grid.gsd_m)
-        if cloud is not None:
+        occluded = np.zeros(grid.shape, bool)
+        masks = _cloud(rgb, valid, grid.gsd_m)
+        if masks is not None:
+            cloud, occluded = masks
+            occluded = ndimage.binary_dilation(occluded, iterations=2)
             usable &= ~ndimage.binary_dilation(cloud, iterations=3)
             clear = float(usable.sum() / max(aoi.sum(), 1))
             if clear < min_clear:
@@ -210,7 +218,7 @@ def _prepare(
                 out.append(info)
                 continue
         usable &= ~_mask_objects(det, grid, object_buffer_m)
-        out.append(_Prepared(info, rgb, usable))
+        out.append(_Prepared(info, rgb, usable, occluded))
         if on_image:
             on_image(path)
     return out
@@ -218,7 +226,10 @@ def _prepare(
 
 def _align(prepared: list[_Prepared], **kw: Any) -> list[_Prepared]:
     """Align every image to the best-covered one; mark the ones that cannot be aligned."""
-    ref = max(prepared, key=lambda p: p.usable.mean())
+    # The reference: the earliest image that shows nearly as much as the best one, so
+    # that positions are in the frame of an early, well-covered image.
+    best = max(p.usable.mean() for p in prepared)
+    ref = next(p for p in prepared if p.usable.mean() >= 0.9 * best)
     ref_g = gray(ref.rgb)
     ok: list[_Prepared] = []
     for p in prepared:
@@ -233,6 +244,7 @@ def _align(prepared: list[_Prepared], **kw: Any) -> list[_Prepared]:
             continue
         p.rgb = apply_shift(p.rgb, al.dx, al.dy)
         p.usable = apply_shift(p.usable, al.dx, al.dy, order=0)
+        p.occluded = apply_shift(p.occluded, al.dx, al.dy, order=0)
         ok.append(p)
     return ok
 
@@ -309,20 +321,25 @@ def _classify(
     new, lost = cues["new_edges"], cues["lost_edges"]
     if tall_before and tall_after:
         return None, cues  # a standing structure that only looks different (snow, paint)
-    if width <= 10.0 and length >= 5 * width and flat_after and new >= min_edges and new > lost:
-        return "new track", cues
-    if flat_before and tall_after and new >= min_edges:
-        return "new structure", cues
-    if tall_before and flat_after and lost >= min_edges:
-        return "removed structure", cues
-    if (
-        cues["texture_before"] - cues["texture_after"] > 0.08
-        and geom.area >= 200
-        and flat_after
-    ):
-        return "cleared/graded ground", cues
-    if max(new, lost) >= 2 * min_edges and not (tall_before or tall_after):
-        return "other", cues
+    if new >= min_edges and new > lost:
+        if width <= 10.0 and length >= 5 * width and flat_after:
+            return "new track", cues
+        if flat_before:
+            # No shadow before; after, a shadow (height) or at least a new outline: low
+            # structures (platforms) and high sun leave little shadow.
+            return "new structure", cues
+        return None, cues
+    if lost >= min_edges and lost > new:
+        if tall_before and flat_after:
+            return "removed structure", cues
+        if (
+            cues["texture_before"] - cues["texture_after"] > 0.15
+            and geom.area >= 200
+            and flat_before
+            and flat_after
+        ):
+            return "cleared/graded ground", cues
+    # Lost outlines without lost shadows are what snow does to flat things: not reported.
     return None, cues
 
 
@@ -401,6 +418,32 @@ def _hull_mask(comp: np.ndarray, edges: np.ndarray | None = None) -> np.ndarray:
     return out.astype(bool) | comp
 
 
+def _refine(region: np.ndarray, views: list[ImageFeatures], *, reach_px: int = 6,
+            tolerance: float = 0.18) -> np.ndarray:
+    """The footprint as the image that shows the structure sees it.
+
+    The outline found from changed edges stops short where shadows and their margins
+    were left out; here the roof is grown from the outline's core over pixels that look
+    like it (log intensity within ``tolerance``, not shadow) in every image of ``views``,
+    up to ``reach_px`` beyond the outline. Kept only when the result stays plausible
+    (between half and twice the outline's area).
+    """
+    core = ndimage.binary_erosion(region, iterations=2)
+    if core.sum() < 4:
+        return region
+    zone = ndimage.binary_dilation(region, iterations=reach_px)
+    like = zone.copy()
+    for f in views:
+        ref = float(np.median(f.log[core]))
+        like &= (np.abs(f.log - ref) < tolerance) & ~f.shadow & f.usable
+    lab, _ = ndimage.label(like | core)
+    grown = np.isin(lab, np.unique(lab[core]))
+    grown = ndimage.binary_opening(ndimage.binary_fill_holes(grown), iterations=1)
+    if 0.5 * region.sum() <= grown.sum() <= 2.0 * region.sum():
+        return grown | core
+    return region
+
+
 def find_changes(
     images: Sequence[ImageInput],
     site: Site,
@@ -453,7 +496,9 @@ def find_changes(
                                  threshold=threshold, min_edge_px=min_edge_px)
     for n, c in enumerate(changes, start=1):
         c.id = n
-    return ChangeSet(site.name, changes, infos, grid, persist)
+    ref = next((u.info.path for u in used if u.info.alignment and u.info.alignment.response == 1.0
+                and u.info.alignment.dx == 0.0 and u.info.alignment.dy == 0.0), "")
+    return ChangeSet(site.name, changes, infos, grid, persist, ref)
 
 
 def _changes_over_time(
@@ -465,6 +510,7 @@ def _changes_over_time(
     min_area_m2: float,
     threshold: float,
     min_edge_px: int,
+    edge_threshold: float = 0.3,
 ) -> list[Change]:
     gsd = grid.gsd_m
     zones = {name: to_local(z, grid.crs) for name, z in site.zones.items()}
@@ -476,9 +522,11 @@ def _changes_over_time(
         if key not in feat_cache:
             p = used[i]
             feat_cache[key] = image_features(
-                p.rgb, p.usable, p.info.gsd_m, grid_gsd=gsd, target_gsd=target
+                p.rgb, p.usable, p.info.gsd_m, grid_gsd=gsd, target_gsd=target,
+                edge_threshold=edge_threshold, occluded=p.occluded,
             )
         return feat_cache[key]
+
 
     def pair(b: int, a: int) -> PairMaps:
         if (b, a) not in pair_cache:
@@ -494,30 +542,41 @@ def _changes_over_time(
         after = list(range(i, i + persist))
         pms = [pair(b, a) for b in before for a in after]
         app = np.fmin.reduce([pm.appearance for pm in pms])  # NaN only where never comparable
-        known = np.isfinite(app)
         app = np.nan_to_num(app, nan=0.0)
-        new_all = np.logical_and.reduce([pm.new_edges | ~pm.both for pm in pms]) & known
-        lost_all = np.logical_and.reduce([pm.lost_edges | ~pm.both for pm in pms]) & known
+        # Changed in every before/after pair that can tell, and at least one can.
+        new_all = np.logical_and.reduce([pm.new_edges | ~pm.can_new for pm in pms])
+        new_all &= np.logical_or.reduce([pm.can_new for pm in pms])
+        lost_all = np.logical_and.reduce([pm.lost_edges | ~pm.can_lost for pm in pms])
+        lost_all &= np.logical_or.reduce([pm.can_lost for pm in pms])
         bf = [feats(b, max(used[b].info.gsd_m, gsd)) for b in before]
         af = [feats(a, max(used[a].info.gsd_m, gsd)) for a in after]
         for sign, edges in (("new", new_all), ("lost", lost_all)):
             for region in _regions(edges, min_edge_px=min_edge_px, min_px=min_px):
+                region = _refine(region, af if sign == "new" else bf)
                 geom = _polygon(region, grid, simplify_m=gsd * 0.7)
                 kind, cues = _classify(region, geom, bf, af, new_all, lost_all, gsd)
                 if kind is None or (sign == "lost") != (kind == "removed structure"):
                     continue
                 cues["appearance"] = float(app[region].mean())
+                # The bracket opens at the last earlier image that could show the
+                # change's absence there (snow or cloud over it proves nothing).
+                b_last = next(
+                    (b for b in reversed(before)
+                     if (pair(b, i).can_new if sign == "new" else pair(b, i).can_lost)[
+                         region].mean() >= 0.5),
+                    i - 1,
+                )
                 out.append(
                     Change(
                         geometry=geom,
                         crs=grid.crs,
                         kind=kind,
                         first_seen=used[i].info.acquired,
-                        last_absent=used[i - 1].info.acquired,
+                        last_absent=used[b_last].info.acquired,
                         area_m2=float(region.sum() * gsd * gsd),
                         zone=_zone(geom, zones),
                         score=_score(kind, cues, threshold),
-                        before=used[i - 1].info.path,
+                        before=used[b_last].info.path,
                         after=used[i].info.path,
                         seen_in=persist,
                         cues={k2: round(v, 4) for k2, v in cues.items()},

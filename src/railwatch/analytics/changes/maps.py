@@ -34,7 +34,8 @@ class ImageFeatures:
 
     ``usable``: valid, cloud-free and free of moving objects; ``log``: log intensity;
     ``strength``: relative edge strength; ``edges``: strong edges; ``shadow``: shadow
-    mask; ``gsd_m``: the image's native GSD.
+    mask; ``gsd_m``: the image's native GSD; ``occluded``: snow or cloud, where the image
+    cannot show that something is absent.
     """
 
     log: np.ndarray
@@ -43,6 +44,7 @@ class ImageFeatures:
     shadow: np.ndarray
     usable: np.ndarray
     gsd_m: float
+    occluded: np.ndarray | None = None
 
 
 def _blur_to(img: np.ndarray, native_gsd: float, target_gsd: float, grid_gsd: float) -> np.ndarray:
@@ -53,26 +55,46 @@ def _blur_to(img: np.ndarray, native_gsd: float, target_gsd: float, grid_gsd: fl
     return cv2.GaussianBlur(img, (0, 0), sigma) if sigma > 0.3 else img
 
 
-def edge_strength(logs: np.ndarray, usable: np.ndarray) -> np.ndarray:
-    """Edge strength: the largest gradient over the log colour bands, each relative to its
-    99th percentile in the image (0 outside ``usable``).
+def edge_strength(logs: np.ndarray, usable: np.ndarray,
+                  stable: np.ndarray | None = None, *, straight: bool = True) -> np.ndarray:
+    """Edge strength: the largest gradient over the log colour bands, each relative to a
+    reference contrast of the image (0 outside ``usable``).
 
-    Relative to the image's own strongest edges, so haze and exposure do not move it; the
-    bands are taken separately so that a roof that differs from the ground only in hue
-    still has an edge. Terrain texture and soft season patches stay weak.
+    The reference is the median gradient on ``stable`` pixels (edges of structures seen in
+    most images of the site: rails, old buildings) when given, else the band's 99th
+    percentile. Relative, so haze and exposure do not move it; the bands are taken
+    separately so that a roof that differs from the ground only in hue still has an edge.
+    Terrain texture and soft season patches stay weak. With ``straight`` the strength is
+    weighted by the local orientation coherence (structure tensor over about 5 px): the
+    straight outlines of roofs, platforms and tracks keep it, curly terrain, snow-patch
+    and texture edges lose most of it.
     """
     inner = ndimage.binary_erosion(usable, iterations=3, border_value=0)
     out = np.zeros(usable.shape, np.float32)
     if not inner.any():
         return out
+    jxx = np.zeros(usable.shape, np.float32)
+    jyy = np.zeros(usable.shape, np.float32)
+    jxy = np.zeros(usable.shape, np.float32)
     for band in logs:
         lg = cv2.GaussianBlur(band, (0, 0), 1.0)
         gx = cv2.Sobel(lg, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(lg, cv2.CV_32F, 0, 1, ksize=3)
         mag = np.sqrt(gx * gx + gy * gy)
-        top = float(np.percentile(mag[inner], 99))
+        ref = stable & inner if stable is not None else None
+        if ref is not None and ref.sum() >= 100:
+            top = float(np.median(mag[ref]))
+        else:
+            top = float(np.percentile(mag[inner], 99))
         if top > 0:
             np.maximum(out, mag / top, out=out)
+            jxx += gx * gx / top**2
+            jyy += gy * gy / top**2
+            jxy += gx * gy / top**2
+    if straight:
+        jxx, jyy, jxy = (cv2.GaussianBlur(j, (0, 0), 2.0) for j in (jxx, jyy, jxy))
+        coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2) / (jxx + jyy + 1e-9)
+        out *= np.clip((coherence - 0.3) / 0.4, 0.0, 1.0)
     out[~inner] = 0.0
     return out
 
@@ -140,15 +162,18 @@ def image_features(
     grid_gsd: float,
     target_gsd: float | None = None,
     edge_threshold: float = 0.3,
+    stable: np.ndarray | None = None,
+    occluded: np.ndarray | None = None,
 ) -> ImageFeatures:
-    """Features of one aligned image; ``target_gsd`` blurs it to a coarser partner's GSD."""
+    """Features of one aligned image; ``target_gsd`` blurs it to a coarser partner's GSD;
+    ``stable`` (edges seen in most images) sets the reference contrast."""
     eff = max(gsd_m, grid_gsd)
     bands = np.log(np.clip(rgb, 0, None) + _EPS).astype(np.float32).transpose(2, 0, 1)
     log = np.log(np.clip(gray(rgb), 0, None) + _EPS).astype(np.float32)
     if target_gsd is not None:
         log = _blur_to(log, eff, target_gsd, grid_gsd)
         bands = np.stack([_blur_to(b, eff, target_gsd, grid_gsd) for b in bands])
-    strength = edge_strength(bands, usable)
+    strength = edge_strength(bands, usable, stable)
     return ImageFeatures(
         log=log,
         strength=strength,
@@ -156,6 +181,7 @@ def image_features(
         shadow=shadow_map(log, usable, strength),
         usable=usable,
         gsd_m=gsd_m,
+        occluded=occluded,
     )
 
 
@@ -165,13 +191,16 @@ class PairMaps:
 
     ``appearance``: |locally normalised log difference|, NaN where not comparable;
     ``new_edges`` / ``lost_edges``: edges only in the later / earlier image;
-    ``both``: usable in both and not shadow in either.
+    ``both``: usable in both and not shadow in either; ``can_new`` / ``can_lost``: where
+    the earlier / later image is not snow or cloud, so that it can show an absence.
     """
 
     appearance: np.ndarray
     new_edges: np.ndarray
     lost_edges: np.ndarray
     both: np.ndarray
+    can_new: np.ndarray
+    can_lost: np.ndarray
 
 
 def pair_maps(before: ImageFeatures, after: ImageFeatures, *, block_px: int = 48,
@@ -190,6 +219,8 @@ def pair_maps(before: ImageFeatures, after: ImageFeatures, *, block_px: int = 48
     size = 2 * edge_tolerance_px + 1
     near_b = ndimage.maximum_filter(before.strength, size=size)
     near_a = ndimage.maximum_filter(after.strength, size=size)
-    new_edges = after.edges & (near_b < edge_ratio * after.strength) & cmp
-    lost_edges = before.edges & (near_a < edge_ratio * before.strength) & cmp
-    return PairMaps(app, new_edges, lost_edges, cmp)
+    can_new = cmp if before.occluded is None else cmp & ~before.occluded
+    can_lost = cmp if after.occluded is None else cmp & ~after.occluded
+    new_edges = after.edges & (near_b < edge_ratio * after.strength) & can_new
+    lost_edges = before.edges & (near_a < edge_ratio * before.strength) & can_lost
+    return PairMaps(app, new_edges, lost_edges, cmp, can_new, can_lost)
