@@ -85,7 +85,7 @@ def generate_chip(rng: np.random.Generator, chip_px: int = 256, gsd: float | Non
         cond.gsd_m = float(cond.gsd_m * rng.uniform(0.92, 1.08))
     size = chip_px * cond.gsd_m
     extent = (-size / 2, -size / 2, size / 2, size / 2)
-    return chip_from_world(random_world(rng, extent), cond, chip_px)
+    return chip_from_world(random_world(rng, extent, month=cond.when.month), cond, chip_px)
 
 
 def chip_from_world(world: World, cond: Conditions, chip_px: int = 256,

@@ -144,8 +144,11 @@ def random_world(
     occupancy: float | None = None,
     crs: str = "EPSG:32652",
     origin: tuple[float, float] = (500000.0, 4700000.0),
+    month: int | None = None,
 ) -> World:
-    """A random rail yard covering ``extent`` (local metres)."""
+    """A random rail yard covering ``extent`` (local metres); ``month`` sets the trees'
+    foliage (leafless November to April)."""
+    leafless = month is not None and (month >= 11 or month <= 4)
     xmin, ymin, xmax, ymax = extent
     center = np.array([(xmin + xmax) / 2, (ymin + ymax) / 2])
     diag = math.hypot(xmax - xmin, ymax - ymin)
@@ -216,6 +219,11 @@ def random_world(
         # beside the bundle: lots on both sides
         half_w = (offs.max() - offs.min()) / 2 + 4.0
         mid_off = (offs.max() + offs.min()) / 2
+        if rng.random() < 0.7:  # the yard's gravel surface under and around the tracks
+            g = float(rng.uniform(105, 150))
+            roads.insert(0, Road(_offset_line(base, float(mid_off)),
+                                 2 * half_w + float(rng.uniform(0, 30)),
+                                 (int(g + 6), int(g), int(g - 12)), surface="gravel"))
         for side in (-1, 1):
             edge = mid_off + side * half_w
             s = -half_len
@@ -231,8 +239,9 @@ def random_world(
                         "rubble",
                         "machines",
                         "wall",
+                        "trees",
                     ],
-                    p=[0.18, 0.18, 0.2, 0.14, 0.1, 0.08, 0.06, 0.06],
+                    p=[0.12, 0.18, 0.2, 0.14, 0.1, 0.08, 0.06, 0.06, 0.06],
                 )
                 gap = float(rng.uniform(2, 12))
                 _fill_lot(
@@ -252,6 +261,7 @@ def random_world(
                     roads,
                     conts,
                     dists,
+                    leafless=leafless,
                 )
                 s += lot + gap
     cars = Railcars.concat(parts) if parts else Railcars.empty()
@@ -290,6 +300,7 @@ def _fill_lot(
     roads: list[Road],
     conts: list[Containers],
     dists: list[Distractors],
+    leafless: bool = False,
 ) -> None:
     """Place one lot of objects along the track bundle, beyond ``edge`` on ``side``."""
     # A local straight frame at the lot: along u, away from the tracks along side*v.
@@ -408,6 +419,23 @@ def _fill_lot(
         dists.append(
             Distractors(xs, ys, hd, ln, wd, ht, ["truck"] * n, np.asarray(cols).reshape(n, 3))
         )
+    elif kind == "trees":
+        n = int(rng.integers(2, 12))
+        xs, ys, dia, ht, cols = [], [], [], [], []
+        for _ in range(n):
+            c = at(float(rng.uniform(-lot_l / 2, lot_l / 2)), float(rng.uniform(4, 25)))
+            xs.append(c[0])
+            ys.append(c[1])
+            dia.append(float(rng.uniform(3, 9)))
+            ht.append(float(rng.uniform(4, 14)))
+            if leafless:
+                g = float(rng.uniform(70, 100))
+                cols.append((g + 4, g, g - 8))
+            else:
+                g = float(rng.uniform(45, 80))
+                cols.append((g * 0.8, g * 1.05, g * 0.55))
+        dists.append(Distractors(xs, ys, np.zeros(n), dia, dia, ht, ["tree"] * n,
+                                 np.asarray(cols).reshape(n, 3)))
     elif kind in ("rubble", "machines"):
         n = int(rng.integers(1, 5))
         xs, ys, hd, ln, wd, ht, cols, kinds = [], [], [], [], [], [], [], []

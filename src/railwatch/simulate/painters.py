@@ -277,9 +277,42 @@ def _offset(vertices: np.ndarray, d: float) -> np.ndarray:
     return vertices + d * vn
 
 
-def paint_roads(cv: Canvas, roads: Sequence[Road], snow: float) -> None:
+def paint_roads(cv: Canvas, roads: Sequence[Road], snow: float,
+                rng: np.random.Generator | None = None) -> None:
+    """Asphalt roads with sharp edges; gravel yards with soft, irregular, textured edges."""
     for r in roads:
-        cv.line(r.vertices, _mix(r.color, SNOW_RGB, 0.5 * snow), r.width_m)
+        if r.surface == "gravel":
+            _gravel(cv, r, snow, rng if rng is not None else np.random.default_rng(0))
+        else:
+            cv.line(r.vertices, _mix(r.color, SNOW_RGB, 0.5 * snow), r.width_m)
+
+
+def _gravel(cv: Canvas, r: Road, snow: float, rng: np.random.Generator) -> None:
+    f = max(1, round(1.0 / cv.res))  # work on a ~1 m grid
+    hc, wc = math.ceil(cv.height / f), math.ceil(cv.width / f)
+    small = Canvas(cv.xmin, cv.ymax, cv.res * f, wc, hc)
+    m = np.zeros((hc, wc), np.uint8)
+    small.line(r.vertices, 255, r.width_m, target=m)
+    x, y, w, h = cv2.boundingRect(m)
+    if w == 0 or h == 0:
+        return
+    pad = 8
+    x0, y0 = max(0, x - pad), max(0, y - pad)
+    x1, y1 = min(wc, x + w + pad), min(hc, y + h + pad)
+    a = cv2.GaussianBlur(m[y0:y1, x0:x1].astype(np.float32) / 255.0, (0, 0), 2.0)
+    n = fractal_noise(rng, a.shape, 12.0, octaves=3)
+    a = smoothstep(a + 0.18 * n, 0.35, 0.75)
+    tex = 1.0 + 0.05 * fractal_noise(rng, a.shape, 4.0, octaves=2)
+    Y0, X0 = y0 * f, x0 * f
+    Y1, X1 = min(cv.height, y1 * f), min(cv.width, x1 * f)
+    a_up = cv2.resize(a, ((x1 - x0) * f, (y1 - y0) * f), interpolation=cv2.INTER_LINEAR)
+    t_up = cv2.resize(tex.astype(np.float32), ((x1 - x0) * f, (y1 - y0) * f),
+                      interpolation=cv2.INTER_LINEAR)
+    a_up, t_up = a_up[: Y1 - Y0, : X1 - X0, None], t_up[: Y1 - Y0, : X1 - X0, None]
+    col = np.array(_mix(r.color, SNOW_RGB, 0.6 * snow), np.float32)
+    roi = cv.img[Y0:Y1, X0:X1].astype(np.float32)
+    roi = roi * (1.0 - a_up) + col * t_up * a_up
+    cv.img[Y0:Y1, X0:X1] = np.clip(roi, 0, 255).astype(np.uint8)
 
 
 def paint_tracks(
@@ -289,6 +322,9 @@ def paint_tracks(
     ballast = _mix((126, 118, 106), SNOW_RGB, 0.55 * snow)
     for t in tracks:
         cv.line(t.vertices, ballast, t.gauge_m + 2.4)
+    stain = _scale(ballast, 0.84)  # oil and dirt between the rails
+    for t in tracks:
+        cv.line(t.vertices, stain, t.gauge_m - 0.3)
     fine = 0.55 / cv.res >= 3.5  # sleepers resolved on the canvas, else a blended band
     for t in tracks:
         concrete = rng.random() < 0.7
@@ -339,7 +375,14 @@ def paint_shadows(
 ) -> np.ndarray:
     """The shadow mask (uint8, fine canvas) of everything that stands up."""
     mask = np.zeros((cv.height, cv.width), np.uint8)
-    for rec in (cars, containers, distractors):
+    trees = distractors.kind == "tree" if len(distractors) else np.zeros(0, bool)
+    for i in np.nonzero(trees)[0]:
+        h, r = float(distractors.height_m[i]), float(distractors.length_m[i]) / 2
+        base = np.array([distractors.x[i], distractors.y[i]])
+        crown = base + light.shadow * h * 0.7
+        cv.line(np.array([base, crown]), 255, 0.4, target=mask)
+        cv.circle(crown, r, 255, target=mask)
+    for rec in (cars, containers, distractors[~trees] if len(distractors) else distractors):
         if len(rec) == 0:
             continue
         corners = rec.corners()
@@ -442,6 +485,16 @@ def paint_buildings(
             k_b = light.facet(up * 0.97 + across3 * 0.24)
             cv.poly(np.array([a0, a1, mid1, mid0]), _scale(snowy, k_a))
             cv.poly(np.array([mid0, mid1, b1, b0]), _scale(snowy, k_b))
+            ridge = mid1 - mid0
+            rl = float(np.hypot(*ridge))
+            if rl > 1 and 2.5 * cv.res <= 0.9:  # corrugated sheets down the slopes
+                ud = ridge / rl
+                us = np.arange(0.45, rl - 0.2, 0.9)
+                inset = cv.spill(0.1)
+                acr = (b0 - a0) / max(float(np.hypot(*(b0 - a0))), 1e-6)
+                segs = np.stack([a0 + us[:, None] * ud + inset * acr,
+                                 b0 + us[:, None] * ud - inset * acr], axis=1)
+                cv.lines(segs, _scale(snowy, 0.93 * (k_a + k_b) / 2), 0.1)
             cv.line(np.array([mid0, mid1]), _scale(snowy, 1.08), 0.3)
         else:
             cv.poly(roof, snowy, convex=False)
@@ -504,12 +557,15 @@ def paint_distractors(
         kind = d.kind[i]
         L, W, H = float(d.length_m[i]), float(d.width_m[i]), float(d.height_m[i])
         rgb = d.color[i].astype(float)
+        if kind == "tree":
+            _tree(cv, d.x[i], d.y[i], L / 2, H, rgb, light, rng, snow)
+            continue
         if kind == "rubble":
             n = 14
             ang = np.linspace(0, 2 * np.pi, n, endpoint=False)
             r = 0.5 * (1 + 0.35 * rng.standard_normal(n)).clip(0.4, 1.5)
             pts = np.stack(
-                [d.x[i] + r * L * np.cos(ang) * 0.5, d.y[i] + r * W * np.sin(ang) * 0.5], axis=1
+                [d.x[i] + r * L * np.cos(ang), d.y[i] + r * W * np.sin(ang)], axis=1
             )
             rot = d.heading[i]
             cen = np.array([d.x[i], d.y[i]])
@@ -535,6 +591,20 @@ def paint_distractors(
             _box(cv, base, H, rgb, light)
             if kind == "machine":
                 cv.poly(_rect(c + off, u, v, -L / 4, L / 4, -W / 3, W / 3), _scale(rgb, 0.5))
+
+
+def _tree(cv: Canvas, x: float, y: float, r: float, h: float, rgb: np.ndarray, light: Light,
+          rng: np.random.Generator, snow: float) -> None:
+    """A crown of overlapping discs, lit on the sun's side; bare and grey when ``rgb`` is."""
+    c = np.array([x, y]) + light.lean * h
+    sun2 = light.sun[:2] / max(float(np.hypot(*light.sun[:2])), 1e-6)
+    cv.circle(c, r, _scale(rgb, 0.8))
+    for _ in range(int(rng.integers(4, 8))):
+        d = rng.normal(0, 0.35, 2) * r
+        rr = r * float(rng.uniform(0.35, 0.6))
+        lit = float(np.dot(d / max(r, 1e-6), sun2))
+        k = 0.9 + 0.35 * lit + float(rng.uniform(-0.08, 0.08))
+        cv.circle(c + d, rr, _mix(_scale(rgb, k), SNOW_RGB, 0.3 * snow))
 
 
 def _tarp(

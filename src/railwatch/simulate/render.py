@@ -128,7 +128,7 @@ def render(
     cv = P.Canvas(xmin, ymax, res, width * ss, height * ss)
     snow = conditions.snow
     P.paint_ground(cv, ground_rng, when.month, conditions.lat, snow)
-    P.paint_roads(cv, world.roads, snow)
+    P.paint_roads(cv, world.roads, snow, np.random.default_rng(world.ground_seed + 3))
     P.paint_tracks(cv, world.tracks, snow, np.random.default_rng(world.ground_seed + 7))
     darkness = float(np.clip(0.52 - 0.2 * conditions.haze, 0.25, 0.6))
     if low:

@@ -40,7 +40,7 @@ LOAD_TYPES: tuple[str, ...] = ("none", "coal", "ore", "containers", "tarp")
 #: Kinds of buildings and structures.
 BUILDING_KINDS: tuple[str, ...] = ("warehouse", "platform", "wall", "watch post", "canopy", "shed")
 #: Kinds of distractor objects.
-DISTRACTOR_KINDS: tuple[str, ...] = ("truck", "rubble", "machine", "car")
+DISTRACTOR_KINDS: tuple[str, ...] = ("truck", "rubble", "machine", "car", "tree")
 
 CONTAINER_WIDTH_M = 2.44
 CONTAINER_HEIGHT_M = 2.59
@@ -170,9 +170,12 @@ class Road:
     vertices: np.ndarray
     width_m: float = 7.0
     color: tuple[int, int, int] = (118, 114, 106)
+    surface: str = "asphalt"  # "asphalt" (sharp edges) or "gravel" (soft, textured edges)
 
     def __post_init__(self) -> None:
         self.vertices = np.asarray(self.vertices, dtype=np.float64).reshape(-1, 2)
+        if self.surface not in ("asphalt", "gravel"):
+            raise ValueError(f"unknown road surface {self.surface!r}")
 
 
 def _exists(built: dt.date | None, removed: dt.date | None, when: Any) -> bool:
@@ -296,7 +299,8 @@ class Containers(_Columnar):
 
 @dataclass
 class Distractors(_Columnar):
-    """Objects a detector must not count: trucks, rubble piles, machines, cars."""
+    """Objects a detector must not count: trucks, rubble piles, machines, cars, trees
+    (a tree's ``length_m``/``width_m`` is its crown diameter)."""
 
     x: np.ndarray
     y: np.ndarray
