@@ -191,3 +191,17 @@ def test_clouds_mark_occluded_truth() -> None:
     r = render(world, Conditions(gsd_m=0.8, seed=1, cloud_cover=1.0))
     assert r.cloud_mask.mean() > 0.95
     assert len(r.truth) > 0 and r.truth.extra["occluded"].all()
+
+
+def test_bad_bounds_and_unwritable_output(tmp_path) -> None:
+    from railwatch.errors import InputError
+
+    world = _one_car_world(0.0, 0.0, 0.0, 15.0, 3.2)
+    with pytest.raises(ValueError, match="bounds"):
+        render(world, _calm(0.5), bounds=(10.0, 0.0, 5.0, 20.0))
+    r = render(world, _calm(0.5))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(InputError, match="cannot create"):
+        write_geotiff(r, blocker / "sub" / "scene.tif")
+    assert list(tmp_path.iterdir()) == [blocker]

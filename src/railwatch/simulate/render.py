@@ -33,6 +33,7 @@ import numpy as np
 from affine import Affine
 from pyproj import CRS
 
+from railwatch.errors import InputError
 from railwatch.simulate import painters as P
 from railwatch.simulate.sun import lean_vector, shadow_vector, sun_position, sun_unit_vector
 from railwatch.simulate.textures import fractal_noise, smoothstep
@@ -98,6 +99,8 @@ def render(
     """
     gsd = float(conditions.gsd_m)
     xmin, ymin, xmax, ymax = bounds if bounds is not None else world.extent
+    if not (xmax > xmin and ymax > ymin):
+        raise ValueError(f"empty render bounds {(xmin, ymin, xmax, ymax)}")
     width = max(1, math.ceil((xmax - xmin) / gsd - 1e-6))
     height = max(1, math.ceil((ymax - ymin) / gsd - 1e-6))
     xmax, ymin = xmin + width * gsd, ymax - height * gsd
@@ -341,7 +344,10 @@ def write_geotiff(
 
     cond = conditions or rendered.conditions
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output folder ({exc.strerror})", path) from None
     when = cond.when.astimezone(dt.UTC)
     h, w = rendered.image.shape[:2]
     profile = {
@@ -359,7 +365,10 @@ def write_geotiff(
         "photometric": "RGB",
         "interleave": "pixel",
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise InputError(f"cannot write the image ({exc.strerror})", path) from None
     os.close(fd)
     try:
         with rasterio.open(tmp, "w", **profile) as dst:
