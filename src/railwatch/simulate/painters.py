@@ -332,6 +332,7 @@ def paint_tracks(
         sl = _mix(sl, SNOW_RGB, 0.35 * snow)
         if not fine:
             cv.line(t.vertices, _mix(ballast, sl, 0.47), 2.6)
+            cv.line(t.vertices, _mix(stain, sl, 0.47), t.gauge_m - 0.3)
             continue
         s = np.arange(0.3, t.length, 0.55)
         if len(s) == 0:
