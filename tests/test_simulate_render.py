@@ -205,3 +205,31 @@ def test_bad_bounds_and_unwritable_output(tmp_path) -> None:
     with pytest.raises(InputError, match="cannot create"):
         write_geotiff(r, blocker / "sub" / "scene.tif")
     assert list(tmp_path.iterdir()) == [blocker]
+
+
+def test_sun_position_at_solar_noon() -> None:
+    # Tumangang, June solstice, local solar noon (12:00 - 130.6026 / 15 h UTC).
+    when = dt.datetime(2023, 6, 21, 3, 17, 35, tzinfo=dt.UTC)
+    az, el = sun_position(when, 42.4217, 130.6026)
+    assert az == pytest.approx(180.0, abs=2.0)
+    assert el == pytest.approx(90.0 - 42.4217 + 23.44, abs=0.6)
+    sv = shadow_vector(az, el)
+    assert sv[1] > 0 and abs(sv[0]) < 0.05  # shadows point north (+y), short
+
+
+def test_snow_brightens_haze_flattens_clouds_cover() -> None:
+    world = random_world(np.random.default_rng(4), (-60.0, -40.0, 60.0, 40.0), occupancy=0.5)
+    base = render(world, _calm(0.8, when=dt.datetime(2024, 1, 20, 3, 0, tzinfo=dt.UTC)))
+    snowy = render(world, _calm(0.8, when=base.conditions.when, snow=0.9))
+    hazy = render(world, _calm(0.8, when=base.conditions.when, haze=0.7))
+    assert snowy.image.mean() > base.image.mean() + 40
+    assert hazy.image.std() < 0.7 * base.image.std()
+    # Cloud cover is the share of the sky under cloud: on average over seeds, the share of
+    # a full-site image.
+    site = World(extent=(-600.0, -400.0, 600.0, 400.0))
+    fracs = []
+    for seed in range(6):
+        cloudy = render(site, Conditions(gsd_m=3.0, cloud_cover=0.5, seed=seed))
+        fracs.append(cloudy.cloud_fraction)
+        assert cloudy.image.mean(axis=2)[cloudy.cloud_mask].mean() > 200  # clouds are white
+    assert np.mean(fracs) == pytest.approx(0.5, abs=0.1)

@@ -259,8 +259,8 @@ def _clouds(
     # The threshold puts about `cloud_cover` of the whole cloud field under cloud.
     q = 1.0 - cond.cloud_cover
     thr = float(np.quantile(field_[::2, ::2], q)) if cond.cloud_cover < 1 else -1e9
-    alpha = up(smoothstep(sample(field_, 0.0, 0.0), thr - 0.15, thr + 0.45))
-    shadow_a = up(smoothstep(sample(field_, -off[0], -off[1]), thr - 0.15, thr + 0.45))
+    alpha = up(smoothstep(sample(field_, 0.0, 0.0), thr - 0.3, thr + 0.3))
+    shadow_a = up(smoothstep(sample(field_, -off[0], -off[1]), thr - 0.3, thr + 0.3))
     lum = up((232.0 + 14.0 * np.tanh(sample(detail, 0.0, 0.0))).astype(np.float32))
     out *= (1.0 - 0.5 * shadow_a * (1.0 - alpha))[..., None]
     out *= (1.0 - alpha)[..., None]
