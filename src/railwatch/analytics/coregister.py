@@ -6,7 +6,7 @@
    :class:`rasterio.vrt.WarpedVRT` (only the needed window is read; finer images are
    averaged down), returning a float RGB array and a validity mask.
 3. :func:`estimate_shift` measures the sub-pixel shift between two grids' worth of pixels
-   by phase correlation (:func:`cv2.phaseCorrelate`) of Hann-windowed gradient-magnitude
+   by normalised cross-correlation (:func:`cv2.matchTemplate`) of gradient-magnitude
    images, which are far less sensitive to season and illumination than raw colour;
    :func:`apply_shift` moves an image by that shift. The residual after alignment is
    measured again and reported, and an image whose correlation response is too weak is
@@ -165,13 +165,17 @@ def gray(rgb: np.ndarray) -> np.ndarray:
     return (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]).astype(np.float32)
 
 
-def structure_image(g: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Gradient magnitude of log intensity, zero outside ``valid``: the image that is matched."""
+def structure_image(g: np.ndarray, valid: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """Gradient magnitude of log intensity, zero outside ``valid``: the image that is matched.
+
+    ``sigma`` (pixels) smooths first, so that fine texture that differs between sensors
+    and seasons weighs less than the outlines of tracks, roads and buildings.
+    """
     lg = np.log(np.clip(g, 0, None) + 0.02).astype(np.float32)
     if (~valid).any():
         lg = lg.copy()
         lg[~valid] = float(np.median(lg[valid])) if valid.any() else 0.0
-    lg = cv2.GaussianBlur(lg, (0, 0), 1.0)
+    lg = cv2.GaussianBlur(lg, (0, 0), sigma)
     gx = cv2.Sobel(lg, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(lg, cv2.CV_32F, 0, 1, ksize=3)
     mag = np.sqrt(gx * gx + gy * gy)
@@ -199,45 +203,67 @@ class Alignment:
     reason: str = ""
 
 
+def _ncc_shift(a: np.ndarray, b: np.ndarray, margin: int) -> tuple[float, float, float]:
+    """Shift (dx, dy) of ``b``'s content against ``a`` by normalised cross-correlation of
+    ``a``'s interior (``margin`` px trimmed) over ``b``; sub-pixel by a parabola through
+    the peak and its neighbours. Returns (dx, dy, peak correlation)."""
+    h, w = a.shape
+    margin = int(min(margin, h // 4, w // 4))
+    tmpl = a[margin : h - margin, margin : w - margin]
+    if tmpl.std() == 0 or b.std() == 0:
+        return 0.0, 0.0, 0.0
+    res = cv2.matchTemplate(b, tmpl, cv2.TM_CCOEFF_NORMED)
+    _, peak, _, (px, py) = cv2.minMaxLoc(res)
+
+    def sub(c0: float, c1: float, c2: float) -> float:
+        den = c0 - 2 * c1 + c2
+        return 0.5 * (c0 - c2) / den if den < 0 else 0.0
+
+    fx = sub(res[py, px - 1], res[py, px], res[py, px + 1]) if 0 < px < res.shape[1] - 1 else 0.0
+    fy = sub(res[py - 1, px], res[py, px], res[py + 1, px]) if 0 < py < res.shape[0] - 1 else 0.0
+    return px + fx - margin, py + fy - margin, float(peak)
+
+
 def estimate_shift(
     ref: np.ndarray,
     mov: np.ndarray,
     ref_valid: np.ndarray | None = None,
     mov_valid: np.ndarray | None = None,
     *,
-    min_response: float = 0.03,
-    max_shift_px: float = 40.0,
+    min_response: float = 0.15,
+    max_shift_px: float = 30.0,
+    max_residual_px: float = 1.0,
 ) -> Alignment:
     """Sub-pixel shift of gray image ``mov`` against ``ref`` (same grid), with its check.
 
-    Phase correlation of Hann-windowed gradient-magnitude images; the shift is applied and
-    measured again to report the residual. Too weak a correlation peak or a shift larger
-    than ``max_shift_px`` gives ``ok=False`` with the reason.
+    Normalised cross-correlation of gradient-magnitude images (the outlines of tracks,
+    roads and buildings, far less sensitive to season and light than colour) over
+    +-``max_shift_px``, refined to sub-pixel; the shift is applied and measured again to
+    report the residual. A correlation peak below ``min_response``, a shift at the edge of
+    the search, or a residual above ``max_residual_px`` gives ``ok=False`` with the reason.
     """
     ref_valid = np.ones(ref.shape, bool) if ref_valid is None else ref_valid
     mov_valid = np.ones(mov.shape, bool) if mov_valid is None else mov_valid
-    both = ref_valid & mov_valid
-    if both.mean() < 0.05:
+    if (ref_valid & mov_valid).mean() < 0.05:
         return Alignment(0.0, 0.0, 0.0, np.nan, False, "no overlap with the reference image")
     a = structure_image(ref, ref_valid)
     b = structure_image(mov, mov_valid)
-    a[~both], b[~both] = 0.0, 0.0
-    win = cv2.createHanningWindow((a.shape[1], a.shape[0]), cv2.CV_32F)
-    (sx, sy), response = cv2.phaseCorrelate(a, b, win)
+    m = int(np.ceil(max_shift_px))
+    sx, sy, response = _ncc_shift(a, b, m)
     if not np.isfinite(response) or response < min_response:
         return Alignment(float(sx), float(sy), float(response), np.nan, False,
-                         f"too weak a correlation with the reference ({response:.3f})")
-    if np.hypot(sx, sy) > max_shift_px:
+                         f"too weak a correlation with the reference ({response:.2f})")
+    if max(abs(sx), abs(sy)) >= m - 1:
         return Alignment(float(sx), float(sy), float(response), np.nan, False,
-                         f"shift of {np.hypot(sx, sy):.1f} px exceeds {max_shift_px:.0f} px")
-    # Residual: move the image, rebuild its structure image, correlate again.
-    moved_valid = apply_shift(mov_valid, float(sx), float(sy), order=0)
-    common = ref_valid & moved_valid
-    a2 = structure_image(ref, ref_valid)
-    b2 = structure_image(apply_shift(mov, float(sx), float(sy)), moved_valid)
-    a2[~common], b2[~common] = 0.0, 0.0
-    (rx, ry), _ = cv2.phaseCorrelate(a2, b2, win)
-    return Alignment(float(sx), float(sy), float(response), float(np.hypot(rx, ry)), True)
+                         f"shift beyond the {m} px search range")
+    # Check: move the image, rebuild its structure image, correlate again.
+    b2 = structure_image(apply_shift(mov, sx, sy), apply_shift(mov_valid, sx, sy, order=0))
+    rx, ry, _ = _ncc_shift(a, b2, 3)
+    residual = float(np.hypot(rx, ry))
+    if residual > max_residual_px:
+        return Alignment(float(sx), float(sy), float(response), residual, False,
+                         f"inconsistent alignment (residual {residual:.1f} px after correction)")
+    return Alignment(float(sx), float(sy), float(response), residual, True)
 
 
 def apply_shift(img: np.ndarray, dx: float, dy: float, *, order: int = 1,

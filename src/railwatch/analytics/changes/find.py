@@ -174,6 +174,19 @@ def _cloud(rgb: np.ndarray, valid: np.ndarray,
     return cloud & (sharp_share < 0.05), cloud
 
 
+def _snow(rgb: np.ndarray, valid: np.ndarray, *, min_share: float = 0.05) -> np.ndarray:
+    """Patchy snow: bright, nearly grey pixels (and a margin), in an image where they are
+    common (at least ``min_share`` of it); nothing in an image without snow, so that a
+    white roof in summer stays a roof."""
+    g = gray(rgb)
+    mx, mn = rgb.max(axis=-1), rgb.min(axis=-1)
+    white = (g > 0.6) & ((mx - mn) < 0.12 * np.maximum(mx, 1e-6)) & valid
+    if white.sum() < min_share * max(valid.sum(), 1):
+        return np.zeros(valid.shape, bool)
+    white = ndimage.binary_opening(white, iterations=1)
+    return ndimage.binary_dilation(white, iterations=3)
+
+
 def _prepare(
     images: Sequence[ImageInput],
     site: Site,
@@ -205,11 +218,11 @@ def _prepare(
             out.append(info)
             continue
         usable = valid.copy()
-        occluded = np.zeros(grid.shape, bool)
+        occluded = _snow(rgb, valid)
         masks = _cloud(rgb, valid, grid.gsd_m)
         if masks is not None:
-            cloud, occluded = masks
-            occluded = ndimage.binary_dilation(occluded, iterations=2)
+            cloud, cloud_or_snow = masks
+            occluded |= ndimage.binary_dilation(cloud_or_snow, iterations=2)
             usable &= ~ndimage.binary_dilation(cloud, iterations=3)
             clear = float(usable.sum() / max(aoi.sum(), 1))
             if clear < min_clear:
@@ -315,22 +328,21 @@ def _classify(
     length, width = float(sides.max()), float(max(sides.min(), gsd))
     cues["length_m"], cues["width_m"] = length, width
     tall_before = cues["shadow_before"] > shadow_min
-    tall_after = cues["shadow_after"] > shadow_min
     flat_before = max(sb) < shadow_min / 2
     flat_after = max(sa) < shadow_min / 2
     new, lost = cues["new_edges"], cues["lost_edges"]
-    if tall_before and tall_after:
-        return None, cues  # a standing structure that only looks different (snow, paint)
+    gained_shadow = cues["shadow_after"] - cues["shadow_before"]
     if new >= min_edges and new > lost:
         if width <= 10.0 and length >= 5 * width and flat_after:
             return "new track", cues
-        if flat_before:
-            # No shadow before; after, a shadow (height) or at least a new outline: low
-            # structures (platforms) and high sun leave little shadow.
+        if flat_before or gained_shadow >= shadow_min:
+            # No shadow before, or clearly more after: height appeared. Low structures
+            # (platforms) and a high sun leave little shadow, so a new outline on
+            # shadow-free ground counts too.
             return "new structure", cues
-        return None, cues
+        return None, cues  # new edges on a standing structure (lean, sun, snow)
     if lost >= min_edges and lost > new:
-        if tall_before and flat_after:
+        if tall_before and flat_after and -gained_shadow >= shadow_min:
             return "removed structure", cues
         if (
             cues["texture_before"] - cues["texture_after"] > 0.15

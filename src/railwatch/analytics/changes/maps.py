@@ -219,8 +219,13 @@ def pair_maps(before: ImageFeatures, after: ImageFeatures, *, block_px: int = 48
     size = 2 * edge_tolerance_px + 1
     near_b = ndimage.maximum_filter(before.strength, size=size)
     near_a = ndimage.maximum_filter(after.strength, size=size)
-    can_new = cmp if before.occluded is None else cmp & ~before.occluded
-    can_lost = cmp if after.occluded is None else cmp & ~after.occluded
+    # Snow and cloud hide detail and draw edges of their own: neither image may have
+    # them where an outline is called new or lost.
+    can = cmp
+    for f in (before, after):
+        if f.occluded is not None:
+            can = can & ~f.occluded
+    can_new = can_lost = can
     new_edges = after.edges & (near_b < edge_ratio * after.strength) & can_new
     lost_edges = before.edges & (near_a < edge_ratio * before.strength) & can_lost
     return PairMaps(app, new_edges, lost_edges, cmp, can_new, can_lost)
