@@ -26,6 +26,7 @@ from railwatch.simulate.world import (
     Road,
     Track,
     Wall,
+    Water,
     rect_corners,
 )
 
@@ -260,6 +261,31 @@ def paint_ground(
         : cv.height, : cv.width
     ]
     return snow_cover
+
+
+def paint_water(cv: Canvas, water: Sequence[Water], month: int, snow: float,
+                rng: np.random.Generator) -> None:
+    """Water surfaces with a faint current texture; ice with snow in a cold winter."""
+    if not water:
+        return
+    frozen = month in (12, 1, 2) or (month == 3 and snow > 0.5)
+    for w in water:
+        m = np.zeros((cv.height, cv.width), np.uint8)
+        cv.poly(w.polygon, 255, target=m, convex=False)
+        x, y, ww, hh = cv2.boundingRect(m)
+        if ww == 0 or hh == 0:
+            continue
+        a = m[y : y + hh, x : x + ww].astype(np.float32)[..., None] / 255.0
+        n = cv2.resize(fractal_noise(rng, (max(2, hh // 8), max(2, ww // 8)), 6.0, octaves=3),
+                       (ww, hh), interpolation=cv2.INTER_LINEAR)[..., None]
+        if frozen:
+            col = np.array(_mix((188, 194, 200), SNOW_RGB, 0.7 * snow), np.float32)
+            tex = col * (1.0 + 0.04 * n)
+        else:
+            tex = np.array(w.color, np.float32) * (1.0 + 0.05 * n)
+        roi = cv.img[y : y + hh, x : x + ww].astype(np.float32)
+        cv.img[y : y + hh, x : x + ww] = np.clip(roi * (1 - a) + tex * a, 0, 255).astype(
+            np.uint8)
 
 
 def _offset(vertices: np.ndarray, d: float) -> np.ndarray:

@@ -1,15 +1,16 @@
 """Render a :class:`~railwatch.simulate.world.World` into a georeferenced satellite image.
 
 The pipeline works in metric units: everything is drawn on a supersampled canvas
-(about 0.25 m pixels, or the sensor GSD when the canvas would grow too large), then
+(about 0.25 m pixels, at least 2x the GSD unless the canvas would grow too large), then
 area-averaged onto the sensor grid (0.3, 0.5, 0.8 m or a 3 m PlanetScope-like product).
-Order: terrain (season, snow) -> roads -> track beds, sleepers, rails -> platforms ->
-sun shadows of everything that stands up (azimuth and elevation from ``astral`` for the
-site, date and time; length = height / tan(elevation)) -> ground containers, trucks and
-rubble, railcars, buildings and walls (tall things lean away from the sensor by
-``height * tan(off_nadir)``) -> downsampling -> illumination gain -> sensor PSF (Gaussian)
--> clouds (fractal noise) and their shadows -> haze -> sensor noise -> 8 bits -> JPEG
-compression. Everything random comes from ``Conditions.seed`` and ``World.ground_seed``,
+Order: terrain (season, snow) -> water (ice in winter) -> roads -> track beds,
+sleepers, rails -> platforms -> sun shadows of everything that stands up (azimuth and
+elevation from ``astral`` for the site, date and time; length = height / tan(elevation))
+-> ground containers, trucks and rubble, railcars, buildings and walls (tall things lean
+away from the sensor by ``height * tan(off_nadir)``) -> downsampling -> illumination
+gain -> sensor PSF (Gaussian) -> clouds (fractal noise) and their shadows -> haze ->
+sensor noise -> 8 bits -> JPEG compression. Everything random comes from
+``Conditions.seed`` and ``World.ground_seed``,
 so a seed gives byte-identical output.
 
 The truth is a :class:`railwatch.Detections` of railcars and ground containers in the
@@ -131,6 +132,7 @@ def render(
     cv = P.Canvas(xmin, ymax, res, width * ss, height * ss)
     snow = conditions.snow
     P.paint_ground(cv, ground_rng, when.month, conditions.lat, snow)
+    P.paint_water(cv, world.water, when.month, snow, np.random.default_rng(world.ground_seed + 5))
     P.paint_roads(cv, world.roads, snow, np.random.default_rng(world.ground_seed + 3))
     P.paint_tracks(cv, world.tracks, snow, np.random.default_rng(world.ground_seed + 7))
     darkness = float(np.clip(0.52 - 0.2 * conditions.haze, 0.25, 0.6))

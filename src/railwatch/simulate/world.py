@@ -12,7 +12,8 @@ the :class:`World` (``crs``, ``origin``), so ``easting = origin[0] + x`` and
   on a track polyline with ~1 m coupling gaps, following curves (each car's two ends sit
   on the centre line, the body is the chord between them).
 * :class:`Building` (warehouse, platform, wall, watch post, canopy, with built/removed
-  dates), :class:`Wall` (a polyline with height and thickness), :class:`Road`.
+  dates), :class:`Wall` (a polyline with height and thickness), :class:`Road` (asphalt or
+  gravel), :class:`Water` (rivers and ponds, frozen in winter).
 * :class:`Containers` - ground container stacks (6.1 or 12.2 m long, 2.44 m wide).
 * :class:`Distractors` - trucks, rubble piles, parked machinery: things a detector must
   not count.
@@ -176,6 +177,17 @@ class Road:
         self.vertices = np.asarray(self.vertices, dtype=np.float64).reshape(-1, 2)
         if self.surface not in ("asphalt", "gravel"):
             raise ValueError(f"unknown road surface {self.surface!r}")
+
+
+@dataclass
+class Water:
+    """A river or pond surface (polygon, local metres); frozen and snowy in winter."""
+
+    polygon: np.ndarray
+    color: tuple[int, int, int] = (64, 80, 72)  # a silty river, seen from above
+
+    def __post_init__(self) -> None:
+        self.polygon = np.asarray(self.polygon, dtype=np.float64).reshape(-1, 2)
 
 
 def _exists(built: dt.date | None, removed: dt.date | None, when: Any) -> bool:
@@ -389,6 +401,7 @@ class World:
     containers: Containers = field(default_factory=Containers.empty)
     distractors: Distractors = field(default_factory=Distractors.empty)
     ground_seed: int = 0  # fixes the terrain texture, so it stays put between images
+    water: list[Water] = field(default_factory=list)
 
     @classmethod
     def around(cls, lon: float, lat: float, crs: str | None = None, **kw: Any) -> World:
