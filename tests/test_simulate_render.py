@@ -233,3 +233,16 @@ def test_snow_brightens_haze_flattens_clouds_cover() -> None:
         fracs.append(cloudy.cloud_fraction)
         assert cloudy.image.mean(axis=2)[cloudy.cloud_mask].mean() > 200  # clouds are white
     assert np.mean(fracs) == pytest.approx(0.5, abs=0.1)
+
+
+def test_water_dark_in_summer_frozen_in_winter() -> None:
+    from railwatch.simulate.world import Water
+
+    river = np.array([[-50.0, -10.0], [50.0, -10.0], [50.0, 10.0], [-50.0, 10.0]])
+    world = World(extent=(-40.0, -30.0, 40.0, 30.0), water=[Water(river)])
+    summer = render(world, _calm(0.5, when=dt.datetime(2024, 7, 10, 2, 0, tzinfo=dt.UTC)))
+    winter = render(world, _calm(0.5, when=dt.datetime(2024, 1, 10, 2, 0, tzinfo=dt.UTC),
+                                 snow=0.8))
+    band = slice(45, 75)  # rows well inside the river (y from -7.5 to 7.5 m)
+    assert summer.image[band].mean() < 0.85 * summer.image[:20].mean()
+    assert winter.image[band].mean() > 180
