@@ -17,7 +17,8 @@ def detect_cmd(
     out: Path = typer.Option(None, "-o", "--out", help="Output GeoJSON (one image)."),
     out_dir: Path = typer.Option(None, "--out-dir", help="Folder for <stem>.geojson per image."),
     model: Path = typer.Option(None, "--model", help="ONNX model or folder (default: shipped)."),
-    threshold: float = typer.Option(0.3, "--threshold", help="Minimum detection score."),
+    threshold: float = typer.Option(
+        None, "--threshold", help="Minimum detection score (default: the model's own)."),
 ) -> None:
     """Detect railcars and containers; GeoJSON to stdout, -o FILE or --out-dir DIR."""
     from railwatch.detect import Detector, detect

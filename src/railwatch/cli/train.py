@@ -18,6 +18,8 @@ def train_cmd(
     seed: int = typer.Option(0, "--seed", help="Random seed (data and weights)."),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads."),
     minutes: float = typer.Option(None, "--minutes", help="Wall-clock budget (stops early)."),
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate",
+                                   help="Choose the score threshold on validation scenes."),
 ) -> None:
     """Train RailDet on on-the-fly simulated chips and export ONNX + model.json."""
     try:
@@ -36,6 +38,11 @@ def train_cmd(
                                                      description=f"train loss {v['total']:.2f}"))
     info(f"model written to {out}/railwatch-det.onnx (final loss "
          f"{meta['training']['final_loss']})")
+    if calibrate:
+        from railwatch.train.calibrate import calibrate as choose
+
+        best = choose(out)["best"]
+        info(f"score threshold {best:g} (chosen on validation scenes, stored in model.json)")
 
 
 def register(app: typer.Typer) -> None:

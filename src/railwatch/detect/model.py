@@ -42,7 +42,8 @@ class Detector:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
-                 threshold: float = 0.3, nms_iou: float = 0.3, threads: int | None = None,
+                 threshold: float | None = None, nms_iou: float = 0.3,
+                 threads: int | None = None,
                  use_gpu: bool | None = None) -> None:
         import onnxruntime as ort
 
@@ -56,7 +57,9 @@ class Detector:
         self.native_gsd_m = float(self.meta.get("native_gsd_m", 0.5))
         self.stride = int(self.meta.get("stride", 2))
         self.multiple = int(self.meta.get("input", {}).get("multiple_of", 16))
-        self.threshold = threshold
+        # default: the score threshold chosen on validation scenes (model.json)
+        self.threshold = float(threshold if threshold is not None
+                               else self.meta.get("score_threshold", 0.3))
         self.nms_iou = nms_iou
         self.path = p
         opts = ort.SessionOptions()
