@@ -46,6 +46,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "railwatch.cli.analyze",
     "railwatch.cli.evaluate",
     "railwatch.cli.train",
+    "railwatch.cli.trains",
 )
 
 
