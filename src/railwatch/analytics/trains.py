@@ -128,9 +128,9 @@ class TrainString:
         """Palette names of the cars (end locomotives left out)."""
         return color_names(self.lab[self.core])
 
-    def label(self) -> str:
-        """Where and when it was seen, for sentences."""
-        where = self.site.capitalize() if self.site else (self.source or "an image")
+    def label(self, unknown: str = "an image") -> str:
+        """Where and when it was seen, for sentences (``unknown`` when nothing is known)."""
+        where = self.site.capitalize() if self.site else (self.source or unknown)
         return f"{where} on {self.when:%Y-%m-%d}" if self.when else where
 
     def to_json(self) -> dict[str, Any]:
@@ -394,12 +394,13 @@ def _align_scores(sub: np.ndarray, gap: float) -> np.ndarray:
     """Overlap-alignment scores of a batch of (P, n, m) substitution matrices."""
     pn, n, m = sub.shape
     h = np.zeros((pn, n + 1, m + 1))
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            h[:, i, j] = np.maximum(
-                h[:, i - 1, j - 1] + sub[:, i - 1, j - 1],
-                np.maximum(h[:, i - 1, j], h[:, i, j - 1]) - gap,
-            )
+    for k in range(2, n + m + 1):  # anti-diagonals i + j = k: their cells are independent
+        i = np.arange(max(1, k - m), min(n, k - 1) + 1)
+        j = k - i
+        h[:, i, j] = np.maximum(
+            h[:, i - 1, j - 1] + sub[:, i - 1, j - 1],
+            np.maximum(h[:, i - 1, j], h[:, i, j - 1]) - gap,
+        )
     return np.maximum(h[:, n, :].max(axis=1), h[:, :, m].max(axis=1))
 
 
@@ -480,10 +481,8 @@ def compare_trains(
         pool = pool if pool is not None and len(pool.lab) else CarPool.of([a, b])
         rng = np.random.default_rng(seed)
         draw = rng.integers(0, len(pool.lab), size=(n_perm, na))
-        flat = draw.ravel()
-        sub_n, _ = _substitution(pool.lab[flat], pool.cls[flat], pool.length_m[flat],
-                                 lb, cb, lenb, p)
-        sub_n = sub_n.reshape(n_perm, na, nb)
+        sub_pool, _ = _substitution(pool.lab, pool.cls, pool.length_m, lb, cb, lenb, p)
+        sub_n = sub_pool[draw]  # (n_perm, na, nb)
         null = np.maximum(_align_scores(sub_n, p.gap), _align_scores(sub_n[:, :, ::-1], p.gap))
         pval = float((1 + np.sum(null >= score - 1e-9)) / (1 + n_perm))
     pairs_t = tuple((i + sa.start, j + sb.start) for i, j in pairs)
@@ -544,7 +543,7 @@ def describe(match: TrainMatch, alpha: float = 0.05) -> str:
     a, b = m.a, m.b
     colours = ", ".join(a.color_names())
     loco = "; behind a locomotive" if a.end_locomotives else ""
-    what = f"The {a.n_cars}-car train seen at {a.label()} ({colours}{loco})"
+    what = f"The {a.n_cars}-car train seen at {a.label('the first image')} ({colours}{loco})"
     tail = []
     if m.locomotive_change == "dropped":
         tail.append("without its locomotive")
@@ -562,7 +561,7 @@ def describe(match: TrainMatch, alpha: float = 0.05) -> str:
     if not m.significant(alpha):
         stat += "; could be chance"
     rest = (" " + ", ".join(tail)) if tail else ""
-    return f"{what} {verb} at {b.label()}{rest} ({stat})"
+    return f"{what} {verb} at {b.label('the second image')}{rest} ({stat})"
 
 
 def _fmt_p(p: float, n_perm: int) -> str:

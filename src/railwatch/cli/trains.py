@@ -83,11 +83,15 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps([s.to_json() for s in found], indent=2, ensure_ascii=False))
             return
         table = Table(title="Trains followed")
-        for col in ("seen", "then", "cars", "similarity", "p", "finding"):
+        for col in ("seen", "then", "cars", "similarity", "p", "locomotive", "reversed"):
             table.add_column(col, overflow="fold")
         for s in found:
             m = s.match
-            table.add_row(m.a.label(), m.b.label(), str(m.a.n_cars), f"{m.similarity:.2f}",
-                          f"{m.p_value:.3g}", s.sentence)
-        console.print(table)
+            table.add_row(m.a.label(), m.b.label(), f"{m.a.n_cars} / {m.b.n_cars}",
+                          f"{m.similarity:.2f}", f"{m.p_value:.3g}",
+                          m.locomotive_change or "", "yes" if m.reversed else "")
+        if found:
+            console.print(table)
+        for s in found:
+            console.print(f"- {s.sentence}", highlight=False)
         info(f"{len(found)} train(s) followed")
