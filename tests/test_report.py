@@ -422,7 +422,8 @@ def test_two_rises_give_two_records():
             r.total, r.low, r.high = 150, 145, 155
             r.counts = {**r.counts, "hopper": 100, "tank": 46}
     onsets = [{"date": "2023-09-18", "direction": "up", "before_level": 3, "after_level": 70},
-              {"date": "2024-02-01", "direction": "up", "before_level": 40, "after_level": 150}]
+              {"date": "2024-02-01", "direction": "up", "before_level": 40, "after_level": 150},
+              {"date": "2024-04-01", "direction": "up", "before_level": 140, "after_level": 150}]
     events = [Event(SUMMIT, "Kim–Putin summit")]
     f = compute_findings(rows, site="tumangang", title="Tumangang", onsets=onsets, events=events)
     recs = f.data["records"]
@@ -431,7 +432,9 @@ def test_two_rises_give_two_records():
     assert f.data["peak"]["date"] == "2024-02-10" and f.data["unprecedented"] is True
     text = " ".join(f.sentences)
     assert text.index("On 2023-10-05") < text.index("five days after") < text.index("On 2024-02-10")
-    assert [o["date"] for o in f.data["onsets"]] == ["2023-09-18", "2024-02-01"]
+    # the 2024-04-01 onset continues the 2024 rise (within 120 days): no third record
+    assert [o["date"] for o in f.data["onsets"]] == ["2023-09-18", "2024-02-01", "2024-04-01"]
+    assert text.count("The rise began") == 2
 
 
 def test_docs_name_every_report_and_demo_option():

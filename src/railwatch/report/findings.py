@@ -19,6 +19,8 @@ from railwatch.types import RAILCAR_CLASSES, Event, Observation
 MIN_USABLE = 0.5
 #: Trailing window for "the most in N years".
 BASELINE_YEARS = 5
+#: Upward onsets this close to the previous one continue the same rise.
+RISE_MERGE_DAYS = 120
 #: A class-share change below this (percentage points) is not called a shift.
 MIX_SHIFT_PP = 8.0
 
@@ -564,29 +566,34 @@ def record_episodes(
 ) -> list[dict[str, Any]]:
     """Each rise's highest count, when it was a record, with the rise's onset and covered loads.
 
-    The complete images are split at every upward onset; in each part the highest count is
-    taken, and kept when it is unprecedented (see `peak_finding`).
+    A rise starts at an upward onset; further upward onsets within ``RISE_MERGE_DAYS``
+    continue it. The complete images from one rise's start to the next are searched for the
+    highest count, which is kept when it is unprecedented (see `peak_finding`).
     """
     full = [r for r in rows if r.usable and not r.partial]
-    ups = _up_onsets(onsets)
-    starts: list[Mapping[str, Any] | None] = [None, *ups]
+    starts: list[Mapping[str, Any]] = []
+    last: dt.date | None = None
+    for o in _up_onsets(onsets):
+        d = dt.date.fromisoformat(str(o["date"])[:10])
+        if last is None or (d - last).days > RISE_MERGE_DAYS:
+            starts.append(o)  # a new rise; a later onset within the window continues it
+        last = d
     out = []
     for k, on in enumerate(starts):
-        d0 = dt.date.fromisoformat(str(on["date"])[:10]) if on else dt.date.min
+        d0 = dt.date.fromisoformat(str(on["date"])[:10])
         nxt = starts[k + 1] if k + 1 < len(starts) else None
         d1 = dt.date.fromisoformat(str(nxt["date"])[:10]) if nxt else dt.date.max
         seg = [r for r in full if d0 <= r.date < d1]
         if not seg:
             continue
         top = max(seg, key=lambda r: (r.total, -r.date.toordinal()))
-        rec = peak_finding(rows, title, rise_start=None if on is None else str(on["date"])[:10],
-                           at=top)
+        rec = peak_finding(rows, title, rise_start=str(on["date"])[:10], at=top)
         if rec is None or not rec["unprecedented"]:
             continue
         day = rec["date"]
         out.append({
             "peak": rec,
-            "onset": onset_finding([on], events, day) if on is not None else None,
+            "onset": onset_finding([on], events, day),
             "covered": covered_finding(rows, day, (covered_by_date or {}).get(day), exact=True),
         })
     return out
