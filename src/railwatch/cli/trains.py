@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
             None, "--geojson", help="Two detections files instead of the store (give twice)."
         ),
         min_similarity: float = typer.Option(
-            0.5, "--min-similarity", min=0.0, max=1.0, help="Drop weaker matches."
+            0.75, "--min-similarity", min=0.0, max=1.0, help="Drop weaker matches."
         ),
         alpha: float = typer.Option(
             0.05, "--alpha", min=0.0, max=1.0,
