@@ -198,29 +198,37 @@ def test_match_trains_is_one_to_one_and_class_matters():
 
 
 # -- over the store and the CLI ----------------------------------------------------------------
-def _truth(site: str, when: dt.datetime) -> Detections:
-    """Ground truth of the built-in scenario at a site and time, without rendering."""
-    from railwatch.simulate.scenario import load_scenario, site_world
+@pytest.fixture(scope="module")
+def nov22():
+    """Truth of the 2022-11-29 Khasan and 2022-11-30 Tumangang images of the built-in
+    scenario (only those two rendered), and the same cars with their colours as seen in
+    the rendered pixels (what a detector reports)."""
+    from railwatch.detect.model import footprint_colors
+    from railwatch.simulate.render import render
+    from railwatch.simulate.scenario import (
+        conditions_for,
+        image_bounds,
+        load_scenario,
+        plan_images,
+        select_images,
+        site_world,
+    )
     from railwatch.simulate.traffic import build_traffic
 
     spec = load_scenario("tumangang-khasan")
-    world = site_world(spec, site, when, build_traffic(spec, 0), 0)
-    c = world.cars
-    n = len(c)
-    return Detections(footprints=world.to_map(c.corners()), kind=["railcar"] * n, cls=c.cls,
-                      score=np.ones(n), covered=c.covered, color=c.color,
-                      length_m=c.length_m, crs=world.crs,
-                      extra={"train_id": c.train_id}).to_crs(4326)
-
-
-@pytest.fixture(scope="module")
-def nov22():
-    """The planned 2022-11-29 Khasan and 2022-11-30 Tumangang images of the scenario."""
-    from railwatch.simulate.scenario import load_scenario, plan_images, select_images
-
-    plan = select_images(plan_images(load_scenario("tumangang-khasan"), 0),
-                         "2022-11-29", "2022-11-30", sites=["khasan", "tumangang"])
-    return [(p.site, p.when.replace(tzinfo=UTC), p.stem, _truth(p.site, p.when)) for p in plan]
+    traffic = build_traffic(spec, 0)
+    plan = select_images(plan_images(spec, 0), "2022-11-29", "2022-11-30",
+                         sites=["khasan", "tumangang"])
+    out = []
+    for p in plan:
+        world = site_world(spec, p.site, p.when, traffic, 0)
+        r = render(world, conditions_for(spec, p), bounds=image_bounds(world.extent, p))
+        truth = r.truth.railcars
+        seen = truth[np.arange(len(truth))]
+        seen.color = footprint_colors(r.image, r.pixel_footprints[r.truth.kind == "railcar"])
+        out.append((p.site, p.when.replace(tzinfo=UTC), p.stem, truth.to_crs(4326),
+                    seen.to_crs(4326)))
+    return out
 
 
 def _scene(det: Detections, when: dt.datetime, name: str) -> Scene:
@@ -232,11 +240,11 @@ def _scene(det: Detections, when: dt.datetime, name: str) -> Scene:
 
 
 def test_follow_trains_finds_the_8_car_train_in_the_store(tmp_path, nov22):
-    assert [(s, w.date().isoformat()) for s, w, _, _ in nov22] == [
+    assert [(s, w.date().isoformat()) for s, w, _, _, _ in nov22] == [
         ("khasan", "2022-11-29"), ("tumangang", "2022-11-30")]
     db = tmp_path / "rw.sqlite"
     with Store(db) as store:
-        for site, when, stem, det in nov22:
+        for site, when, stem, det, _ in nov22:
             sid = store.add_scene(_scene(det, when, stem), {site: 1.0})
             store.put_detections(sid, det)
         found = follow_trains(store, "tumangang", "khasan", max_days=3)
@@ -264,9 +272,21 @@ def test_follow_trains_finds_the_8_car_train_in_the_store(tmp_path, nov22):
     assert res.exit_code == 0 and "0 train(s) followed" in res.output
 
 
+def test_colours_seen_in_the_rendered_images_still_follow_the_train(nov22):
+    (sa, wa, _, _, seen_a), (sb, wb, _, _, seen_b) = nov22
+    ta = label_trains(extract_trains(seen_a), sa, wa)
+    tb = label_trains(extract_trains(seen_b), sb, wb)
+    (m,) = match_trains(ta, tb, min_similarity=0.75)
+    assert m.similarity > 0.9 and m.p_value < 0.01 and m.locomotive_change == "dropped"
+    assert m.mean_delta_e < 5.0  # Pleiades vs WorldView-3 under a different sun
+    assert describe(m).startswith(
+        "The 8-car train seen at Khasan on 2022-11-29 (grey, grey, red, red, grey, grey, "
+        "light grey, brown; behind a locomotive) appears at Tumangang on 2022-11-30")
+
+
 def test_cli_geojson_files_and_errors(tmp_path, nov22):
     paths = []
-    for _site, _when, stem, det in nov22:
+    for _site, _when, stem, det, _ in nov22:
         paths.append(write_geojson(det, tmp_path / f"{stem}.truth.geojson",
                                    include_score=False))
     runner = CliRunner()
