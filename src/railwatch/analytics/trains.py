@@ -256,7 +256,7 @@ def extract_trains(
     max_angle_deg: float = 15.0,
     max_overlap_m: float = 2.0,
 ) -> list[TrainString]:
-    """Coupled strings of railcars in ``det`` (railcars only), west/south end first.
+    """Coupled strings of railcars in ``det`` (railcars only), west end first.
 
     Two cars are neighbours when their long axes agree within ``max_angle_deg``, the
     centre of one lies within ``max_offset_m`` of the other's axis line, and the gap
