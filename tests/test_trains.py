@@ -156,6 +156,18 @@ def test_missing_car_inside_costs_a_gap():
     assert "with 1 car not seen" in describe(m)
 
 
+def test_train_coupled_to_other_cars_is_found_inside_the_longer_string():
+    a = one(loco_plus(EIGHT))
+    b = one(string_det([BROWN, BROWN, LGREY, *EIGHT, GREY, RED, RED, BROWN]))
+    m = compare_trains(a, b)
+    assert [i for i, _ in m.pairs] == list(range(1, 9))
+    assert [j for _, j in m.pairs] == list(range(3, 11))
+    assert m.missing == (0, 7) and m.p_value < 0.01
+    # all 8 cars agree, but only 8 of the 15 there: reported, cautiously
+    assert 0.65 < m.similarity < 0.75
+    assert "may appear" in describe(m) and "with 7 more cars" in describe(m)
+
+
 def test_shuffled_order_scores_low():
     a = one(string_det(EIGHT))
     true = compare_trains(a, one(string_det(EIGHT, jitter=4.0, seed=2)))

@@ -626,15 +626,20 @@ def _trains_of_site(
 def _local_pool(
     trains: Sequence[TrainString], a: TrainString, b: TrainString, min_pool: int
 ) -> CarPool:
-    """Cars of the strings nearest in time to a and b, at least ``min_pool`` cars."""
-    assert a.when is not None and b.when is not None
+    """Cars of the strings nearest in time to a and b (all with a datetime), at least
+    ``min_pool`` cars; strings seen between the two images are always included."""
+    if a.when is None or b.when is None:
+        return CarPool.of(trains or [a, b])
     mid = a.when + (b.when - a.when) / 2
     half = abs(b.when - a.when) / 2
-    order = sorted(trains, key=lambda x: max(abs(x.when - mid) - half, dt.timedelta(0)))
+
+    def dist(x: TrainString) -> dt.timedelta:
+        return abs((x.when or mid) - mid)
+
     chosen: list[TrainString] = []
     n = 0
-    for x in order:
-        if n >= min_pool and abs(x.when - mid) > half:
+    for x in sorted(trains, key=dist):
+        if n >= min_pool and dist(x) > half:
             break
         chosen.append(x)
         n += x.n_cars
