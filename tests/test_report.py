@@ -243,6 +243,18 @@ def test_containers_need_earlier_empty_images():
     assert containers_first_seen(rows) == []
 
 
+def test_container_blip_is_not_an_appearance():
+    rows = _rows()
+    blip = next(r for r in rows if r.date.year == 2019)
+    blip.containers_by_zone = {"freight_handling": 4}  # one image, gone in the next
+    [first] = containers_first_seen(rows)
+    assert first["date"] == "2023-10-05" and first["prior_max"] == 4
+    assert "at most 4 in" in first["text"]
+    lone = [r for r in rows if r.date <= dt.date(2023, 10, 5)]
+    [only] = containers_first_seen(lone)
+    assert "seen in this one image only so far" in only["text"]
+
+
 def test_mix_shift_needs_enough_cars():
     rows = _rows()
     mix = class_mix(rows, [("a", dt.date(2019, 1, 1), dt.date(2019, 1, 2)),

@@ -369,37 +369,45 @@ def covered_finding(
 
 
 def containers_first_seen(
-    rows: Sequence[Row], zone_titles: Mapping[str, str] | None = None, min_prior: int = 3
+    rows: Sequence[Row],
+    zone_titles: Mapping[str, str] | None = None,
+    min_prior: int = 3,
+    min_count: int = 3,
 ) -> list[dict[str, Any]]:
-    """Zones where containers appear after at least ``min_prior`` usable images without any."""
-    zones = sorted({z for r in rows for z in r.containers_by_zone})
+    """Zones where shipping containers appear: at least ``min_count`` in a usable image,
+    after at least ``min_prior`` usable images with fewer, and still there (any) in the
+    next usable image, so one stray detection does not make a finding."""
+    usable = [r for r in rows if r.usable]
+    zones = sorted({z for r in usable for z in r.containers_by_zone})
     out = []
     for z in zones:
-        prior = 0
-        for r in rows:
+        prior_max = 0
+        for prior, r in enumerate(usable):
             n = int(r.containers_by_zone.get(z, 0))
-            if not r.usable:
-                continue
-            if n > 0:
-                if prior >= min_prior:
-                    first = next(x for x in rows if x.usable)
-                    title = (zone_titles or {}).get(z) or z.replace("_", " ")
-                    out.append(
-                        {
-                            "zone": z,
-                            "date": _fmt_date(r.date),
-                            "count": n,
-                            "prior_images_without": prior,
-                            "since": _fmt_date(first.date),
-                            "text": (
-                                f"Shipping containers appeared in the {title} for the first time"
-                                f" on {_fmt_date(r.date)} ({n} seen; none in {prior} earlier usable"
-                                f" images since {_fmt_date(first.date)})."
-                            ),
-                        }
-                    )
+            nxt = usable[prior + 1] if prior + 1 < len(usable) else None
+            confirmed = nxt is None or int(nxt.containers_by_zone.get(z, 0)) > 0
+            if n >= min_count and prior >= min_prior and confirmed:
+                title = (zone_titles or {}).get(z) or z.replace("_", " ")
+                before = "none" if prior_max == 0 else f"at most {prior_max}"
+                single = " (seen in this one image only so far)" if nxt is None else ""
+                out.append({
+                    "zone": z,
+                    "date": _fmt_date(r.date),
+                    "count": n,
+                    "prior_images": prior,
+                    "prior_max": prior_max,
+                    "since": _fmt_date(usable[0].date),
+                    "confirmed_next": None if nxt is None else _fmt_date(nxt.date),
+                    "text": (
+                        f"Shipping containers appeared in the {title} for the first time"
+                        f" on {_fmt_date(r.date)} ({n} seen{single}; {before} in {prior}"
+                        f" earlier usable images since {_fmt_date(usable[0].date)})."
+                    ),
+                })
                 break
-            prior += 1
+            if n >= min_count and prior < min_prior:
+                break  # there from the start: not an appearance
+            prior_max = max(prior_max, n)
     return out
 
 
