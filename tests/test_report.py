@@ -462,3 +462,12 @@ def test_docs_name_every_report_and_demo_option():
             for opt in p.opts:
                 if opt.startswith("--") and opt != "--help":
                     assert f"`{opt}" in doc or f"{opt} " in doc, f"{name} {opt} undocumented"
+
+
+def test_simulated_imagery_is_recognised_from_the_manifest(tmp_path):
+    from railwatch.report.build import is_simulated
+
+    (tmp_path / "a.tif").write_bytes(b"")
+    assert not is_simulated([str(tmp_path / "a.tif")])
+    (tmp_path / "manifest.json").write_text('{"generated_by": "railwatch simulate"}')
+    assert is_simulated([str(tmp_path / "a.tif")])

@@ -241,6 +241,18 @@ def _latest(img: _Images, site: Site, obs: Sequence[Observation]) -> dict[str, A
     }
 
 
+def is_simulated(paths: Sequence[str]) -> bool:
+    """True when an image sits beside a ``manifest.json`` written by ``railwatch simulate``."""
+    for folder in {Path(p).parent for p in paths}:
+        try:
+            data = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("generated_by") == "railwatch simulate":
+            return True
+    return False
+
+
 def _label(img: np.ndarray, text: str) -> np.ndarray:
     import cv2
 
@@ -374,9 +386,11 @@ def build_report(
         for r in table[-len(so):] if so else []:
             r["site"] = s.name
     table.sort(key=lambda r: (r["date"], r["site"]))
+    obs_all = [o for so in per_site for o in so]
     sensors = sorted({str(r["sensor"]) for r in table if r.get("sensor")})
     if simulated is None:
-        simulated = any("sim" in s.lower() for s in sensors)
+        scene_paths = [sc.path for o in obs_all if (sc := img.scene(o.scene_id)) is not None]
+        simulated = any("sim" in s.lower() for s in sensors) or is_simulated(scene_paths)
     if credits is None:
         credits = ("Simulated imagery rendered by the railwatch simulator (not real satellite"
                    " data); all counts come from the detector." if simulated else
