@@ -133,6 +133,9 @@ def make_case(seed: int, folder: Path, *, construction: bool = True, n_images: i
             b.removed = (dates[k - 1] + (dates[k] - dates[k - 1]) / 2).date()
             truths.append(Truth(affinity.translate(Polygon(b.polygon), ox, oy),
                                 "removed structure", b.removed))
+    # Only changes wholly inside the site's AOI can be found (the layout spills over).
+    inside = affinity.translate(box(*EXTENT).buffer(-10), ox, oy)
+    truths = [t for t in truths if inside.contains(t.poly)]
     images = []
     shifts = {}
     for i, when in enumerate(dates):

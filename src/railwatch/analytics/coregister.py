@@ -230,7 +230,7 @@ def estimate_shift(
     ref_valid: np.ndarray | None = None,
     mov_valid: np.ndarray | None = None,
     *,
-    min_response: float = 0.15,
+    min_response: float = 0.08,
     max_shift_px: float = 30.0,
     max_residual_px: float = 1.0,
 ) -> Alignment:

@@ -126,6 +126,7 @@ class _Prepared:
     rgb: np.ndarray
     usable: np.ndarray
     occluded: np.ndarray  # snow- or cloud-like: shows no ground detail, proves no absence
+    objects: np.ndarray  # under detected railcars and containers (dilated)
 
 
 def _native_gsd(path: str) -> float:
@@ -164,7 +165,9 @@ def _cloud(rgb: np.ndarray, valid: np.ndarray,
         from railwatch.imagery.cloud import cloud_mask
     except ImportError:
         return None
-    cloud = np.asarray(cloud_mask(rgb, gsd_m), dtype=bool) & valid
+    # 8-bit in, so that brightness is absolute (float input is rescaled to its maximum).
+    rgb8 = (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+    cloud = np.asarray(cloud_mask(rgb8, gsd_m), dtype=bool) & valid
     if not cloud.any():
         return cloud, cloud
     bands = np.log(np.clip(rgb, 0, None) + 0.02).astype(np.float32).transpose(2, 0, 1)
@@ -230,8 +233,9 @@ def _prepare(
                 info.skipped = f"too much cloud ({cloudy:.0%} of the covered site)"
                 out.append(info)
                 continue
-        usable &= ~_mask_objects(det, grid, object_buffer_m)
-        out.append(_Prepared(info, rgb, usable, occluded))
+        objects = _mask_objects(det, grid, object_buffer_m)
+        usable &= ~objects
+        out.append(_Prepared(info, rgb, usable, occluded, objects))
         if on_image:
             on_image(path)
     return out
@@ -258,6 +262,7 @@ def _align(prepared: list[_Prepared], **kw: Any) -> list[_Prepared]:
         p.rgb = apply_shift(p.rgb, al.dx, al.dy)
         p.usable = apply_shift(p.usable, al.dx, al.dy, order=0)
         p.occluded = apply_shift(p.occluded, al.dx, al.dy, order=0)
+        p.objects = apply_shift(p.objects, al.dx, al.dy, order=0)
         ok.append(p)
     return ok
 
@@ -293,7 +298,8 @@ def _classify(
     gsd: float,
     *,
     shadow_min: float = 0.4,
-    min_edges: float = 0.25,
+    min_edges: float = 0.2,
+    dark: float = 0.35,
 ) -> tuple[str | None, dict[str, float]]:
     """The kind of change of one region, or None when it is not a facility change."""
     ring = ndimage.binary_dilation(region, iterations=2) & ~ndimage.binary_erosion(
@@ -312,8 +318,13 @@ def _classify(
     def shadow_m(f: ImageFeatures) -> float:
         return float(f.shadow[attached].sum()) * gsd * gsd / half_perimeter
 
-    sb = [shadow_m(f) for f in before]
-    sa = [shadow_m(f) for f in after]
+    def clear(f: ImageFeatures) -> bool:
+        return f.occluded is None or f.occluded[attached].mean() < 0.3
+
+    # Shadows count only from images that show the ground there (dark gaps between snow
+    # patches are not shadows of anything).
+    sb = [shadow_m(f) for f in before if clear(f)] or [0.0]
+    sa = [shadow_m(f) for f in after if clear(f)] or [0.0]
     cues = {
         "new_edges": frac(new_all, ring),
         "lost_edges": frac(lost_all, ring),
@@ -332,17 +343,29 @@ def _classify(
     flat_after = max(sa) < shadow_min / 2
     new, lost = cues["new_edges"], cues["lost_edges"]
     gained_shadow = cues["shadow_after"] - cues["shadow_before"]
+    # A "new" outline that is itself dark against its surroundings in the later images is
+    # a shadow that grew with a lower sun, not a roof.
+    around = ndimage.binary_dilation(region, iterations=max(2, round(6 / gsd))) & ~region
+    cues["dark_after"] = float(np.mean([
+        np.median(f.log[region & f.usable]) - np.median(f.log[around & f.usable])
+        if (region & f.usable).any() and (around & f.usable).any() else 0.0
+        for f in after
+    ]))
     if new >= min_edges and new > lost:
         if width <= 10.0 and length >= 5 * width and flat_after:
             return "new track", cues
-        if flat_before or gained_shadow >= shadow_min:
+        if cues["dark_after"] < -dark:
+            return None, cues
+        if (flat_before and new >= 1.75 * min_edges) or (
+            gained_shadow >= shadow_min and cues["shadow_before"] < 1.5 * shadow_min
+        ):
             # No shadow before, or clearly more after: height appeared. Low structures
             # (platforms) and a high sun leave little shadow, so a new outline on
             # shadow-free ground counts too.
             return "new structure", cues
         return None, cues  # new edges on a standing structure (lean, sun, snow)
     if lost >= min_edges and lost > new:
-        if tall_before and flat_after and -gained_shadow >= shadow_min:
+        if tall_before and flat_after and -gained_shadow >= shadow_min and lost >= 1.5 * min_edges:
             return "removed structure", cues
         if (
             cues["texture_before"] - cues["texture_after"] > 0.15
@@ -465,10 +488,11 @@ def find_changes(
     min_area_m2: float = 60.0,
     threshold: float = 0.25,
     min_edge_px: int = 12,
+    edge_threshold: float = 0.2,
     min_coverage: float = 0.25,
     min_clear: float = 0.1,
     object_buffer_m: float = 3.0,
-    min_response: float = 0.03,
+    min_response: float = 0.08,
     on_image: Callable[[str], None] | None = None,
 ) -> ChangeSet:
     """Facility changes of ``site`` in ``images`` (path, acquisition time, detections or None).
@@ -491,6 +515,12 @@ def find_changes(
     )
     candidates = [p for p in prepared if isinstance(p, _Prepared)]
     used = _align(candidates, min_response=min_response) if len(candidates) >= 2 else []
+    if used:
+        # Where railcars or containers stood in any image is traffic ground: what shows
+        # between them (rails, gaps, their shadows) changes all the time. Left out.
+        traffic = np.logical_or.reduce([p.objects for p in used])
+        for p in used:
+            p.usable &= ~traffic
     infos = [p.info if isinstance(p, _Prepared) else p for p in prepared]
     if len(used) < 2:
         reasons = "; ".join(f"{os.path.basename(i.path)}: {i.skipped}" for i in infos if i.skipped)
@@ -505,7 +535,8 @@ def find_changes(
             f"persist over {persist} images (need {persist + 1}; use --persist 1 for a pair)"
         )
     changes = _changes_over_time(used, site, grid, persist=persist, min_area_m2=min_area_m2,
-                                 threshold=threshold, min_edge_px=min_edge_px)
+                                 threshold=threshold, min_edge_px=min_edge_px,
+                                 edge_threshold=edge_threshold)
     for n, c in enumerate(changes, start=1):
         c.id = n
     ref = next((u.info.path for u in used if u.info.alignment and u.info.alignment.response == 1.0
@@ -522,21 +553,32 @@ def _changes_over_time(
     min_area_m2: float,
     threshold: float,
     min_edge_px: int,
-    edge_threshold: float = 0.3,
+    edge_threshold: float = 0.2,
 ) -> list[Change]:
     gsd = grid.gsd_m
     zones = {name: to_local(z, grid.crs) for name, z in site.zones.items()}
     feat_cache: dict[tuple[int, float], ImageFeatures] = {}
     pair_cache: dict[tuple[int, int], PairMaps] = {}
+    traffic = np.logical_or.reduce([p.objects for p in used])
 
     def feats(i: int, target: float) -> ImageFeatures:
         key = (i, round(target, 3))
         if key not in feat_cache:
             p = used[i]
-            feat_cache[key] = image_features(
+            f = image_features(
                 p.rgb, p.usable, p.info.gsd_m, grid_gsd=gsd, target_gsd=target,
                 edge_threshold=edge_threshold, occluded=p.occluded,
             )
+            # Shadows cast by railcars and containers reach past their masks: leave out
+            # every shadow that touches traffic ground, with a margin.
+            if traffic.any() and f.shadow.any():
+                lab, _ = ndimage.label(f.shadow)
+                touch = np.unique(lab[ndimage.binary_dilation(traffic, iterations=2) & f.shadow])
+                cast = ndimage.binary_dilation(np.isin(lab, touch[touch > 0]), iterations=2)
+                f.usable = f.usable & ~cast
+                f.edges = f.edges & ~cast
+                f.shadow = f.shadow & ~cast
+            feat_cache[key] = f
         return feat_cache[key]
 
 
@@ -563,12 +605,15 @@ def _changes_over_time(
         bf = [feats(b, max(used[b].info.gsd_m, gsd)) for b in before]
         af = [feats(a, max(used[a].info.gsd_m, gsd)) for a in after]
         for sign, edges in (("new", new_all), ("lost", lost_all)):
-            for region in _regions(edges, min_edge_px=min_edge_px, min_px=min_px):
-                region = _refine(region, af if sign == "new" else bf)
-                geom = _polygon(region, grid, simplify_m=gsd * 0.7)
-                kind, cues = _classify(region, geom, bf, af, new_all, lost_all, gsd)
+            for outline in _regions(edges, min_edge_px=min_edge_px, min_px=min_px):
+                # Classify on the outline the changed edges drew; measure the footprint
+                # as the image that shows the structure sees it.
+                kind, cues = _classify(outline, _polygon(outline, grid, 0.0), bf, af,
+                                       new_all, lost_all, gsd)
                 if kind is None or (sign == "lost") != (kind == "removed structure"):
                     continue
+                region = _refine(outline, af if sign == "new" else bf)
+                geom = _polygon(region, grid, simplify_m=gsd * 0.7)
                 cues["appearance"] = float(app[region].mean())
                 # The bracket opens at the last earlier image that could show the
                 # change's absence there (snow or cloud over it proves nothing).

@@ -100,7 +100,7 @@ def edge_strength(logs: np.ndarray, usable: np.ndarray,
 
 
 def shadow_map(log: np.ndarray, usable: np.ndarray, strength: np.ndarray, *,
-               darker: float = 0.45, block_px: int = 24, sharp: float = 0.35) -> np.ndarray:
+               darker: float = 0.45, block_px: int = 40, sharp: float = 0.35) -> np.ndarray:
     """Shadows: regions more than ``darker`` (log units) below the local median that are
     bounded by sharp edges.
 
@@ -204,8 +204,8 @@ class PairMaps:
 
 
 def pair_maps(before: ImageFeatures, after: ImageFeatures, *, block_px: int = 48,
-              edge_tolerance_px: int = 2, shadow_margin_px: int = 3,
-              edge_ratio: float = 0.35) -> PairMaps:
+              edge_tolerance_px: int = 1, shadow_margin_px: int = 3,
+              edge_ratio: float = 0.5) -> PairMaps:
     """Change cues between two aligned images' features."""
     both = before.usable & after.usable
     # Shadows move with the sun: leave them and their borders out of every cue.
@@ -215,7 +215,7 @@ def pair_maps(before: ImageFeatures, after: ImageFeatures, *, block_px: int = 48
     offset = block_median(diff, cmp, block_px)
     app = np.abs(cv2.GaussianBlur(diff - offset, (0, 0), 1.0))
     app = np.where(cmp, app, np.nan).astype(np.float32)
-    # An edge is new where the earlier image had nothing a third as strong close by.
+    # An edge is new where the earlier image had nothing half as strong close by.
     size = 2 * edge_tolerance_px + 1
     near_b = ndimage.maximum_filter(before.strength, size=size)
     near_a = ndimage.maximum_filter(after.strength, size=size)
