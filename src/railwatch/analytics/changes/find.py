@@ -352,11 +352,11 @@ def _classify(
         for f in after
     ]))
     if new >= min_edges and new > lost:
-        if width <= 10.0 and length >= 5 * width and flat_after:
+        if width <= 10.0 and length >= max(5 * width, 40.0) and flat_after:
             return "new track", cues
         if cues["dark_after"] < -dark:
             return None, cues
-        if (flat_before and new >= 1.75 * min_edges) or (
+        if (flat_before and new >= 1.5 * min_edges) or (
             gained_shadow >= shadow_min and cues["shadow_before"] < 1.5 * shadow_min
         ):
             # No shadow before, or clearly more after: height appeared. Low structures
@@ -560,6 +560,7 @@ def _changes_over_time(
     feat_cache: dict[tuple[int, float], ImageFeatures] = {}
     pair_cache: dict[tuple[int, int], PairMaps] = {}
     traffic = np.logical_or.reduce([p.objects for p in used])
+    found: dict[str, list[Any]] = {"new": [], "lost": []}
 
     def feats(i: int, target: float) -> ImageFeatures:
         key = (i, round(target, 3))
@@ -614,6 +615,10 @@ def _changes_over_time(
                     continue
                 region = _refine(outline, af if sign == "new" else bf)
                 geom = _polygon(region, grid, simplify_m=gsd * 0.7)
+                # Found at an earlier step already (a later image showed more of it).
+                if any(geom.intersection(g).area > 0.3 * geom.area for g in found[sign]):
+                    continue
+                found[sign].append(geom.buffer(3 * gsd))
                 cues["appearance"] = float(app[region].mean())
                 # The bracket opens at the last earlier image that could show the
                 # change's absence there (snow or cloud over it proves nothing).
