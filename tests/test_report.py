@@ -471,3 +471,12 @@ def test_simulated_imagery_is_recognised_from_the_manifest(tmp_path):
     assert not is_simulated([str(tmp_path / "a.tif")])
     (tmp_path / "manifest.json").write_text('{"generated_by": "railwatch simulate"}')
     assert is_simulated([str(tmp_path / "a.tif")])
+
+
+def test_many_changes_are_summarised():
+    from railwatch.report.findings import change_sentences
+
+    chg = [{"text": f"change {i}", "area_m2": float(i)} for i in range(10)]
+    s = change_sentences(chg)
+    assert s[:3] == ["change 9", "change 8", "change 7"]
+    assert "7 further, smaller changes" in s[3] and len(s) == 4

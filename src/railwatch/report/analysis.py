@@ -14,6 +14,9 @@ from typing import Any
 
 from railwatch.types import Event, Observation, Site
 
+#: Before/after chips drawn for at most this many facility changes (the largest).
+MAX_CHANGE_CHIPS = 6
+
 
 @dataclass
 class Analysis:
@@ -79,13 +82,16 @@ def facility_changes(
     from railwatch.analytics.changes.output import change_chips, describe_change
     from railwatch.analytics.changes.stored import get_changes
 
-    out, pairs = [], []
+    out, pairs, kept = [], [], []
     for c in get_changes(store, site):
         rec = _change_record(c, describe_change)
         rec["site"] = site.name
         if as_of is not None and rec["first_seen"] and rec["first_seen"] >= as_of.isoformat():
             continue
         out.append(rec)
+        kept.append((c, rec))
+    # chips for the largest few only (each reads two images)
+    for c, rec in sorted(kept, key=lambda t: -t[1]["area_m2"])[:MAX_CHANGE_CHIPS]:
         try:
             pairs.append({"change": rec, "chips": change_chips(c)})
         except Exception as exc:  # a missing chip must not sink the brief

@@ -558,6 +558,22 @@ def change_findings(changes: Sequence[Mapping[str, Any]] | None) -> list[dict[st
     return out
 
 
+def change_sentences(changes: Sequence[Mapping[str, Any]], top: int = 3) -> list[str]:
+    """Key-finding sentences for facility changes: the ``top`` largest, and how many more
+    the changes section lists."""
+    if not changes:
+        return []
+    ranked = sorted(changes, key=lambda c: -float(c.get("area_m2") or 0.0))
+    out = [str(c["text"]) for c in ranked[:top]]
+    rest = len(changes) - len(out)
+    if rest > 0:
+        out.append(
+            f"The change finder reports {rest} further, smaller change{'s' if rest != 1 else ''}"
+            " to the facility; they are listed under Facility changes, to be checked by eye."
+        )
+    return out
+
+
 # -- everything -----------------------------------------------------------------------
 def _up_onsets(onsets: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     ups = [o for o in onsets
@@ -668,11 +684,13 @@ def compute_findings(
         "changes": chg,
     }
     blocks = [x for e in episodes for x in (e["peak"], e["onset"], e["covered"])]
+    chg_sentences = change_sentences(chg)
     if not any(e["covered"] for e in episodes):
         blocks += covered
-    for rec in (*blocks, *first, shift, *chg):
+    for rec in (*blocks, *first, shift):
         if rec and rec.get("text"):
             f.sentences.append(rec["text"])
+    f.sentences += chg_sentences
     if partial:
         tail = ("its count is a lower bound and is not used for records" if len(partial) == 1
                 else "their counts are lower bounds and are not used for records")
