@@ -193,35 +193,19 @@ def evaluate(observations: Sequence[Observation], rules: Iterable[Rule]) -> list
 def record_alerts(store: Any, alerts: Iterable[Alert]) -> list[Alert]:
     """Insert alerts not yet recorded (one per rule, site and time); returns all of them
     with ``new`` set for those inserted now."""
-    from railwatch.store import iso_utc
-
-    now = iso_utc(dt.datetime.now(dt.UTC))
-    conn = store._conn  # the store's own connection, inside its transaction
-    out = []
-    with store.transaction():
-        for a in alerts:
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO alerts (rule, kind, site, acquired, scene_id, value, "
-                "message, raised_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (a.rule, a.kind, a.site, iso_utc(a.acquired), a.scene_id, a.value, a.message,
-                 now),
-            )
-            out.append(Alert(a.rule, a.kind, a.site, a.acquired, a.scene_id, a.value,
-                             a.message, new=cur.rowcount > 0))
-    return out
+    alerts = list(alerts)
+    new = store.add_alerts([
+        {"rule": a.rule, "kind": a.kind, "site": a.site, "acquired": a.acquired,
+         "scene_id": a.scene_id, "value": a.value, "message": a.message}
+        for a in alerts
+    ])
+    return [Alert(a.rule, a.kind, a.site, a.acquired, a.scene_id, a.value, a.message,
+                  new=is_new) for a, is_new in zip(alerts, new, strict=True)]
 
 
 def stored_alerts(store: Any, site: str | None = None) -> list[dict[str, Any]]:
     """Alerts recorded in the store (of ``site``), oldest first."""
-    sql = ("SELECT rule, kind, site, acquired, scene_id, value, message, raised_at "
-           "FROM alerts")
-    args: tuple[Any, ...] = ()
-    if site is not None:
-        sql += " WHERE site = ?"
-        args = (site,)
-    rows = store._conn.execute(sql + " ORDER BY acquired, rule", args).fetchall()
-    keys = ("rule", "kind", "site", "acquired", "scene_id", "value", "message", "raised_at")
-    return [dict(zip(keys, r, strict=True)) for r in rows]
+    return store.alerts(site)
 
 
 def run_alerts(store: Any, site: str | None = None, rules_path: str | Path | None = None,

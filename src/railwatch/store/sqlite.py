@@ -470,3 +470,32 @@ class Store:
                 gsd_m=r[10],
             ))
         return out
+
+    # -- alerts (issue #5) --------------------------------------------------------------------
+    _ALERT_KEYS = ("rule", "kind", "site", "acquired", "scene_id", "value", "message", "raised_at")
+
+    def add_alerts(self, rows: Sequence[Mapping[str, Any]]) -> list[bool]:
+        """Record alert hits not yet recorded (one per rule, site and time); for each row,
+        whether it was new. Keys: rule, kind, site, acquired, scene_id, value, message."""
+        now = _now()
+        new = []
+        with self.transaction():
+            for a in rows:
+                cur = self._conn.execute(
+                    "INSERT OR IGNORE INTO alerts (rule, kind, site, acquired, scene_id, value, "
+                    "message, raised_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (a["rule"], a["kind"], a["site"], iso_utc(a["acquired"]), a.get("scene_id"),
+                     a.get("value"), a["message"], now),
+                )
+                new.append(cur.rowcount > 0)
+        return new
+
+    def alerts(self, site: str | None = None) -> list[dict[str, Any]]:
+        """Alerts recorded in the store (of ``site``), oldest first."""
+        sql = f"SELECT {', '.join(self._ALERT_KEYS)} FROM alerts"
+        args: tuple[Any, ...] = ()
+        if site is not None:
+            sql += " WHERE site = ?"
+            args = (site,)
+        rows = self._conn.execute(sql + " ORDER BY acquired, rule", args).fetchall()
+        return [dict(zip(self._ALERT_KEYS, r, strict=True)) for r in rows]
