@@ -250,6 +250,9 @@ def test_container_blip_is_not_an_appearance():
     [first] = containers_first_seen(rows)
     assert first["date"] == "2023-10-05" and first["prior_max"] == 4
     assert "at most 4 in" in first["text"]
+    blip.containers_by_zone = {"freight_handling": 6}  # 12 later is not "more than twice"
+    assert containers_first_seen(rows) == []
+    blip.containers_by_zone = {}
     lone = [r for r in rows if r.date <= dt.date(2023, 10, 5)]
     [only] = containers_first_seen(lone)
     assert "seen in this one image only so far" in only["text"]

@@ -301,6 +301,11 @@ def build_report(
     an: Analysis = analyse(obs, events, name, store=store, sites=sites, as_of=as_of,
                            periods=periods)
     rows = rows_from_observations(obs, an.timeline)
+    if len(sites) > 1:
+        titles = {st.name: _short_title(st) for st in sites}
+        for rec in an.changes or []:
+            if rec.get("site") in titles:
+                rec["text"] = f"{titles[rec['site']]}: {rec['text']}"
     img = _Images(store, sites)
 
     # covered loads by class on the peak day, from the detections themselves

@@ -374,9 +374,9 @@ def containers_first_seen(
     min_prior: int = 3,
     min_count: int = 3,
 ) -> list[dict[str, Any]]:
-    """Zones where shipping containers appear: at least ``min_count`` in a usable image,
-    after at least ``min_prior`` usable images with fewer, and still there (any) in the
-    next usable image, so one stray detection does not make a finding."""
+    """Zones where shipping containers appear: at least ``min_count`` in a usable image and
+    more than twice the most seen in each of at least ``min_prior`` earlier usable images,
+    and still there (any) in the next usable image, so stray detections make no finding."""
     usable = [r for r in rows if r.usable]
     zones = sorted({z for r in usable for z in r.containers_by_zone})
     out = []
@@ -386,7 +386,7 @@ def containers_first_seen(
             n = int(r.containers_by_zone.get(z, 0))
             nxt = usable[prior + 1] if prior + 1 < len(usable) else None
             confirmed = nxt is None or int(nxt.containers_by_zone.get(z, 0)) > 0
-            if n >= min_count and prior >= min_prior and confirmed:
+            if n >= min_count and n > 2 * prior_max and prior >= min_prior and confirmed:
                 title = (zone_titles or {}).get(z) or z.replace("_", " ")
                 before = "none" if prior_max == 0 else f"at most {prior_max}"
                 single = " (seen in this one image only so far)" if nxt is None else ""
