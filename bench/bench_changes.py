@@ -144,7 +144,7 @@ def make_case(seed: int, folder: Path, *, construction: bool = True, n_images: i
         # Misregistration up to 8 px; the first image is the well-registered reference.
         shift = rng.uniform(-8, 8, size=2) * cond.gsd_m if i else np.zeros(2)
         r = render(world, cond)
-        r.transform = Affine.translation(*shift) * r.transform
+        r.transform = Affine.translation(*shift) @ r.transform
         truth = r.truth
         truth.footprints = truth.footprints + shift
         path = folder / f"case{seed}_{i}.tif"

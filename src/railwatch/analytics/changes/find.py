@@ -27,6 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 import rasterio
+from affine import Affine
 from pyproj import CRS
 from rasterio import features
 from scipy import ndimage
@@ -177,17 +178,22 @@ def _cloud(rgb: np.ndarray, valid: np.ndarray,
     return cloud & (sharp_share < 0.05), cloud
 
 
-def _snow(rgb: np.ndarray, valid: np.ndarray, *, min_share: float = 0.05) -> np.ndarray:
-    """Patchy snow: bright, nearly grey pixels (and a margin), in an image where they are
-    common (at least ``min_share`` of it); nothing in an image without snow, so that a
-    white roof in summer stays a roof."""
+def _snow(rgb: np.ndarray, valid: np.ndarray, *, min_share: float = 0.05,
+          max_share: float = 0.25) -> np.ndarray:
+    """Snow: bright, nearly grey pixels (and a margin), in an image where they are common
+    (at least ``min_share`` of it; nothing otherwise, so that a white roof in summer stays
+    a roof); the whole image where they cover more than ``max_share``."""
     g = gray(rgb)
     mx, mn = rgb.max(axis=-1), rgb.min(axis=-1)
     white = (g > 0.6) & ((mx - mn) < 0.12 * np.maximum(mx, 1e-6)) & valid
-    if white.sum() < min_share * max(valid.sum(), 1):
+    share = white.sum() / max(valid.sum(), 1)
+    if share < min_share:
         return np.zeros(valid.shape, bool)
+    if share > max_share:
+        # Deep snow: the outlines left to see are snow's own; the image proves nothing.
+        return valid.copy()
     white = ndimage.binary_opening(white, iterations=1)
-    return ndimage.binary_dilation(white, iterations=3)
+    return ndimage.binary_dilation(white, iterations=6)
 
 
 def _prepare(
@@ -225,7 +231,7 @@ def _prepare(
         masks = _cloud(rgb, valid, grid.gsd_m)
         if masks is not None:
             cloud, cloud_or_snow = masks
-            occluded |= ndimage.binary_dilation(cloud_or_snow, iterations=2)
+            occluded |= ndimage.binary_dilation(cloud_or_snow, iterations=8)
             usable &= ~ndimage.binary_dilation(cloud, iterations=3)
             clear = float(usable.sum() / max(aoi.sum(), 1))
             if clear < min_clear:
@@ -267,12 +273,10 @@ def _align(prepared: list[_Prepared], **kw: Any) -> list[_Prepared]:
     return ok
 
 
-def _polygon(mask: np.ndarray, grid: Grid, simplify_m: float) -> Polygon | MultiPolygon:
+def _polygon(mask: np.ndarray, transform: Affine, simplify_m: float) -> Polygon | MultiPolygon:
     polys = [
         shape(geom)
-        for geom, val in features.shapes(
-            mask.astype(np.uint8), mask=mask, transform=grid.transform
-        )
+        for geom, val in features.shapes(mask.astype(np.uint8), mask=mask, transform=transform)
         if val == 1
     ]
     geom = unary_union(polys)
@@ -388,37 +392,47 @@ def _score(kind: str, cues: dict[str, float], threshold: float) -> float:
     return round(0.4 * edge + 0.35 * height + 0.25 * look, 3)
 
 
-def _regions(edges: np.ndarray, *, min_edge_px: int, min_px: float,
-             closing_px: int = 3) -> list[np.ndarray]:
-    """Footprints outlined by persistent changed edges.
+def _regions(edges: np.ndarray, *, min_edge_px: int, min_px: float, closing_px: int = 3,
+             pad: int = 16) -> list[tuple[tuple[slice, slice], np.ndarray]]:
+    """Footprints outlined by persistent changed edges, as (window, mask in the window).
 
     Edges are closed into outlines and filled; an outline left open (a side hidden by a
-    shadow margin or a mask) becomes its minimum rotated rectangle, which for the L or U
-    of a rectangular building's visible sides is the building.
+    shadow margin or a mask) becomes the rectangle its edges outline, which for the L or
+    U of a rectangular building's visible sides is the building. Windows are padded by
+    ``pad`` pixels so that later steps can look around the footprint.
     """
     closed = ndimage.binary_closing(edges, iterations=closing_px) | edges
     lab, count = ndimage.label(closed)
-    out = []
+    out: list[tuple[tuple[slice, slice], np.ndarray]] = []
     if count == 0:
         return out
     counts = ndimage.sum_labels(edges, lab, index=np.arange(1, count + 1))
     objects = ndimage.find_objects(lab)
+    h, w = edges.shape
     for k in np.flatnonzero(counts >= min_edge_px):
         sl = objects[k]
-        pad = tuple(slice(max(0, s.start - 2), s.stop + 2) for s in sl)
-        comp = lab[pad] == k + 1
+        win = (slice(max(0, sl[0].start - pad), min(h, sl[0].stop + pad)),
+               slice(max(0, sl[1].start - pad), min(w, sl[1].stop + pad)))
+        comp = lab[win] == k + 1
         filled = ndimage.binary_fill_holes(comp)
-        hull = _hull_mask(comp, edges[pad])
+        hull = _hull_mask(comp, edges[win])
         if filled.sum() < 0.75 * hull.sum():
             filled = hull
         # Edges straddle the outline: take one pixel back.
         filled = ndimage.binary_erosion(filled, iterations=1)
         if filled.sum() < min_px:
             continue
-        region = np.zeros(edges.shape, bool)
-        region[pad] = filled
-        out.append(region)
+        out.append((win, filled))
     return out
+
+
+def _crop(f: ImageFeatures, win: tuple[slice, slice]) -> ImageFeatures:
+    """The features of one window (views, no copies)."""
+    return ImageFeatures(
+        log=f.log[win], strength=f.strength[win], edges=f.edges[win], shadow=f.shadow[win],
+        usable=f.usable[win], gsd_m=f.gsd_m,
+        occluded=None if f.occluded is None else f.occluded[win],
+    )
 
 
 def _hull_mask(comp: np.ndarray, edges: np.ndarray | None = None) -> np.ndarray:
@@ -488,7 +502,8 @@ def find_changes(
     min_area_m2: float = 60.0,
     threshold: float = 0.25,
     min_edge_px: int = 12,
-    edge_threshold: float = 0.2,
+    edge_threshold: float = 0.25,
+    min_score: float = 0.4,
     min_coverage: float = 0.25,
     min_clear: float = 0.1,
     object_buffer_m: float = 3.0,
@@ -498,10 +513,14 @@ def find_changes(
     """Facility changes of ``site`` in ``images`` (path, acquisition time, detections or None).
 
     ``persist``: a change must be seen in this many consecutive usable images (and be
-    absent from up to as many before them). ``threshold``: the locally normalised
-    log-intensity change that counts (0.25 is about 28 %). Detected railcars and containers
-    are masked out (``object_buffer_m`` around each). Raises :class:`InputError` for fewer
-    than two usable images or an image that does not overlap the site.
+    absent from up to as many before them). ``edge_threshold``: an edge counts when its
+    straightness-weighted strength reaches this share of the image's 99th-percentile
+    gradient; ``min_edge_px``: changed edge pixels an outline needs; ``min_area_m2``: the
+    smallest footprint reported; ``min_score``: changes scoring lower are dropped.
+    ``threshold`` only scales the appearance part of the score. Detected railcars and
+    containers are masked out (``object_buffer_m`` around each, and their ground in every
+    image). Raises :class:`InputError` for fewer than two usable images, too few to
+    confirm a change over ``persist`` images, or an image that does not overlap the site.
     """
     if persist < 1:
         raise InputError(f"--persist must be at least 1, got {persist}")
@@ -537,6 +556,7 @@ def find_changes(
     changes = _changes_over_time(used, site, grid, persist=persist, min_area_m2=min_area_m2,
                                  threshold=threshold, min_edge_px=min_edge_px,
                                  edge_threshold=edge_threshold)
+    changes = [c for c in changes if c.score >= min_score]
     for n, c in enumerate(changes, start=1):
         c.id = n
     ref = next((u.info.path for u in used if u.info.alignment and u.info.alignment.response == 1.0
@@ -606,25 +626,28 @@ def _changes_over_time(
         bf = [feats(b, max(used[b].info.gsd_m, gsd)) for b in before]
         af = [feats(a, max(used[a].info.gsd_m, gsd)) for a in after]
         for sign, edges in (("new", new_all), ("lost", lost_all)):
-            for outline in _regions(edges, min_edge_px=min_edge_px, min_px=min_px):
+            for win, outline in _regions(edges, min_edge_px=min_edge_px, min_px=min_px):
+                tr = grid.transform @ Affine.translation(win[1].start, win[0].start)
+                bfc = [_crop(f, win) for f in bf]
+                afc = [_crop(f, win) for f in af]
                 # Classify on the outline the changed edges drew; measure the footprint
                 # as the image that shows the structure sees it.
-                kind, cues = _classify(outline, _polygon(outline, grid, 0.0), bf, af,
-                                       new_all, lost_all, gsd)
+                kind, cues = _classify(outline, _polygon(outline, tr, 0.0), bfc, afc,
+                                       new_all[win], lost_all[win], gsd)
                 if kind is None or (sign == "lost") != (kind == "removed structure"):
                     continue
-                region = _refine(outline, af if sign == "new" else bf)
-                geom = _polygon(region, grid, simplify_m=gsd * 0.7)
+                region = _refine(outline, afc if sign == "new" else bfc)
+                geom = _polygon(region, tr, simplify_m=gsd * 0.7)
                 # Found at an earlier step already (a later image showed more of it).
                 if any(geom.intersection(g).area > 0.3 * geom.area for g in found[sign]):
                     continue
                 found[sign].append(geom.buffer(3 * gsd))
-                cues["appearance"] = float(app[region].mean())
+                cues["appearance"] = float(app[win][region].mean())
                 # The bracket opens at the last earlier image that could show the
                 # change's absence there (snow or cloud over it proves nothing).
                 b_last = next(
                     (b for b in reversed(before)
-                     if (pair(b, i).can_new if sign == "new" else pair(b, i).can_lost)[
+                     if (pair(b, i).can_new if sign == "new" else pair(b, i).can_lost)[win][
                          region].mean() >= 0.5),
                     i - 1,
                 )
