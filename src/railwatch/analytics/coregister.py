@@ -232,7 +232,7 @@ def estimate_shift(
     *,
     min_response: float = 0.08,
     max_shift_px: float = 30.0,
-    max_residual_px: float = 1.0,
+    max_residual_px: float = 2.0,
 ) -> Alignment:
     """Sub-pixel shift of gray image ``mov`` against ``ref`` (same grid), with its check.
 
