@@ -217,3 +217,18 @@ def test_cli_changes(tmp_path):
     assert "fewer than two" in r.output and not out2.exists()
     r = runner.invoke(app, ["--db", db, "changes", "synth", "--from", "April"])
     assert r.exit_code == 2 and "not an ISO date" in r.output
+
+
+def test_docs_cover_every_option() -> None:
+    """docs/changes.md names every option of `changes` (no drift from --help)."""
+    import typer.main
+
+    from railwatch.cli.main import app
+
+    doc = (Path(__file__).parents[1] / "docs" / "changes.md").read_text(encoding="utf-8")
+    cmd = typer.main.get_command(app).commands["changes"]  # type: ignore[attr-defined]
+    assert "railwatch changes" in doc
+    for param in cmd.params:
+        for opt in param.opts:
+            if opt.startswith("-") and opt != "--help":
+                assert opt in doc, f"changes {opt} is not documented"
