@@ -357,7 +357,14 @@ def _classify(
     ]))
     if new >= min_edges and new > lost:
         if width <= 10.0 and length >= max(5 * width, 40.0) and flat_after:
-            return "new track", cues
+            # A track bed is laid on open ground: strong straight edges already there in
+            # the earlier images mean an existing track seen differently (GSD, blur).
+            near = ndimage.binary_dilation(region, iterations=2)
+            cues["edges_before"] = float(np.mean(
+                [frac(f.edges, near) for f in before if clear(f)] or [1.0]))
+            if cues["edges_before"] < 0.1:
+                return "new track", cues
+            return None, cues
         if cues["dark_after"] < -dark:
             return None, cues
         if (flat_before and new >= 1.5 * min_edges) or (
