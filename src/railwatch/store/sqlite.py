@@ -499,3 +499,41 @@ class Store:
             args = (site,)
         rows = self._conn.execute(sql + " ORDER BY acquired, rule", args).fetchall()
         return [dict(zip(self._ALERT_KEYS, r, strict=True)) for r in rows]
+
+    # -- facility changes (issue #6) ----------------------------------------------------------
+    _CHANGE_KEYS = ("kind", "first_seen", "last_absent", "area_m2", "zone", "score", "crs_wkt",
+                    "geometry_wkt", "before_path", "after_path", "props")
+
+    def replace_changes(self, site: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Replace the stored facility changes of ``site`` (all or nothing). Each row has
+        the keys of ``_CHANGE_KEYS``; dates as datetimes, ``props`` a JSON-able dict."""
+        found = _now()
+        with self.transaction():
+            self._conn.execute("DELETE FROM changes WHERE site = ?", (site,))
+            self._conn.executemany(
+                f"INSERT INTO changes (site, {', '.join(self._CHANGE_KEYS)}, found_at) "
+                f"VALUES ({', '.join('?' * (len(self._CHANGE_KEYS) + 2))})",
+                [
+                    (site, r["kind"], iso_utc(r["first_seen"]), iso_utc(r["last_absent"]),
+                     float(r["area_m2"]), r["zone"], float(r["score"]), r["crs_wkt"],
+                     r["geometry_wkt"], r["before_path"], r["after_path"], _dumps(r["props"]),
+                     found)
+                    for r in rows
+                ],
+            )
+
+    def changes(self, site: str) -> list[dict[str, Any]]:
+        """Stored facility changes of ``site`` by ``first_seen``, as dicts (with ``id``)."""
+        rows = self._conn.execute(
+            f"SELECT id, {', '.join(self._CHANGE_KEYS)} FROM changes WHERE site = ? "
+            "ORDER BY first_seen, id",
+            (site,),
+        ).fetchall()
+        out = []
+        for r in rows:
+            d = dict(zip(("id", *self._CHANGE_KEYS), r, strict=True))
+            d["first_seen"] = parse_iso(d["first_seen"])
+            d["last_absent"] = parse_iso(d["last_absent"])
+            d["props"] = json.loads(d["props"])
+            out.append(d)
+        return out

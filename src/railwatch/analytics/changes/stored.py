@@ -1,13 +1,13 @@
 """Facility changes and the store: run over a site's scenes, save and load changes.
 
-The ``changes`` table comes from migration 2 in :mod:`railwatch.store.schema`. The few
-statements live here, beside the record they store; they are plain portable SQL.
+The ``changes`` table comes from migration 2 in :mod:`railwatch.store.schema`. Its SQL lives in
+:mod:`railwatch.store` (``replace_changes``, ``changes``); this module converts rows to
+``Change`` records.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +16,7 @@ from shapely import wkt
 
 from railwatch.analytics.changes.find import Change, ChangeSet, ImageInput, find_changes
 from railwatch.errors import InputError
-from railwatch.store import Store, iso_utc, parse_iso
+from railwatch.store import Store
 from railwatch.types import Site
 
 
@@ -65,53 +65,35 @@ def site_changes(
 
 def put_changes(store: Store, changes: ChangeSet) -> None:
     """Replace the stored changes of ``changes.site`` with these (all or nothing)."""
-    rows = []
-    found = iso_utc(dt.datetime.now(dt.UTC))
-    for c in changes.changes:
-        props = {"seen_in": c.seen_in, "cues": c.cues, "local_id": c.id}
-        rows.append((
-            changes.site, c.kind, iso_utc(c.first_seen), iso_utc(c.last_absent),
-            float(c.area_m2), c.zone, float(c.score), c.crs.to_wkt(), c.geometry.wkt,
-            c.before, c.after, json.dumps(props), found,
-        ))
-    conn = store._conn  # the store's own connection, inside its transaction
-    with store.transaction():
-        conn.execute("DELETE FROM changes WHERE site = ?", (changes.site,))
-        conn.executemany(
-            "INSERT INTO changes (site, kind, first_seen, last_absent, area_m2, zone, score, "
-            "crs_wkt, geometry_wkt, before_path, after_path, props, found_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+    store.replace_changes(changes.site, [
+        {
+            "kind": c.kind, "first_seen": c.first_seen, "last_absent": c.last_absent,
+            "area_m2": c.area_m2, "zone": c.zone, "score": c.score, "crs_wkt": c.crs.to_wkt(),
+            "geometry_wkt": c.geometry.wkt, "before_path": c.before, "after_path": c.after,
+            "props": {"seen_in": c.seen_in, "cues": c.cues, "local_id": c.id},
+        }
+        for c in changes.changes
+    ])
 
 
 def get_changes(store: Store, site: Site | str) -> list[Change]:
     """The stored changes of ``site``, by ``first_seen``."""
     name = site.name if isinstance(site, Site) else site.strip().lower()
-    rows = store._conn.execute(
-        "SELECT id, kind, first_seen, last_absent, area_m2, zone, score, crs_wkt, "
-        "geometry_wkt, before_path, after_path, props FROM changes WHERE site = ? "
-        "ORDER BY first_seen, id",
-        (name,),
-    ).fetchall()
-    out = []
-    for r in rows:
-        props = json.loads(r[11])
-        out.append(
-            Change(
-                geometry=wkt.loads(r[8]),
-                crs=CRS.from_wkt(r[7]),
-                kind=r[1],
-                first_seen=parse_iso(r[2]),  # type: ignore[arg-type]
-                last_absent=parse_iso(r[3]),  # type: ignore[arg-type]
-                area_m2=float(r[4]),
-                zone=r[5],
-                score=float(r[6]),
-                before=r[9],
-                after=r[10],
-                seen_in=int(props.get("seen_in", 0)),
-                id=int(r[0]),
-                cues=dict(props.get("cues", {})),
-            )
+    return [
+        Change(
+            geometry=wkt.loads(r["geometry_wkt"]),
+            crs=CRS.from_wkt(r["crs_wkt"]),
+            kind=r["kind"],
+            first_seen=r["first_seen"],
+            last_absent=r["last_absent"],
+            area_m2=float(r["area_m2"]),
+            zone=r["zone"],
+            score=float(r["score"]),
+            before=r["before_path"],
+            after=r["after_path"],
+            seen_in=int(r["props"].get("seen_in", 0)),
+            id=int(r["id"]),
+            cues=dict(r["props"].get("cues", {})),
         )
-    return out
+        for r in store.changes(name)
+    ]
