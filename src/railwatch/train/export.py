@@ -37,6 +37,7 @@ def export_onnx(net: RailDet, path: str | os.PathLike[str], opset: int = OPSET) 
                 opset_version=opset,
                 dynamo=False,
             )
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
