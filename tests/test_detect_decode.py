@@ -67,6 +67,21 @@ def test_rotated_nms_keeps_coupled_cars_and_drops_duplicates():
     assert len(rotated_nms(empty_boxes())) == 0
 
 
+def test_rotated_nms_drops_a_small_box_inside_a_car():
+    # a half-length peak inside a car: IoU 0.5 * 0.6 / 1 < 0.3 but it covers 100 % of
+    # the smaller box; cars on a neighbouring track (6 px apart, no overlap) both stay
+    car = Boxes.concat([
+        _boxes([50], [50], 30, 6, 0.0, [0.9]),
+        Boxes(np.array([45.0]), np.array([50.0]), np.array([15.0]), np.array([3.0]),
+              np.array([0.0]), np.zeros(1, int), np.zeros(1, int), np.ones(1), np.zeros(1),
+              np.array([0.6]), np.zeros((1, 3), np.uint8)),
+        _boxes([50], [57], 30, 6, 0.0, [0.5]),
+    ])
+    kept = rotated_nms(car, 0.3)
+    assert sorted(kept.score.tolist()) == [0.5, 0.9]
+    assert len(rotated_nms(car, 0.3, iomin=1.01)) == 3
+
+
 def test_tile_cores_partition_the_image():
     tiles = plan_tiles(2500, 1300, 1024, 96)
     assert tiles[0].window.col_off == 0 and tiles[-1].window.col_off == 2500 - 1024

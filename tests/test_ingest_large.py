@@ -17,16 +17,18 @@ from rasters import make_geotiff
 
 CHILD = textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, sys, time
     from railwatch.imagery import ingest
     from railwatch.store import Store
     t0 = time.perf_counter()
     with Store(sys.argv[2]) as store:
         res = ingest([sys.argv[1]], store)
     row = res.rows[0]
+    # VmHWM is this program's own peak (ru_maxrss would carry the parent's over exec)
+    hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
     print(json.dumps({
         "seconds": time.perf_counter() - t0,
-        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "maxrss_mb": int(hwm.split()[1]) / 1024,
         "status": row.status, "coverage": row.coverage, "gsd": row.scene.gsd_m,
         "size": [row.scene.width, row.scene.height],
     }))

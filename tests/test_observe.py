@@ -85,10 +85,11 @@ def test_range_formula_and_coverage_scaling() -> None:
     assert count_range(0, None, usable_track=0.0) == (0, 0)
 
 
-def test_half_footprint_is_partial_lower_bound_with_wider_high() -> None:
+def test_half_footprint_is_partial_lower_bound_with_wider_high(tmp_path) -> None:
     site = get_site("tumangang")
     half = box(X0 - 500, Y0 - 500, X0 + 600, Y0 + 1300)  # the western half of the AOI
-    obs = observe(site, _scene(half), _detections(), error_rates=None)
+    # no detector metrics at all: the range covers the unseen area only
+    obs = observe(site, _scene(half), _detections(), metrics_path=tmp_path / "none.json")
     assert obs.usable_fraction == pytest.approx(0.5, abs=0.01) and obs.partial
     assert obs.count_low == 10 and obs.count_high in (20, 21)  # 10 / 0.4998
     cloudy = observe(site, _scene(FULL), _detections(), cloud=0.2, error_rates=RATES)

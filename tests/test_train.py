@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch", reason="training needs the optional torch e
 from typer.testing import CliRunner  # noqa: E402
 
 from railwatch.cli.main import app  # noqa: E402
+from railwatch.errors import InputError  # noqa: E402
 from railwatch.train.export import export_onnx  # noqa: E402
 from railwatch.train.loop import TrainConfig, to_native, train  # noqa: E402
 from railwatch.train.model import Exported, RailDet  # noqa: E402
@@ -117,6 +118,34 @@ def test_onnx_matches_torch(tmp_path):
     both = (op > 0) & (tp > 0)
     assert np.abs(op - tp)[both].max() < 1e-4
     assert ((op > 0) != (tp > 0)).mean() < 0.01
+
+
+def test_warm_start_from_onnx_reproduces_the_exported_model(tmp_path):
+    import onnxruntime as ort
+
+    from railwatch.train.loop import init_from_onnx
+
+    torch.manual_seed(1)
+    src = RailDet(8)
+    src.eval()
+    for m in src.modules():  # BatchNorms that the exporter folds into the convolutions
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.1, 0.1)
+    path = export_onnx(src, tmp_path / "m.onnx")
+    dst = RailDet(8)
+    init_from_onnx(dst, path)
+    dst.eval()
+    x = np.random.default_rng(2).uniform(0, 255, (1, 3, 64, 96)).astype(np.float32)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    _, om = sess.run(None, {"image": x})
+    with torch.no_grad():
+        _, tm = Exported(dst)(torch.from_numpy(x))
+    assert np.abs(om - tm.numpy()).max() < 1e-4
+    with pytest.raises(InputError, match="does not fit"):  # another width
+        init_from_onnx(RailDet(4), path)
 
 
 def test_train_command_without_torch_is_a_clear_error(tmp_path, monkeypatch):

@@ -18,6 +18,13 @@ def train_cmd(
     seed: int = typer.Option(0, "--seed", help="Random seed (data and weights)."),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads."),
     minutes: float = typer.Option(None, "--minutes", help="Wall-clock budget (stops early)."),
+    sim_fraction: float = typer.Option(
+        0.0, "--sim-fraction", min=0.0, max=1.0,
+        help="Share of chips rendered on the fly by the scene simulator (rest: own renderer)."),
+    lr: float = typer.Option(3e-3, "--lr", help="Peak learning rate."),
+    workers: int = typer.Option(1, "--workers", help="Data worker processes."),
+    init: Path = typer.Option(None, "--init",
+                              help="Warm start from an exported ONNX model (fine-tuning)."),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate",
                                    help="Choose the score threshold on validation scenes."),
 ) -> None:
@@ -29,8 +36,11 @@ def train_cmd(
                          f"'railwatch[train]' ({exc})") from None
     if chips is not None and not chips.is_dir():
         raise InputError("chips folder not found", chips)
+    if init is not None and not init.is_file():
+        raise InputError("model to start from not found", init)
     cfg = TrainConfig(steps=steps, batch=batch, seed=seed, threads=threads, minutes=minutes,
-                      chips_dir=str(chips) if chips else None)
+                      chips_dir=str(chips) if chips else None, sim_fraction=sim_fraction,
+                      lr=lr, workers=workers, init_onnx=str(init) if init else None)
     with progress() as bar:
         task = bar.add_task("train", total=None if minutes else steps)
         meta = train(out, cfg, log=lambda s: None,

@@ -105,8 +105,14 @@ def decode(peaks: np.ndarray, maps: np.ndarray, stride: int = 2,
     return Boxes.concat(parts)
 
 
-def rotated_nms(boxes: Boxes, iou: float = 0.3) -> Boxes:
-    """Greedy non-maximum suppression on oriented footprints (any kind against any)."""
+def rotated_nms(boxes: Boxes, iou: float = 0.3, iomin: float = 0.5) -> Boxes:
+    """Greedy non-maximum suppression on oriented footprints (any kind against any).
+
+    A box is dropped when a higher-scoring one overlaps it by more than ``iou``
+    (intersection over union) or covers more than ``iomin`` of the smaller of the two:
+    coupled cars and cars on neighbouring tracks never overlap, so a second peak on the
+    same car (e.g. on its roof and on its shadowed side) is a duplicate.
+    """
     n = len(boxes)
     if n < 2:
         return boxes
@@ -120,7 +126,8 @@ def rotated_nms(boxes: Boxes, iou: float = 0.3) -> Boxes:
         return boxes
     inter = shapely.area(shapely.intersection(polys[left], polys[right]))
     ious = inter / np.maximum(areas[left] + areas[right] - inter, 1e-9)
-    hit = ious > iou
+    iomins = inter / np.maximum(np.minimum(areas[left], areas[right]), 1e-9)
+    hit = (ious > iou) | (iomins > iomin)
     left, right = left[hit], right[hit]
     order = np.argsort(-boxes.score, kind="stable")
     rank = np.empty(n, int)

@@ -51,6 +51,7 @@ class TrainConfig:
     chips_fraction: float = 0.5  # share read from chips_dir when given
     checkpoint_every: int = 200
     minutes: float | None = None  # wall-clock budget: the LR schedule follows elapsed time
+    init_onnx: str | None = None  # warm start from an exported model (BN statistics frozen)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -171,6 +172,11 @@ class ChipStream(IterableDataset):
             if pairs is not None and n % 200 == 0:  # a folder still being written grows
                 pairs = load_chips_dir(self.cfg.chips_dir)  # type: ignore[arg-type]
             image, objs = self._sample(rng, sim, pairs)
+            if rng.random() < 0.5:  # photometric jitter: sensors and processing differ
+                gain = rng.uniform(0.85, 1.15, 3) * rng.uniform(0.8, 1.2)
+                gamma = rng.uniform(0.8, 1.25)
+                x = (image.astype(np.float32) / 255.0) ** gamma * gain
+                image = np.clip(x * 255.0, 0, 255).astype(np.uint8)
             if rng.random() < 0.5:  # horizontal flip
                 image = image[:, ::-1]
                 objs = [dict(o, cx=image.shape[1] - 1 - o["cx"], angle_rad=math.pi - o["angle_rad"])
@@ -204,12 +210,17 @@ def train(out_dir: str | os.PathLike[str], cfg: TrainConfig | None = None,
         step = int(state["step"])
         spent = float(state.get("seconds", 0.0))
         log(f"resumed from {ckpt} at step {step}")
+    elif cfg.init_onnx:
+        init_from_onnx(net, cfg.init_onnx)
+        log(f"warm start from {cfg.init_onnx}")
     loader = DataLoader(ChipStream(cfg), batch_size=cfg.batch, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0)
     t0 = time.time()
     avg: dict[str, float] = {}
     history: list[float] = []
     net.train()
+    if cfg.init_onnx:
+        freeze_bn_statistics(net)
     budget = cfg.minutes * 60.0 if cfg.minutes else None
 
     def progress_of() -> float:
@@ -254,6 +265,80 @@ def train(out_dir: str | os.PathLike[str], cfg: TrainConfig | None = None,
     return meta
 
 
+def init_from_onnx(net: RailDet, path: str | os.PathLike[str]) -> None:
+    """Load an exported model's weights into ``net`` to fine-tune it.
+
+    The exporter folds each BatchNorm into the convolution before it; the folded weights
+    go into the convolution and the BatchNorm becomes an identity with the folded bias
+    (running mean 0, variance 1 - eps), so ``net`` computes what the ONNX file computes.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    try:
+        _load_folded(net, m, inits)
+    except (KeyError, RuntimeError) as exc:
+        raise InputError(f"the model does not fit RailDet(width={net.width}): {exc}",
+                         path) from None
+
+
+def _load_folded(net: RailDet, m: Any, inits: dict[str, np.ndarray]) -> None:
+    modules = dict(net.named_modules())
+    with torch.no_grad():
+        for node in m.graph.node:
+            if node.op_type != "Conv":
+                continue
+            # exporter scopes such as "/net/s4/s4.0/dw/Conv" -> module "s4.0.dw"
+            scopes = node.name.removeprefix("/net/").removesuffix("/Conv").split("/")
+            name = _module_name(scopes, modules)
+            conv = modules[name]
+            w = torch.tensor(inits[node.input[1]])
+            b = torch.tensor(inits[node.input[2]]) if len(node.input) > 2 else None
+            conv.weight.copy_(w)
+            bn = _bn_after(name, modules)
+            if conv.bias is not None:
+                conv.bias.copy_(b if b is not None else torch.zeros_like(conv.bias))
+            elif bn is not None:
+                bn.weight.fill_(1.0)
+                bn.running_mean.zero_()
+                bn.running_var.fill_(1.0 - bn.eps)
+                bn.bias.copy_(b if b is not None else torch.zeros_like(bn.bias))
+            else:
+                raise KeyError(f"no BatchNorm after {name}")
+
+
+def _module_name(scopes: list[str], modules: dict[str, torch.nn.Module]) -> str:
+    """RailDet's module path from exporter scopes (a Sequential's child repeats its
+    parent's name: ``["s4", "s4.0", "dw"]`` -> ``s4.0.dw``)."""
+    parts = [sc for i, sc in enumerate(scopes)
+             if not (i + 1 < len(scopes) and scopes[i + 1].startswith(sc + "."))]
+    parts = [p.rpartition(".")[2] if i and "." in p else p for i, p in enumerate(parts)]
+    name = ".".join(parts)
+    if name not in modules:
+        raise KeyError(name)
+    return name
+
+
+def _bn_after(conv_name: str, modules: dict[str, torch.nn.Module]) -> torch.nn.BatchNorm2d | None:
+    """The BatchNorm that follows a convolution in RailDet (``dw``->``bn1``, ``pw``->``bn2``,
+    ``stem.0``->``stem.1``)."""
+    head, _, last = conv_name.rpartition(".")
+    cand = {"dw": "bn1", "pw": "bn2"}.get(last)
+    if cand is None and last.isdigit():
+        cand = str(int(last) + 1)
+    m = modules.get(f"{head}.{cand}" if head else str(cand))
+    return m if isinstance(m, torch.nn.BatchNorm2d) else None
+
+
+def freeze_bn_statistics(net: torch.nn.Module) -> None:
+    """Keep BatchNorm running statistics fixed (their affine weights still train)."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+
+
 def lr_at(frac: float, base: float, warmup: float = 0.03) -> float:
     """Learning rate at training progress ``frac`` (0..1): linear warm-up, cosine decay."""
     if frac < warmup:
@@ -295,7 +380,10 @@ def model_json(cfg: TrainConfig, n_params: int, seconds: float,
             "command": f"railwatch train --out MODEL_DIR --steps {cfg.steps} --seed {cfg.seed}"
                        f" --batch {cfg.batch}"
                        + (f" --minutes {cfg.minutes:g}" if cfg.minutes else "")
-                       + (f" --chips {cfg.chips_dir}" if cfg.chips_dir else ""),
+                       + (f" --chips {cfg.chips_dir}" if cfg.chips_dir else "")
+                       + (f" --sim-fraction {cfg.sim_fraction:g}" if cfg.sim_fraction else "")
+                       + (f" --lr {cfg.lr:g}" if cfg.lr != 3e-3 else "")
+                       + (f" --init {cfg.init_onnx}" if cfg.init_onnx else ""),
             "steps_done": steps_done,
             "config": asdict(cfg),
             "seconds": round(seconds, 1),

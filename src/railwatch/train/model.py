@@ -48,6 +48,7 @@ class RailDet(nn.Module):
 
     def __init__(self, width: int = 16) -> None:
         super().__init__()
+        self.width = width
         c1, c2, c3, c4 = width, width * 2, width * 4, width * 6
         self.stem = nn.Sequential(
             nn.Conv2d(3, c1, 3, 2, 1, bias=False), nn.BatchNorm2d(c1), nn.ReLU(inplace=True)
