@@ -153,5 +153,6 @@ def boxes_to_detections(b: Boxes, gsd_m: float, crs: object = PIXEL_CRS,
         color=b.color,
         length_m=b.length * gsd_m,
         crs=crs,
-        extra={"class_score": np.round(b.cls_prob, 3)},
+        extra={"class_score": np.round(b.cls_prob, 3),
+               "covered_score": np.round(np.where(b.kind == 0, b.covered_prob, 0.0), 3)},
     )

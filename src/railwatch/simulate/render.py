@@ -361,6 +361,7 @@ def write_geotiff(
         "crs": rendered.crs,
         "transform": rendered.transform,
         "compress": "deflate",
+        "zlevel": 1,  # fast: rendered noise barely compresses at higher levels
         "tiled": True,
         "blockxsize": 256,
         "blockysize": 256,
