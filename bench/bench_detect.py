@@ -174,14 +174,14 @@ def big_image(path: Path, side: int = 30000) -> Path:
 
 def peak_memory(path: Path, out: Path) -> dict[str, Any]:
     """Peak RSS of a child process running ``railwatch detect`` on ``path``."""
-    code = ("import sys, resource, time\n"
+    code = ("import sys, time\n"
             "from railwatch.detect import detect\n"
             "from railwatch.geojson import write_geojson\n"
             "t = time.perf_counter()\n"
             "d = detect(sys.argv[1])\n"
             "write_geojson(d, sys.argv[2])\n"
-            "print(len(d), time.perf_counter() - t, "
-            "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+            "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0]\n"
+            "print(len(d), time.perf_counter() - t, hwm.split()[1])\n")
     r = subprocess.run([sys.executable, "-c", code, str(path), str(out)], check=True,
                        capture_output=True, text=True)
     n, sec, rss_kb = r.stdout.split()
@@ -210,7 +210,31 @@ def markdown(res: dict[str, Any]) -> str:
             lines.append(f"| {dim} = {label} | {m['images']} | {_row(m)} |")
     lines.append(f"| all (OpenCV baseline) | {res['baseline']['overall']['images']} | "
                  f"{_row(res['baseline']['overall'])} |")
+    if "scenario" in res:
+        sc = res["scenario"]
+        lines.append(f"| tumangang-khasan scenario images (RailDet) | {sc['overall']['images']}"
+                     f" | {_row(sc['overall'])} |")
+        for dim, by in sc["slices"].items():
+            for label, m in by.items():
+                lines.append(f"| scenario, {dim} = {label} | {m['images']} | {_row(m)} |")
     return "\n".join(lines)
+
+
+def score_scenario(folder: Path, detector: Detector, out: Path) -> dict[str, Any]:
+    """Accuracy on full scenario images (0.3-0.8 m) with their truth files."""
+    images = [p for p in sorted(folder.rglob("*.tif"))
+              if (p.parent / f"{p.stem}.truth.geojson").exists()]
+    images = [p for p in images if 0.25 <= read_scene_metadata(p).gsd_m <= 1.0]
+    truth = out / "truth"
+    truth.mkdir(parents=True, exist_ok=True)
+    for p in images:
+        (truth / f"{p.stem}.truth.geojson").write_text(
+            (p.parent / f"{p.stem}.truth.geojson").read_text())
+    speed = run_method("RailDet (ONNX), scenario", lambda p: detect(p, detector), images,
+                       out / "pred")
+    ev = evaluate(truth, out / "pred")
+    ev.pop("per_image", None)
+    return {"speed": speed, "overall": ev["overall"], "slices": ev["slices"]}
 
 
 def main() -> None:
@@ -220,6 +244,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--skip-big", action="store_true")
     ap.add_argument("--write-metrics", action="store_true")
+    ap.add_argument("--scenario-dir", type=Path, default=None,
+                    help="also score images rendered by `railwatch simulate tumangang-khasan`"
+                         " (GeoTIFFs with *.truth.geojson beside them)")
     args = ap.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="bench_detect_"))
     test = root / "test"
@@ -244,6 +271,8 @@ def main() -> None:
         for t in test.glob(f"{renderer}_*.truth.geojson"):
             (sub / t.name).write_text(t.read_text())
         res[f"ours_{renderer}"] = evaluate(sub, root / "pred")["overall"]
+    if args.scenario_dir is not None:
+        res["scenario"] = score_scenario(args.scenario_dir, detector, root / "scenario")
     if not args.skip_big:
         big = big_image(root / "big.tif")
         res["big"] = peak_memory(big, root / "big.geojson")

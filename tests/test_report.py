@@ -202,6 +202,35 @@ def test_no_overclaim_when_range_overlaps_history():
     assert "not clearly above" in rec["text"]
 
 
+def test_rise_peak_is_a_record_over_the_pre_rise_history():
+    # the rise's earlier images overlap the peak's range, and the timeline does not flag
+    # it; the peak still clears every pre-rise count by the ranges: a record of the rise
+    rows = _rows()
+    peak = next(r for r in rows if r.date == dt.date(2023, 10, 5))
+    peak.total, peak.low, peak.high = 99, 62, 110
+    for r in rows:
+        r.unprecedented = False
+        if dt.date(2023, 9, 18) < r.date < peak.date:
+            r.total, r.low, r.high = 68, 31, 78
+    rec = peak_finding(rows, "Tumangang", rise_start="2023-09-18")
+    assert rec["unprecedented"] is True and rec["rule"] == "rise peak over pre-rise ranges"
+    assert "the maximum was" in rec["text"]
+    # ... but not when a pre-rise count comes within reach of the peak's range
+    pre = next(r for r in rows if r.date == dt.date(2022, 12, 16))
+    pre.total, pre.low, pre.high = 40, 30, 70
+    assert peak_finding(rows, "Tumangang", rise_start="2023-09-18")["unprecedented"] is False
+    # ... nor when a count inside the rise is higher than the peak's
+    pre.total, pre.low, pre.high = 10, 5, 15
+    rows[-1].total = 120
+    later = [r for r in rows if r.date > peak.date]
+    for r in later:
+        r.total, r.low, r.high = 0, 0, 1
+    inside = next(r for r in rows if dt.date(2023, 9, 18) < r.date < peak.date)
+    inside.total = 100
+    assert peak_finding(rows, "Tumangang", rise_start="2023-09-18",
+                        at=peak)["unprecedented"] is False
+
+
 def test_timeline_flag_can_veto_unprecedented():
     rows = _rows()
     for r in rows:

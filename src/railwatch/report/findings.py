@@ -216,12 +216,19 @@ def peak_finding(
     history_days = (peak.date - earlier[0].date).days if earlier else 0
     worst_case = bool(earlier) and peak.low > max(r.high for r in earlier)
     flag = worst_case if peak.unprecedented is None else bool(peak.unprecedented)
-    unprecedented = bool(flag and prev is not None and history_days >= 365)
+    rule = "timeline" if peak.unprecedented is not None else "worst-case ranges"
     pre = None
     if rise_start is not None:
         rs = dt.date.fromisoformat(rise_start)
         before = [r for r in earlier if r.date < rs]
         pre = max(before, key=lambda r: (r.total, r.date)) if before else None
+        # The peak of a rise: the highest count of the window that clears every count
+        # from before the rise by the ranges. Images inside the same rise, days apart,
+        # measure the same build-up; they do not make its peak less of a record.
+        if (not flag and pre is not None and peak.total >= prev.total  # type: ignore[union-attr]
+                and peak.low > max(r.high for r in before)):
+            flag, rule = True, "rise peak over pre-rise ranges"
+    unprecedented = bool(flag and prev is not None and history_days >= 365)
     rec: dict[str, Any] = {
         "date": _fmt_date(peak.date),
         "scene_id": peak.scene_id,
@@ -241,7 +248,7 @@ def peak_finding(
         if pre is None
         else {"date": _fmt_date(pre.date), "total": pre.total, "rise_start": rise_start},
         "unprecedented": unprecedented,
-        "rule": "timeline" if peak.unprecedented is not None else "worst-case ranges",
+        "rule": rule,
     }
     phrase = count_phrase(peak.total, peak.low, peak.high)
     text = f"On {_fmt_date(peak.date)} imagery shows {phrase} at {title}"
