@@ -42,7 +42,7 @@ def test_shipped_model_files():
 
 
 def test_shipped_model_f1_on_fresh_scenes(scenes, detector, tmp_path):
-    """Regression guard at the level the shipped model really reaches (F1 ~0.72 here).
+    """Regression guard at the level the shipped model really reaches (F1 0.86 here).
 
     The issue's target is F1 >= 0.9; the model does NOT meet it yet (see
     docs/model-card.md, "Known failure modes"); raise this bound with a better model.
@@ -52,8 +52,8 @@ def test_shipped_model_f1_on_fresh_scenes(scenes, detector, tmp_path):
     res = evaluate(scenes, tmp_path)
     o = res["overall"]
     assert o["by_kind"]["railcar"]["truth"] > 20
-    assert o["f1"] >= 0.6, o
-    assert o["recall"] >= 0.75, o
+    assert o["f1"] >= 0.8, o
+    assert o["recall"] >= 0.85, o
 
 
 def test_predict_tile_pixel_coordinates(detector):
@@ -64,11 +64,14 @@ def test_predict_tile_pixel_coordinates(detector):
     assert det.crs.name == "image pixels"
     rail = [o for o in objects if o["kind"] == "railcar" and not o["occluded"]
             and o["visible"] > 0.9]
-    if rail:  # every clearly visible car has a detection within 4 px of its centre
-        c = det.centers
-        found = [np.min(np.hypot(c[:, 0] - o["cx"] - 0.5, c[:, 1] - o["cy"] - 0.5)) < 4
-                 for o in rail] if len(c) else [False]
-        assert np.mean(found) >= 0.8
+    assert rail and len(det.centers)
+    # most clearly visible cars have a detection near their centre (labels put pixel
+    # centres on integers: +0.5 to the raster convention), and those land within ~1 px
+    c = det.centers
+    err = np.array([np.min(np.hypot(c[:, 0] - o["cx"] - 0.5, c[:, 1] - o["cy"] - 0.5))
+                    for o in rail])
+    assert np.mean(err < 4) >= 0.7, err
+    assert np.median(err[err < 4]) < 1.5, err
 
 
 def test_cli_detect_stdout_and_file(scenes, tmp_path):
