@@ -100,7 +100,7 @@ class StageMissing(Exception):
     """A stage's code or data (e.g. the shipped model) is not installed."""
 
 
-def _analyze(store: Any, progress: Progress) -> None:
+def _analyze(store: Any, progress: Progress) -> dict[str, Any]:
     from railwatch.detect.analyze import analyze
     from railwatch.detect.model import MODEL_FILE, model_dir
 
@@ -110,7 +110,7 @@ def _analyze(store: Any, progress: Progress) -> None:
     def cb(done: int, total: int, *_: Any) -> None:
         progress("analyze", done, total)
 
-    analyze(store, progress=cb)
+    return analyze(store, progress=cb)
 
 
 #: The demo's facility-change scan uses complete images at least this many days apart.
@@ -211,7 +211,14 @@ def run_demo(
         if n is None:
             res.missing += ["analyze", "report"]
             return res
-        if stage("analyze", lambda: _analyze(store, tick)) is None and "analyze" in res.missing:
+        summary = stage("analyze", lambda: _analyze(store, tick))
+        if summary and summary.get("skipped"):
+            coarse = [s for s in summary["skipped"] if "too coarse" in s["reason"]]
+            say("analyze", f"{summary['processed']} images analysed; {len(coarse)} images "
+                           "coarser than 1 m skipped (cars cannot be separated there)"
+                + (f", {len(summary['skipped']) - len(coarse)} skipped for other reasons"
+                   if len(coarse) < len(summary["skipped"]) else ""))
+        if summary is None and "analyze" in res.missing:
             say("report", "skipped: no detections without the analyze stage")
             res.missing.append("report")
             return res

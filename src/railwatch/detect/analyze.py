@@ -63,7 +63,8 @@ def analyze(store: Any, site: str | None = None, detector: Detector | None = Non
                 det = detect(scene.path, det_)
             except RailwatchError as exc:
                 skipped.append({"scene": scene.id, "reason": str(exc)})
-                log.warning("skipped %s", exc)
+                # too-coarse images are expected in mixed archives: said in the summary
+                (log.info if "too coarse" in str(exc) else log.warning)("skipped %s", exc)
                 if progress is not None:
                     progress(i + 1, len(scenes), name)
                 continue
