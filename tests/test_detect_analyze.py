@@ -14,13 +14,13 @@ from test_detect_pipeline import BlobDetector
 X0, Y0 = Transformer.from_crs(4326, 32652, always_xy=True).transform(130.6026, 42.4217)
 
 
-def _tif(path, n_cars):
+def _tif(path, n_cars, gsd=0.5):
     img = np.full((256, 256, 3), 60, np.uint8)
     for k in range(n_cars):
         img[40 + 20 * k:46 + 20 * k, 50:80] = (200, 40, 40)
     with rasterio.open(path, "w", driver="GTiff", width=256, height=256, count=3,
                        dtype="uint8", crs="EPSG:32652",
-                       transform=from_origin(X0, Y0, 0.5, 0.5)) as ds:
+                       transform=from_origin(X0, Y0, gsd, gsd)) as ds:
         ds.write(np.transpose(img, (2, 0, 1)))
         ds.update_tags(ACQUISITION_DATETIME="2023-10-05T02:30:00Z")
     return path
@@ -41,3 +41,13 @@ def test_analyze_detects_each_new_scene_once(tmp_path):
         assert summary["observations"] == bool(store.observations("tumangang"))
         again = analyze(store, detector=BlobDetector())
         assert again["processed"] == 0
+
+
+def test_analyze_counts_too_coarse_images_as_skipped(tmp_path):
+    fine, coarse = _tif(tmp_path / "fine.tif", 2), _tif(tmp_path / "coarse.tif", 0, gsd=3.0)
+    with Store(tmp_path / "rw.db") as store:
+        ingest([fine, coarse], store)
+        summary = analyze(store, detector=BlobDetector())
+    assert summary["processed"] == 1
+    [skip] = summary["skipped"]
+    assert skip["coarse"] is True and "too coarse" in skip["reason"]

@@ -57,20 +57,22 @@ def test_shipped_model_f1_on_fresh_scenes(scenes, detector, tmp_path):
 
 
 def test_predict_tile_pixel_coordinates(detector):
-    from railwatch.train.synth import generate_chip
+    # a scene-simulator chip (the model's main training source; its recall on our own
+    # renderer's chips, 0.78, is measured in bench/bench_detect.py, not here)
+    from railwatch.simulate.chips import generate_chip, object_records
 
-    image, objects = generate_chip(np.random.default_rng(SEEDS[0]), 256, 0.5)
-    det = detector.predict(image)
+    image, objects, _ = generate_chip(np.random.default_rng(SEEDS[0]), 256, gsd=0.5)
+    det = detector.predict(np.ascontiguousarray(image[..., :3]))
     assert det.crs.name == "image pixels"
-    rail = [o for o in objects if o["kind"] == "railcar" and not o["occluded"]
-            and o["visible"] > 0.9]
+    rail = [o for o in object_records(objects)
+            if o["kind"] == "railcar" and not o["occluded"] and not o["truncated"]]
     assert rail and len(det.centers)
-    # most clearly visible cars have a detection near their centre (labels put pixel
-    # centres on integers: +0.5 to the raster convention), and those land within ~1 px
+    # every clearly visible car has a detection within 4 px of its centre (the
+    # simulator's labels are in the raster convention, as detections are), and the
+    # found ones land within about a pixel
     c = det.centers
-    err = np.array([np.min(np.hypot(c[:, 0] - o["cx"] - 0.5, c[:, 1] - o["cy"] - 0.5))
-                    for o in rail])
-    assert np.mean(err < 4) >= 0.7, err
+    err = np.array([np.min(np.hypot(c[:, 0] - o["cx"], c[:, 1] - o["cy"])) for o in rail])
+    assert np.mean(err < 4) >= 0.8, err
     assert np.median(err[err < 4]) < 1.5, err
 
 

@@ -212,12 +212,12 @@ def run_demo(
             res.missing += ["analyze", "report"]
             return res
         summary = stage("analyze", lambda: _analyze(store, tick))
-        if summary and summary.get("skipped"):
-            coarse = [s for s in summary["skipped"] if "too coarse" in s["reason"]]
-            say("analyze", f"{summary['processed']} images analysed; {len(coarse)} images "
-                           "coarser than 1 m skipped (cars cannot be separated there)"
-                + (f", {len(summary['skipped']) - len(coarse)} skipped for other reasons"
-                   if len(coarse) < len(summary["skipped"]) else ""))
+        if summary and summary["skipped"]:
+            coarse = sum(s["coarse"] for s in summary["skipped"])
+            other = len(summary["skipped"]) - coarse
+            say("analyze", f"{summary['processed']} images analysed; {coarse} images too "
+                           "coarse to separate cars skipped"
+                + (f", {other} skipped for other reasons" if other else ""))
         if summary is None and "analyze" in res.missing:
             say("report", "skipped: no detections without the analyze stage")
             res.missing.append("report")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from railwatch.detect.model import Detector
-from railwatch.detect.pipeline import check_gsd, default_detector, detect
+from railwatch.detect.pipeline import GSD_RANGE, check_gsd, default_detector, detect
 from railwatch.errors import RailwatchError
 from railwatch.types import Detections, Observation, Scene
 
@@ -62,9 +62,11 @@ def analyze(store: Any, site: str | None = None, detector: Detector | None = Non
                 check_gsd(scene.gsd_m, scene.path)
                 det = detect(scene.path, det_)
             except RailwatchError as exc:
-                skipped.append({"scene": scene.id, "reason": str(exc)})
-                # too-coarse images are expected in mixed archives: said in the summary
-                (log.info if "too coarse" in str(exc) else log.warning)("skipped %s", exc)
+                # images coarser than the model's range are expected in mixed archives
+                # (e.g. 3 m PlanetScope): counted in the summary rather than warned about
+                coarse = scene.gsd_m > GSD_RANGE[1]
+                skipped.append({"scene": scene.id, "reason": str(exc), "coarse": coarse})
+                log.log(logging.INFO if coarse else logging.WARNING, "skipped %s", exc)
                 if progress is not None:
                     progress(i + 1, len(scenes), name)
                 continue

@@ -225,7 +225,7 @@ def peak_finding(
         # The peak of a rise: the highest count of the window that clears every count
         # from before the rise by the ranges. Images inside the same rise, days apart,
         # measure the same build-up; they do not make its peak less of a record.
-        if (not flag and pre is not None and peak.total >= prev.total  # type: ignore[union-attr]
+        if (not flag and pre is not None and prev is not None and peak.total >= prev.total
                 and peak.low > max(r.high for r in before)):
             flag, rule = True, "rise peak over pre-rise ranges"
     unprecedented = bool(flag and prev is not None and history_days >= 365)

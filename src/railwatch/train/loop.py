@@ -382,7 +382,7 @@ def model_json(cfg: TrainConfig, n_params: int, seconds: float,
                        + (f" --minutes {cfg.minutes:g}" if cfg.minutes else "")
                        + (f" --chips {cfg.chips_dir}" if cfg.chips_dir else "")
                        + (f" --sim-fraction {cfg.sim_fraction:g}" if cfg.sim_fraction else "")
-                       + (f" --lr {cfg.lr:g}" if cfg.lr != 3e-3 else "")
+                       + (f" --lr {cfg.lr:g}" if cfg.lr != TrainConfig.lr else "")
                        + (f" --init {cfg.init_onnx}" if cfg.init_onnx else ""),
             "steps_done": steps_done,
             "config": asdict(cfg),

@@ -25,6 +25,7 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
 CLS_WEIGHT = 1.0
 COVERED_WEIGHT = 1.5
 COVERED_POS_WEIGHT = 2.0
+_POS_WEIGHT = torch.tensor(COVERED_POS_WEIGHT)
 
 
 def detection_loss(raw: torch.Tensor, t: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -44,7 +45,7 @@ def detection_loss(raw: torch.Tensor, t: dict[str, torch.Tensor]) -> dict[str, t
         cvalid = (cv >= 0).float()
         bce = F.binary_cross_entropy_with_logits(
             raw[:, 15], cv.clamp(min=0), reduction="none",
-            pos_weight=torch.tensor(COVERED_POS_WEIGHT))
+            pos_weight=_POS_WEIGHT)
         cov = (bce * w * cvalid).sum() / (w * cvalid).sum().clamp(min=1.0)
     else:
         cls = raw.sum() * 0
