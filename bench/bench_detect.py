@@ -1,6 +1,9 @@
 """Detector benchmark: accuracy per GSD and condition, MP/s end to end, peak memory on a
 30,000 x 30,000 image, and a classical OpenCV baseline side by side on the same test set.
 
+With a verifier in the model folder, the detector alone is scored on the same images
+too (its own row), so the second stage's gain is measured in the same run.
+
 Usage: .venv/bin/python bench/bench_detect.py [--per-gsd 4] [--size 1024] [--out DIR]
        [--skip-big] [--write-metrics]
 
@@ -204,7 +207,11 @@ def markdown(res: dict[str, Any]) -> str:
     lines = ["| set | images | precision | recall | F1 | count error | class acc. | "
              "covered acc. | container F1 |", "|---|---|---|---|---|---|---|---|---|"]
     ours = res["ours"]
-    lines.append(f"| all (RailDet) | {ours['overall']['images']} | {_row(ours['overall'])} |")
+    name = "RailDet + verifier" if res.get("verifier") else "RailDet"
+    lines.append(f"| all ({name}) | {ours['overall']['images']} | {_row(ours['overall'])} |")
+    if "one_stage" in res:
+        lines.append(f"| all (RailDet alone, no verifier) | {res['one_stage']['images']} | "
+                     f"{_row(res['one_stage'])} |")
     for dim, by in ours["slices"].items():
         for label, m in by.items():
             lines.append(f"| {dim} = {label} | {m['images']} | {_row(m)} |")
@@ -212,15 +219,19 @@ def markdown(res: dict[str, Any]) -> str:
                  f"{_row(res['baseline']['overall'])} |")
     if "scenario" in res:
         sc = res["scenario"]
-        lines.append(f"| tumangang-khasan scenario images (RailDet) | {sc['overall']['images']}"
+        lines.append(f"| tumangang-khasan scenario images ({name}) | {sc['overall']['images']}"
                      f" | {_row(sc['overall'])} |")
+        if "one_stage" in sc:
+            lines.append(f"| scenario images (RailDet alone) | {sc['one_stage']['images']}"
+                         f" | {_row(sc['one_stage'])} |")
         for dim, by in sc["slices"].items():
             for label, m in by.items():
                 lines.append(f"| scenario, {dim} = {label} | {m['images']} | {_row(m)} |")
     return "\n".join(lines)
 
 
-def score_scenario(folder: Path, detector: Detector, out: Path) -> dict[str, Any]:
+def score_scenario(folder: Path, detector: Detector, out: Path,
+                   one_stage: Detector | None = None) -> dict[str, Any]:
     """Accuracy on full scenario images (0.3-0.8 m) with their truth files."""
     images = [p for p in sorted(folder.rglob("*.tif"))
               if (p.parent / f"{p.stem}.truth.geojson").exists()]
@@ -234,7 +245,11 @@ def score_scenario(folder: Path, detector: Detector, out: Path) -> dict[str, Any
                        out / "pred")
     ev = evaluate(truth, out / "pred")
     ev.pop("per_image", None)
-    return {"speed": speed, "overall": ev["overall"], "slices": ev["slices"]}
+    res = {"speed": speed, "overall": ev["overall"], "slices": ev["slices"]}
+    if one_stage is not None:
+        run_method("RailDet alone", lambda p: detect(p, one_stage), images, out / "pred1")
+        res["one_stage"] = evaluate(truth, out / "pred1")["overall"]
+    return res
 
 
 def main() -> None:
@@ -253,13 +268,19 @@ def main() -> None:
     make_test_set(test, args.per_gsd, args.size_m)
     images = sorted(test.glob("*.tif"))
     detector = Detector()
+    one_stage = Detector(verify=False) if detector.verifier is not None else None
     res: dict[str, Any] = {"machine": os.uname().machine, "cpus": os.cpu_count(),
-                           "date": time.strftime("%Y-%m-%d"), "images": len(images)}
+                           "date": time.strftime("%Y-%m-%d"), "images": len(images),
+                           "verifier": detector.verifier is not None}
     detect(images[0], detector)  # warm-up
     res["speed_ours"] = run_method("RailDet (ONNX)", lambda p: detect(p, detector), images,
                                    root / "pred")
     res["speed_baseline"] = run_method("OpenCV classical", classical_detect, images,
                                        root / "base")
+    if one_stage is not None:  # the same model without its second stage, same images
+        res["speed_one_stage"] = run_method("RailDet alone", lambda p: detect(p, one_stage),
+                                            images, root / "pred1")
+        res["one_stage"] = evaluate(test, root / "pred1")["overall"]
     res["ours"] = evaluate(test, root / "pred")
     res["baseline"] = evaluate(test, root / "base")
     for key in ("ours", "baseline"):
@@ -272,7 +293,8 @@ def main() -> None:
             (sub / t.name).write_text(t.read_text())
         res[f"ours_{renderer}"] = evaluate(sub, root / "pred")["overall"]
     if args.scenario_dir is not None:
-        res["scenario"] = score_scenario(args.scenario_dir, detector, root / "scenario")
+        res["scenario"] = score_scenario(args.scenario_dir, detector, root / "scenario",
+                                         one_stage)
     if not args.skip_big:
         big = big_image(root / "big.tif")
         res["big"] = peak_memory(big, root / "big.geojson")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import re
@@ -512,3 +513,30 @@ def test_many_changes_are_summarised():
     s = change_sentences(chg)
     assert s[:3] == ["change 9", "change 8", "change 7"]
     assert "7 further, smaller changes" in s[3] and len(s) == 4
+
+
+def test_a_rise_ends_at_a_long_gap_in_the_imagery():
+    """A higher count months later, with no images between, is not the peak of the rise
+    that was watched build up (the 2023 record stays the 2023 rise's finding)."""
+    rows = _rows()
+    for r in rows:
+        if r.date.year == 2024:
+            r.total, r.low, r.high = 120, 115, 125
+    onsets = [{"date": "2023-09-18", "direction": "up", "before_level": 3, "after_level": 70}]
+    f = compute_findings(rows, site="tumangang", title="Tumangang", onsets=onsets,
+                         events=[Event(SUMMIT, "Kim–Putin summit")])
+    dates = [r["date"] for r in f.data["records"]]
+    assert dates[0] == "2023-10-05", dates  # 2023-10-05 -> 2024-02-10 is a 128-day gap
+    assert f.data["peak"]["date"] == "2024-02-10"  # still the highest count overall
+    # without the gap (images every two weeks) the rise runs on into 2024
+    from railwatch.report.findings import record_episodes
+
+    bridged = [r for r in rows if r.date <= dt.date(2023, 10, 5) or r.date.year == 2024]
+    last = bridged[[r.date for r in bridged].index(dt.date(2023, 10, 5))]
+    fill = []
+    for k in range(1, 9):
+        x = copy.copy(last)
+        x.date = last.date + dt.timedelta(days=14 * k)
+        fill.append(x)
+    eps = record_episodes(sorted(bridged + fill, key=lambda r: r.date), "Tumangang", onsets)
+    assert [e["peak"]["date"] for e in eps] == ["2024-02-10"]

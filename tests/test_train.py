@@ -152,3 +152,63 @@ def test_train_command_without_torch_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "railwatch.train.loop", None)
     r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "m")])
     assert r.exit_code == 2 and "torch" in r.output
+
+
+def test_verifier_data_labels_candidates_and_truth(tmp_path):
+    from railwatch.detect.verify import CROP_H, CROP_W
+    from railwatch.train.verifier import MARGIN, build_data
+
+    counts = build_data(tmp_path / "crops.npz", chips=6, seed=3, workers=1)
+    d = np.load(tmp_path / "crops.npz")
+    assert d["crops"].shape[1:] == (CROP_H + 2 * MARGIN, CROP_W + 2 * MARGIN, 3)
+    labels, flags = d["labels"], d["flags"]
+    assert counts["samples"] == len(labels) == len(flags) > 0
+    assert set(np.unique(labels[:, 0])) <= {0, 1, 2} and counts["railcar"] > 0
+    railcar = labels[:, 0] == 1
+    assert (labels[railcar, 1] >= 0).all() and (labels[~railcar, 1] == -1).all()
+    assert (labels[~railcar, 2] == -1).all()  # covered only for railcars
+    assert (labels[flags == 0, 0] != 0).all()  # jittered truth is never background
+    # reproducible from the seed
+    build_data(tmp_path / "again.npz", chips=6, seed=3, workers=1)
+    assert np.array_equal(np.load(tmp_path / "again.npz")["labels"], labels)
+
+
+def test_verifier_training_learns_and_onnx_matches_torch(tmp_path):
+    import onnxruntime as ort
+
+    from railwatch.train.verifier import VerNet, export_verifier, train_verifier
+
+    rng = np.random.default_rng(0)
+    n = 240
+    labels = np.zeros((n, 3), np.int8)
+    labels[:, 0] = rng.integers(0, 3, n)
+    labels[:, 1] = np.where(labels[:, 0] == 1, rng.integers(0, 7, n), -1)
+    labels[:, 2] = np.where(labels[:, 0] == 1, rng.integers(0, 2, n), -1)
+    # separable crops: the kind shows as the brightness of the middle
+    crops = rng.integers(0, 60, (n, 40, 104, 3)).astype(np.uint8)
+    crops[:, 12:28, 20:84] += (labels[:, 0] * 80).astype(np.uint8)[:, None, None, None]
+    np.savez(tmp_path / "d.npz", crops=crops, labels=labels, flags=np.ones(n, np.int8))
+    (tmp_path / "model.json").write_text(json.dumps({"name": "x"}))
+    block = train_verifier(tmp_path / "d.npz", tmp_path, minutes=0.25, seed=0, batch=32,
+                           val_fraction=0.2)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    assert meta["name"] == "x" and meta["verifier"]["file"] == "railwatch-ver.onnx"
+    assert block["training"]["steps"] > 0
+    assert block["training"]["validation"]["kind_accuracy"] > 0.6  # chance: 1/3
+    # ONNX export: same probabilities as torch
+    torch.manual_seed(0)
+    net = VerNet().eval()
+    x = torch.from_numpy(crops[:16, 4:36, 4:100].transpose(0, 3, 1, 2).copy()).float()
+    path = export_verifier(net, tmp_path / "v.onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    k, c, v = sess.run(None, {"crops": x.numpy()})
+    with torch.no_grad():
+        tk, tc, tv = net(x)
+    assert np.abs(k - torch.softmax(tk, 1).numpy()).max() < 1e-4
+    assert np.abs(c - torch.softmax(tc, 1).numpy()).max() < 1e-4
+    assert np.abs(v - torch.sigmoid(tv).numpy()).max() < 1e-4
+
+
+def test_train_verifier_needs_a_detector(tmp_path):
+    r = CliRunner().invoke(app, ["train-verifier", "--out", str(tmp_path)])
+    assert r.exit_code != 0 and "railwatch-det.onnx" in r.output

@@ -1,4 +1,5 @@
-"""`railwatch train --out MODEL_DIR`: train the detector on simulated chips (needs torch)."""
+"""`railwatch train --out MODEL_DIR`: train the detector on simulated chips;
+`railwatch train-verifier --out MODEL_DIR`: train its second stage (both need torch)."""
 
 from __future__ import annotations
 
@@ -55,5 +56,45 @@ def train_cmd(
         info(f"score threshold {best:g} (chosen on validation scenes, stored in model.json)")
 
 
+def train_verifier_cmd(
+    out: Path = typer.Option(..., "--out", help="Model folder with railwatch-det.onnx "
+                             "(the verifier and its model.json block are written there)."),
+    chips: int = typer.Option(3000, "--chips", min=1, help="Random chips to harvest crops from."),
+    minutes: float = typer.Option(20.0, "--minutes", min=0.1, help="Training wall-clock budget."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (data and weights)."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Processes harvesting crops."),
+    threads: int = typer.Option(2, "--threads", min=1, help="torch CPU threads."),
+    data: Path = typer.Option(None, "--data", help="Reuse (or keep) the harvested crops (.npz)."),
+) -> None:
+    """Train the second-stage verifier on the detector's own candidates in random chips."""
+    try:
+        from railwatch.train.verifier import build_data, train_verifier
+    except ImportError as exc:
+        raise InputError(f"training needs the optional torch extra: pip install "
+                         f"'railwatch[train]' ({exc})") from None
+    det = out / "railwatch-det.onnx"
+    if not det.is_file():
+        raise InputError("no railwatch-det.onnx here: train the detector first", out)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = data or Path(tmp) / "crops.npz"
+        if not path.exists():
+            with progress() as bar:
+                bar.add_task(f"harvesting crops from {chips} chips", total=None)
+                counts = build_data(path, chips, seed=seed, workers=workers, model=str(det))
+            info(f"{counts['samples']} crops ({counts['background']} background)")
+        with progress() as bar:
+            task = bar.add_task("train verifier", total=None)
+            block = train_verifier(path, out, minutes=minutes, seed=seed, threads=threads,
+                                   on_epoch=lambda e, m: bar.update(
+                                       task, description=f"epoch {e}: background rejected "
+                                       f"{m['background_rejected']:.2f}, kept "
+                                       f"{m['objects_kept']:.2f}"))
+    info(f"verifier written to {out}/{block['file']} "
+         f"(validation: {block['training']['validation']})")
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train_cmd)
+    app.command("train-verifier")(train_verifier_cmd)

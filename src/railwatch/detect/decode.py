@@ -35,6 +35,7 @@ class Boxes:
     covered_prob: np.ndarray
     score: np.ndarray
     color: np.ndarray  # (N, 3) uint8 RGB median inside the footprint (0 until measured)
+    object_prob: np.ndarray  # the verifier's object probability (NaN: not verified)
 
     def __len__(self) -> int:
         return len(self.cx)
@@ -60,7 +61,7 @@ def empty_boxes() -> Boxes:
     """No boxes."""
     z = np.zeros(0)
     return Boxes(z, z, z, z, z, np.zeros(0, int), np.zeros(0, int), z, z, z,
-                 np.zeros((0, 3), np.uint8))
+                 np.zeros((0, 3), np.uint8), z)
 
 
 def box_corners(cx: np.ndarray, cy: np.ndarray, length: np.ndarray, width: np.ndarray,
@@ -101,7 +102,8 @@ def decode(peaks: np.ndarray, maps: np.ndarray, stride: int = 2,
         cls_prob = probs.max(axis=0)
         parts.append(Boxes(cx, cy, length, width, angle,
                            np.full(len(ys), k), cls.astype(int), cls_prob, m[13],
-                           peaks[k, ys, xs].astype(float), np.zeros((len(ys), 3), np.uint8)))
+                           peaks[k, ys, xs].astype(float), np.zeros((len(ys), 3), np.uint8),
+                           np.full(len(ys), np.nan)))
     return Boxes.concat(parts)
 
 

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from railwatch.detect.decode import PIXEL_CRS, Boxes, decode, empty_boxes, rotated_nms
+from railwatch.detect.verify import Verifier, apply_verifier, verifier_settings
 from railwatch.errors import InputError
 from railwatch.types import RAILCAR_CLASSES, Detections
 
@@ -44,7 +45,7 @@ class Detector:
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  threshold: float | None = None, nms_iou: float = 0.3,
                  threads: int | None = None,
-                 use_gpu: bool | None = None) -> None:
+                 use_gpu: bool | None = None, verify: bool | None = None) -> None:
         import onnxruntime as ort
 
         p = Path(path) if path is not None else model_dir() / MODEL_FILE
@@ -57,9 +58,17 @@ class Detector:
         self.native_gsd_m = float(self.meta.get("native_gsd_m", 0.5))
         self.stride = int(self.meta.get("stride", 2))
         self.multiple = int(self.meta.get("input", {}).get("multiple_of", 16))
-        # default: the score threshold chosen on validation scenes (model.json)
-        self.threshold = float(threshold if threshold is not None
-                               else self.meta.get("score_threshold", 0.3))
+        # the second stage (railwatch-ver.onnx) when the model folder has one
+        vset = verifier_settings(self.meta)
+        vpath = p.with_name(vset["file"])
+        use_verifier = verify is not False and "verifier" in self.meta and vpath.exists()
+        if verify and not use_verifier:
+            raise InputError("this model has no verifier (railwatch-ver.onnx + model.json)", p)
+        # default: the score threshold chosen on validation scenes (model.json); with the
+        # verifier the detector proposes more candidates and the verifier decides
+        default_t = (vset.get("candidate_threshold", self.meta.get("score_threshold", 0.3))
+                     if use_verifier else self.meta.get("score_threshold", 0.3))
+        self.threshold = float(threshold if threshold is not None else default_t)
         self.nms_iou = nms_iou
         self.path = p
         opts = ort.SessionOptions()
@@ -72,6 +81,12 @@ class Detector:
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise InputError(f"not a loadable ONNX model ({exc})", p) from exc
         self.providers = self.session.get_providers()
+        self.verifier: Verifier | None = None
+        self.max_background = float(vset["max_background"])
+        self.min_score = float(vset["min_score"])
+        if use_verifier:
+            self.verifier = Verifier(vpath, threads=opts.intra_op_num_threads,
+                                     providers=self.providers)
 
     @property
     def version(self) -> str:
@@ -101,6 +116,8 @@ class Detector:
         inside = (b.cx >= 0) & (b.cx < w) & (b.cy >= 0) & (b.cy < h)
         b = b.take(np.nonzero(inside)[0]) if len(b) else empty_boxes()
         b = rotated_nms(b, self.nms_iou)
+        if self.verifier is not None:
+            b = apply_verifier(tile, b, self.verifier, self.max_background, self.min_score)
         b.color = footprint_colors(tile, b.corners())
         return b
 
@@ -144,6 +161,10 @@ def boxes_to_detections(b: Boxes, gsd_m: float, crs: object = PIXEL_CRS,
         corners = np.stack([np.asarray(xs), np.asarray(ys)], axis=-1).reshape(-1, 4, 2)
     kind = np.where(b.kind == 0, "railcar", "container")
     cls = np.array([RAILCAR_CLASSES[c] if c >= 0 else "" for c in b.cls], dtype=object)
+    extra = {"class_score": np.round(b.cls_prob, 3),
+             "covered_score": np.round(np.where(b.kind == 0, b.covered_prob, 0.0), 3)}
+    if not np.isnan(b.object_prob).any():  # checked by the verifier (or none at all)
+        extra["object_score"] = np.round(b.object_prob, 3)
     return Detections(
         footprints=corners,
         kind=kind,
@@ -153,6 +174,5 @@ def boxes_to_detections(b: Boxes, gsd_m: float, crs: object = PIXEL_CRS,
         color=b.color,
         length_m=b.length * gsd_m,
         crs=crs,
-        extra={"class_score": np.round(b.cls_prob, 3),
-               "covered_score": np.round(np.where(b.kind == 0, b.covered_prob, 0.0), 3)},
+        extra=extra,
     )

@@ -21,6 +21,10 @@ MIN_USABLE = 0.5
 BASELINE_YEARS = 5
 #: Upward onsets this close to the previous one continue the same rise.
 RISE_MERGE_DAYS = 120
+#: A rise's images end at the first gap in complete imagery longer than this: what the
+#: count did in months without images is unknown, so a later, higher count is its own
+#: observation, not the peak of the rise that was seen.
+EPISODE_GAP_DAYS = 60
 #: A class-share change below this (percentage points) is not called a shift.
 MIX_SHIFT_PP = 8.0
 
@@ -598,8 +602,9 @@ def record_episodes(
     """Each rise's highest count, when it was a record, with the rise's onset and covered loads.
 
     A rise starts at an upward onset; further upward onsets within ``RISE_MERGE_DAYS``
-    continue it. The complete images from one rise's start to the next are searched for the
-    highest count, which is kept when it is unprecedented (see `peak_finding`).
+    continue it. The complete images from one rise's start to the next (or to the first gap
+    in the imagery longer than ``EPISODE_GAP_DAYS``) are searched for the highest count,
+    which is kept when it is unprecedented (see `peak_finding`).
     """
     full = [r for r in rows if r.usable and not r.partial]
     starts: list[Mapping[str, Any]] = []
@@ -615,6 +620,10 @@ def record_episodes(
         nxt = starts[k + 1] if k + 1 < len(starts) else None
         d1 = dt.date.fromisoformat(str(nxt["date"])[:10]) if nxt else dt.date.max
         seg = [r for r in full if d0 <= r.date < d1]
+        for i in range(1, len(seg)):
+            if (seg[i].date - seg[i - 1].date).days > EPISODE_GAP_DAYS:
+                seg = seg[:i]
+                break
         if not seg:
             continue
         top = max(seg, key=lambda r: (r.total, -r.date.toordinal()))

@@ -365,22 +365,46 @@ def _fill_lot(
                 Building(rect(-lot_l / 2, 3, 3.2, 3.2), 6.0, (90, 96, 88), kind="watch post")
             )
     elif kind == "containers":
-        rows = int(rng.integers(1, 5))
-        length = float(rng.choice(CONTAINER_LENGTHS_M))
-        n_along = max(1, int(lot_l // (length + 0.4)))
-        xs, ys, st, cols = [], [], [], []
-        for r_ in range(rows):
-            for j in range(n_along):
-                if rng.random() < 0.25:
-                    continue
-                c = at(-lot_l / 2 + (j + 0.5) * (length + 0.4), 1.5 + r_ * 2.8)
-                xs.append(c[0])
-                ys.append(c[1])
-                st.append(int(rng.integers(1, 4)))
-                if rng.random() < 0.15:
-                    cols.append(tuple(int(x) for x in rng.integers(30, 230, 3)))
-                else:
-                    cols.append(CONTAINER_COLORS[int(rng.integers(len(CONTAINER_COLORS)))])
+        xs, ys, st, cols, lens = [], [], [], [], []
+
+        def colour() -> tuple[int, ...]:
+            if rng.random() < 0.15:
+                return tuple(int(x) for x in rng.integers(30, 230, 3))
+            return CONTAINER_COLORS[int(rng.integers(len(CONTAINER_COLORS)))]
+
+        if rng.random() < 0.4:
+            # staged in long lines, end to end with small gaps, mixed lengths, mostly one
+            # high, an aisle (or nothing) between lines: from above, a train without rails
+            lines = int(rng.integers(1, 3))
+            pitch = 2.8 if rng.random() < 0.3 else float(rng.uniform(5.0, 9.0))
+            for r_ in range(lines):
+                u = -lot_l / 2
+                while True:
+                    length = float(rng.choice(CONTAINER_LENGTHS_M))
+                    if u + length > lot_l / 2:
+                        break
+                    if rng.random() >= 0.08:
+                        c = at(u + length / 2, 1.5 + r_ * pitch)
+                        xs.append(c[0])
+                        ys.append(c[1])
+                        lens.append(length)
+                        st.append(1 if rng.random() < 0.8 else 2)
+                        cols.append(colour())
+                    u += length + float(rng.uniform(0.3, 1.5))
+        else:
+            rows = int(rng.integers(1, 5))
+            length = float(rng.choice(CONTAINER_LENGTHS_M))
+            n_along = max(1, int(lot_l // (length + 0.4)))
+            for r_ in range(rows):
+                for j in range(n_along):
+                    if rng.random() < 0.25:
+                        continue
+                    c = at(-lot_l / 2 + (j + 0.5) * (length + 0.4), 1.5 + r_ * 2.8)
+                    xs.append(c[0])
+                    ys.append(c[1])
+                    lens.append(length)
+                    st.append(int(rng.integers(1, 4)))
+                    cols.append(colour())
         if xs:
             n = len(xs)
             conts.append(
@@ -388,7 +412,7 @@ def _fill_lot(
                     xs,
                     ys,
                     np.full(n, phi),
-                    np.full(n, length),
+                    np.asarray(lens, float),
                     np.full(n, 2.44),
                     st,
                     np.asarray(cols).reshape(n, 3),

@@ -24,11 +24,9 @@ from railwatch.train.testsets import write_own_scene, write_sim_scene
 THRESHOLDS = tuple(np.round(np.arange(0.15, 0.66, 0.05), 2))
 
 
-def calibrate(model: str | os.PathLike[str], per_gsd: int = 2, size_m: float = 300.0,
-              write: bool = True) -> dict[str, Any]:
-    """Sweep ``THRESHOLDS`` on validation scenes; optionally store the best in model.json."""
-    model_path = Path(model)
-    det = Detector(model_path, threshold=min(THRESHOLDS))
+def validation_pairs(det: Detector, per_gsd: int = 2, size_m: float = 300.0,
+                     ) -> list[tuple[Any, Any]]:
+    """(truth, prediction) for fresh validation scenes of both renderers at 0.3/0.5/0.8 m."""
     pairs = []
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -40,19 +38,75 @@ def calibrate(model: str | os.PathLike[str], per_gsd: int = 2, size_m: float = 3
                     writer(d, name, seed, round(size_m / gsd), gsd)
                     truth = from_geojson(d / f"{name}.truth.geojson")
                     pairs.append((truth, detect(d / f"{name}.tif", det).to_crs(4326)))
+    return pairs
+
+
+def _objective(s: dict[str, Any]) -> float:
+    return (s["f1"] + s["container_f1"]) / 2
+
+
+def _store(model_path: Path, **values: Any) -> None:
+    meta_path = (model_path if model_path.is_dir() else model_path.parent) / "model.json"
+    meta = json.loads(meta_path.read_text())
+    for k, v in values.items():
+        if isinstance(v, dict) and isinstance(meta.get(k), dict):
+            meta[k].update(v)
+        else:
+            meta[k] = v
+    tmp_path = meta_path.with_suffix(".tmp")
+    tmp_path.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp_path, meta_path)
+
+
+def calibrate(model: str | os.PathLike[str], per_gsd: int = 2, size_m: float = 300.0,
+              write: bool = True) -> dict[str, Any]:
+    """Sweep ``THRESHOLDS`` on validation scenes; optionally store the best in model.json."""
+    model_path = Path(model)
+    pairs = validation_pairs(Detector(model_path, threshold=min(THRESHOLDS), verify=False),
+                             per_gsd, size_m)
     table = {}
     for t in THRESHOLDS:
         rs = [evaluate_pair(truth, pred[pred.score >= t]) for truth, pred in pairs]
         s = summarise(rs)
         table[float(t)] = {"f1": s["f1"], "container_f1": s["container_f1"],
                            "count_error": s["count_error"]}
-    best = max(table, key=lambda t: (table[t]["f1"] + table[t]["container_f1"]) / 2)
+    best = max(table, key=lambda t: _objective(table[t]))
     if write:
-        meta_path = (model_path if model_path.is_dir() else model_path.parent) / "model.json"
-        meta = json.loads(meta_path.read_text())
-        meta["score_threshold"] = best
-        meta["score_threshold_sweep"] = {str(k): v for k, v in table.items()}
-        tmp_path = meta_path.with_suffix(".tmp")
-        tmp_path.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp_path, meta_path)
+        _store(model_path, score_threshold=best,
+               score_threshold_sweep={str(k): v for k, v in table.items()})
+    return {"best": best, "table": table}
+
+
+#: Verifier sweep: largest background probability kept, and the floor on the joint score.
+MAX_BACKGROUND = (0.3, 0.5, 0.7, 0.9)
+MIN_SCORES = tuple(np.round(np.arange(0.2, 0.61, 0.05), 2))
+
+
+def calibrate_verifier(model: str | os.PathLike[str], candidate_threshold: float = 0.15,
+                       per_gsd: int = 2, size_m: float = 300.0,
+                       write: bool = True) -> dict[str, Any]:
+    """Choose the verifier's ``max_background`` and ``min_score`` on validation scenes
+    (the detector proposing at ``candidate_threshold``); optionally store them."""
+    model_path = Path(model)
+    det = Detector(model_path, threshold=candidate_threshold, verify=True)
+    det.max_background, det.min_score = 1.0, 0.0  # keep every candidate, filter below
+    pairs = validation_pairs(det, per_gsd, size_m)
+    table = {}
+    for mb in MAX_BACKGROUND:
+        for t in MIN_SCORES:
+            rs = [evaluate_pair(truth, pred[(pred.score >= t)
+                                            & (pred.extra["object_score"].astype(float)
+                                               > 1.0 - mb)])
+                  for truth, pred in pairs]
+            s = summarise(rs)
+            table[(mb, float(t))] = {"f1": s["f1"], "container_f1": s["container_f1"],
+                                     "count_error": s["count_error"],
+                                     "class_accuracy": s.get("class_accuracy"),
+                                     "covered_accuracy": s.get("covered_accuracy")}
+    best = max(table, key=lambda k: _objective(table[k]))
+    if write:
+        _store(model_path, verifier={
+            "candidate_threshold": candidate_threshold, "max_background": best[0],
+            "min_score": best[1],
+            "sweep": {f"{k[0]:g}/{k[1]:g}": v for k, v in table.items()}})
     return {"best": best, "table": table}

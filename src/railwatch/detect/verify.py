@@ -1,0 +1,117 @@
+"""Second stage: a crop classifier that checks every candidate box of the detector.
+
+The detector (RailDet) is a tiny fully-convolutional net that sees each car through a
+small receptive field; most of its false railcars are long straight things (snowy empty
+track, shadow strips beside trains, wall tops, rows of ground containers). The verifier
+(``railwatch-ver.onnx``) looks at each candidate again, through a crop cut along the
+candidate's own long axis (so every car lies the same way) with its neighbourhood, and
+says: background, railcar or container; for railcars also the class and whether the
+load is covered. Candidates it calls background are dropped; class and covered come
+from the verifier, which sees the whole car at once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from railwatch.detect.decode import Boxes
+from railwatch.errors import InputError
+
+VERIFIER_FILE = "railwatch-ver.onnx"
+#: Crop the verifier sees (rows x columns at the model's native GSD): 16 m across the
+#: car (the car, its shadow and the neighbouring tracks) by 48 m along it (longer than
+#: the longest car, so both couplings and the neighbouring cars are in view).
+CROP_H, CROP_W = 32, 96
+
+
+def oriented_crops(image: np.ndarray, cx: np.ndarray, cy: np.ndarray, angle: np.ndarray,
+                   size: tuple[int, int] = (CROP_H, CROP_W)) -> np.ndarray:
+    """(N, H, W, 3) uint8 crops centred on each box, rotated so its long axis runs along
+    the crop's columns. Box centres are raster-convention pixels (pixel (0, 0) spans
+    [0, 1) x [0, 1)); outside the image the edge pixels are repeated."""
+    h, w = size
+    n = len(cx)
+    out = np.zeros((n, h, w, 3), np.uint8)
+    img = np.ascontiguousarray(image[..., :3])
+    for i in range(n):
+        c, s = float(np.cos(angle[i])), float(np.sin(angle[i]))
+        x0, y0 = float(cx[i]) - 0.5, float(cy[i]) - 0.5  # OpenCV: pixel centres on integers
+        u0, v0 = (w - 1) / 2, (h - 1) / 2
+        # destination (u, v) -> source (x, y): along-axis = u, across = v
+        m = np.array([[c, -s, x0 - c * u0 + s * v0],
+                      [s, c, y0 - s * u0 - c * v0]], np.float64)
+        out[i] = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_REPLICATE)
+    return out
+
+
+class Verifier:
+    """The crop classifier on onnxruntime: ``predict(crops)`` -> probabilities."""
+
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
+                 providers: list[str] | None = None) -> None:
+        import onnxruntime as ort
+
+        p = Path(path)
+        if not p.exists():
+            raise InputError("verifier model not found", p)
+        self.path = p
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(str(p), opts,
+                                                providers=providers or ["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise InputError(f"not a loadable ONNX model ({exc})", p) from exc
+
+    def predict(self, crops: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
+        """``kind`` (N, 3) background/railcar/container, ``cls`` (N, 7), ``covered`` (N,)."""
+        n = len(crops)
+        kind, cls, cov = np.zeros((n, 3)), np.zeros((n, 7)), np.zeros(n)
+        for i in range(0, n, batch):
+            x = np.ascontiguousarray(crops[i:i + batch].transpose(0, 3, 1, 2), np.float32)
+            k, c, v = self.session.run(None, {"crops": x})
+            kind[i:i + batch], cls[i:i + batch], cov[i:i + batch] = k, c, v[:, 0]
+        return {"kind": kind, "cls": cls, "covered": cov}
+
+
+def verifier_settings(meta: dict[str, Any]) -> dict[str, Any]:
+    """The ``verifier`` block of model.json with defaults."""
+    v = dict(meta.get("verifier") or {})
+    v.setdefault("file", VERIFIER_FILE)
+    v.setdefault("max_background", 0.5)
+    v.setdefault("min_score", 0.0)
+    return v
+
+
+def apply_verifier(tile: np.ndarray, boxes: Boxes, verifier: Verifier,
+                   max_background: float = 0.5, min_score: float = 0.0) -> Boxes:
+    """Check every candidate with the verifier; kind, class and covered come from it.
+
+    The score becomes the geometric mean of the detector's score and the verifier's
+    object probability (kept in ``object_prob``); a candidate is dropped when the verifier
+    calls it background with probability >= ``max_background`` or its new score is below
+    ``min_score``.
+    """
+    if len(boxes) == 0:
+        return boxes
+    p = verifier.predict(oriented_crops(tile, boxes.cx, boxes.cy, boxes.angle))
+    obj = 1.0 - p["kind"][:, 0]
+    score = np.sqrt(np.clip(boxes.score, 0, 1) * obj)
+    keep = np.nonzero((obj > 1.0 - max_background) & (score >= min_score))[0]
+    b = boxes.take(keep)
+    kind = (p["kind"][keep, 2] > p["kind"][keep, 1]).astype(int)
+    b.kind = kind
+    b.cls = np.where(kind == 0, np.argmax(p["cls"][keep], axis=1), -1)
+    b.cls_prob = p["cls"][keep].max(axis=1)
+    b.covered_prob = np.where(kind == 0, p["covered"][keep], 0.0)
+    b.score = score[keep]
+    b.object_prob = obj[keep]
+    return b

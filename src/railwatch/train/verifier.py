@@ -1,0 +1,345 @@
+"""Training the second-stage verifier (see :mod:`railwatch.detect.verify`).
+
+Data: fresh random chips from both renderers (the scene simulator and our own chip
+renderer) at 0.3-0.8 m, resampled to the native 0.5 m exactly as inference does; the
+shipped detector proposes candidates at a low threshold on each chip; each candidate is
+matched one-to-one to the truth (centres within 4 m, best score first). Matched
+candidates take the truth's kind, class and covered flag; unmatched ones are background
+(the detector's real false positives: the hard negatives); candidates on cars marked
+occluded are left out. Every visible truth object is also added once with a small jitter
+of centre and angle, so cars the detector misses still teach class and covered.
+
+Model: ``VerNet``, a small plain CNN on (3, 32, 96) crops with three heads (kind,
+class, covered), exported to ONNX with softmax/sigmoid inside.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from railwatch.detect.model import Detector
+from railwatch.detect.verify import CROP_H, CROP_W, VERIFIER_FILE, oriented_crops
+from railwatch.train import synth
+from railwatch.train.loop import NATIVE_GSD, to_native
+from railwatch.types import RAILCAR_CLASSES
+
+VERIFIER_VERSION = "0.1.0"
+#: Crops are stored with a margin so training can shift them by a few pixels.
+MARGIN = 4
+MATCH_M = 4.0
+KIND_BG, KIND_RAILCAR, KIND_CONTAINER = 0, 1, 2
+
+
+# ----------------------------------------------------------------------------- data
+def _chip(rng: np.random.Generator, px_native: int = 320) -> tuple[np.ndarray, list[dict]]:
+    """A random chip at the native GSD with raster-convention object dicts."""
+    gsd = float(rng.choice([0.3, 0.4, 0.5, 0.5, 0.6, 0.8])) * float(rng.uniform(0.93, 1.07))
+    px = math.ceil(px_native * NATIVE_GSD / gsd)
+    if rng.random() < 0.65:
+        from railwatch.simulate.chips import generate_chip, object_records
+
+        image, objects, _ = generate_chip(rng, px, gsd=gsd)
+        objs = [dict(o, cx=o["cx"] - 0.5, cy=o["cy"] - 0.5) for o in object_records(objects)]
+    else:
+        image, objs = synth.generate_chip(rng, px, gsd)
+    image, objs = to_native(np.asarray(image)[..., :3], list(objs), gsd)
+    if rng.random() < 0.5:  # photometric jitter, as in detector training
+        gain = rng.uniform(0.85, 1.15, 3) * rng.uniform(0.8, 1.2)
+        x = (image.astype(np.float32) / 255.0) ** rng.uniform(0.8, 1.25) * gain
+        image = np.clip(x * 255.0, 0, 255).astype(np.uint8)
+    # detector labels put pixel centres on integers; boxes use the raster convention
+    return image, [dict(o, cx=o["cx"] + 0.5, cy=o["cy"] + 0.5) for o in objs]
+
+
+def _label(o: dict[str, Any]) -> tuple[int, int, int]:
+    """(kind, class id or -1, covered 0/1 or -1) of a truth object."""
+    if o["kind"] == "container":
+        return KIND_CONTAINER, -1, -1
+    return KIND_RAILCAR, RAILCAR_CLASSES.index(o["class"]), int(bool(o.get("covered")))
+
+
+def chip_samples(rng: np.random.Generator, det: Detector,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crops (N, H+2m, W+2m, 3), labels (N, 3) [kind, cls, covered] and flags (N,)
+    (1 = a detector candidate, 0 = a jittered truth object) from one random chip."""
+    image, objs = _chip(rng)
+    b = det.boxes(image)
+    tol = MATCH_M / NATIVE_GSD
+    t_xy = np.array([[o["cx"], o["cy"]] for o in objs]).reshape(-1, 2)
+    occl = np.array([bool(o.get("occluded")) for o in objs], bool)
+    labels, keep = [], []
+    used = np.zeros(len(objs), bool)
+    for i in np.argsort(-b.score):
+        if len(objs):
+            d = np.hypot(t_xy[:, 0] - b.cx[i], t_xy[:, 1] - b.cy[i])
+            d[used] = np.inf
+            j = int(np.argmin(d))
+            if d[j] <= tol:
+                used[j] = True
+                if occl[j]:
+                    continue  # neither required nor penalised
+                labels.append(_label(objs[j]))
+                keep.append(i)
+                continue
+        labels.append((KIND_BG, -1, -1))
+        keep.append(i)
+    cx, cy, ang = list(b.cx[keep]), list(b.cy[keep]), list(b.angle[keep])
+    flags = [1] * len(keep)
+    for j, o in enumerate(objs):
+        if occl[j] or o.get("truncated") or rng.random() < 0.4:
+            continue
+        cx.append(o["cx"] + rng.normal(0, 1.2))
+        cy.append(o["cy"] + rng.normal(0, 1.2))
+        ang.append(o["angle_rad"] + rng.normal(0, 0.03))
+        labels.append(_label(o))
+        flags.append(0)
+    size = (CROP_H + 2 * MARGIN, CROP_W + 2 * MARGIN)
+    crops = oriented_crops(image, np.array(cx), np.array(cy), np.array(ang), size)
+    return crops, np.array(labels, np.int8).reshape(-1, 3), np.array(flags, np.int8)
+
+
+def _worker(args: tuple[int, int, int, str | None, float]) -> dict[str, np.ndarray]:
+    seed, wid, n, model, threshold = args
+    det = Detector(model, threshold=threshold, threads=1, verify=False)
+    rng = np.random.default_rng([seed, wid])
+    parts = [chip_samples(rng, det) for _ in range(n)]
+    return {"crops": np.concatenate([p[0] for p in parts]),
+            "labels": np.concatenate([p[1] for p in parts]),
+            "flags": np.concatenate([p[2] for p in parts])}
+
+
+def build_data(out: str | os.PathLike[str], chips: int, seed: int = 0, workers: int = 2,
+               model: str | None = None, threshold: float = 0.15) -> dict[str, int]:
+    """Write ``out`` (.npz) with crops and labels from ``chips`` random chips."""
+    per = [chips // workers + (1 if w < chips % workers else 0) for w in range(workers)]
+    jobs = [(seed, w, per[w], model, threshold) for w in range(workers)]
+    if workers > 1:
+        with mp.get_context("spawn").Pool(workers) as pool:
+            parts = pool.map(_worker, jobs)
+    else:
+        parts = [_worker(jobs[0])]
+    data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.npz")
+    np.savez(tmp, **data)
+    os.replace(tmp, out)
+    kind = data["labels"][:, 0]
+    return {"samples": len(kind), "background": int((kind == KIND_BG).sum()),
+            "railcar": int((kind == KIND_RAILCAR).sum()),
+            "container": int((kind == KIND_CONTAINER).sum()),
+            "covered": int((data["labels"][:, 2] == 1).sum())}
+
+
+# ---------------------------------------------------------------------------- model
+def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+class VerNet(nn.Module):
+    """A plain CNN on (3, 32, 96) crops: kind (3), class (7) and covered (1) logits.
+
+    Besides global pooling it pools the crop's middle (where the candidate lies), so
+    the heads see both the car itself and its neighbourhood.
+    """
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            _block(3, w, 1),
+            _block(w, 2 * w, 2), _block(2 * w, 2 * w, 1),
+            _block(2 * w, 4 * w, 2), _block(4 * w, 4 * w, 1),
+            _block(4 * w, 6 * w, 2), _block(6 * w, 6 * w, 1),
+        )
+        f = 6 * w
+        self.fc = nn.Sequential(nn.Linear(2 * f, 128), nn.ReLU(inplace=True), nn.Dropout(0.2))
+        self.kind = nn.Linear(128, 3)
+        self.cls = nn.Linear(128, len(RAILCAR_CLASSES))
+        self.covered = nn.Linear(128, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        z = self.features(x / 255.0 - 0.5)  # (N, f, 4, 12)
+        mid = z[:, :, 1:3, 3:9].mean(dim=(2, 3))
+        h = self.fc(torch.cat([z.mean(dim=(2, 3)), mid], dim=1))
+        return self.kind(h), self.cls(h), self.covered(h)
+
+
+class ExportedVerNet(nn.Module):
+    """Probabilities for ONNX: softmax kind, softmax class, sigmoid covered."""
+
+    def __init__(self, net: VerNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        k, c, v = self.net(x)
+        return F.softmax(k, 1), F.softmax(c, 1), torch.sigmoid(v)
+
+
+def export_verifier(net: VerNet, path: str | os.PathLike[str]) -> Path:
+    """Write the verifier's ONNX (input ``crops`` (N, 3, 32, 96) float 0..255) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(ExportedVerNet(net).eval(), (torch.zeros(1, 3, CROP_H, CROP_W),),
+                              tmp, input_names=["crops"], output_names=["kind", "cls", "covered"],
+                              dynamic_axes={"crops": {0: "n"}, "kind": {0: "n"},
+                                            "cls": {0: "n"}, "covered": {0: "n"}},
+                              opset_version=17, dynamo=False)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ------------------------------------------------------------------------- training
+def _augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random shift within the margin, 180-degree turn and mirror across the car's axis."""
+    n = len(x)
+    out = np.empty((n, CROP_H, CROP_W, 3), np.uint8)
+    dy = rng.integers(0, 2 * MARGIN + 1, n)
+    dx = rng.integers(0, 2 * MARGIN + 1, n)
+    for i in range(n):
+        c = x[i, dy[i]:dy[i] + CROP_H, dx[i]:dx[i] + CROP_W]
+        if rng.random() < 0.5:
+            c = c[::-1, ::-1]
+        if rng.random() < 0.5:
+            c = c[::-1]
+        out[i] = c
+    return out
+
+
+def _center(x: np.ndarray) -> np.ndarray:
+    return x[:, MARGIN:MARGIN + CROP_H, MARGIN:MARGIN + CROP_W]
+
+
+def _losses(out: tuple[torch.Tensor, ...], y: torch.Tensor) -> torch.Tensor:
+    k, c, v = out
+    kind, cls, cov = y[:, 0], y[:, 1], y[:, 2]
+    loss = F.cross_entropy(k, kind)
+    m = cls >= 0
+    if m.any():
+        loss = loss + F.cross_entropy(c[m], cls[m])
+    m = cov >= 0
+    if m.any():
+        loss = loss + F.binary_cross_entropy_with_logits(v[m, 0], cov[m].float(),
+                                                         pos_weight=torch.tensor(2.0))
+    return loss
+
+
+def evaluate_arrays(net: VerNet, crops: np.ndarray, labels: np.ndarray,
+                    flags: np.ndarray) -> dict[str, float]:
+    """Accuracy of each head on held-out crops (candidates only for the kind head)."""
+    net.eval()
+    ks, cs, vs = [], [], []
+    with torch.no_grad():
+        for i in range(0, len(crops), 512):
+            x = torch.from_numpy(np.ascontiguousarray(
+                _center(crops[i:i + 512]).transpose(0, 3, 1, 2))).float()
+            k, c, v = net(x)
+            ks.append(k.argmax(1).numpy())
+            cs.append(c.argmax(1).numpy())
+            vs.append((v[:, 0] > 0).numpy())
+    k, c, v = np.concatenate(ks), np.concatenate(cs), np.concatenate(vs)
+    cand = flags == 1
+    kind = labels[:, 0]
+    bg = cand & (kind == KIND_BG)
+    obj = cand & (kind != KIND_BG)
+    railcar = labels[:, 1] >= 0
+    covm = labels[:, 2] >= 0
+    return {
+        "background_rejected": float((k[bg] == KIND_BG).mean()) if bg.any() else math.nan,
+        "objects_kept": float((k[obj] != KIND_BG).mean()) if obj.any() else math.nan,
+        "kind_accuracy": float((k[obj] == kind[obj]).mean()) if obj.any() else math.nan,
+        "class_accuracy": float((c[railcar] == labels[railcar, 1]).mean()),
+        "covered_accuracy": float((v[covm] == labels[covm, 2]).mean()),
+        "covered_recall": float(v[labels[:, 2] == 1].mean()) if (labels[:, 2] == 1).any()
+        else math.nan,
+    }
+
+
+def train_verifier(data: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+                   minutes: float = 20.0, seed: int = 0, batch: int = 128, lr: float = 2e-3,
+                   width: int = 16, threads: int = 2, val_fraction: float = 0.05,
+                   on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+                   ) -> dict[str, Any]:
+    """Train VerNet on a ``build_data`` file for ``minutes``; write ``railwatch-ver.onnx``
+    and the ``verifier`` block of ``out_dir/model.json``. Returns that block."""
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(seed)
+    d = np.load(data)
+    crops, labels, flags = d["crops"], d["labels"].astype(np.int64), d["flags"]
+    n = len(crops)
+    order = rng.permutation(n)
+    n_val = max(1, int(n * val_fraction))
+    val, tr = order[:n_val], order[n_val:]
+    net = VerNet(width)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    t0 = time.time()
+    budget = minutes * 60.0
+    step, epoch = 0, 0
+    steps_per_epoch = max(1, len(tr) // batch)
+    while time.time() - t0 < budget:
+        net.train()
+        perm = rng.permutation(tr)
+        for s in range(steps_per_epoch):
+            frac = min(1.0, (time.time() - t0) / budget)
+            if frac >= 1.0:
+                break
+            for g in opt.param_groups:  # cosine schedule over the wall-clock budget
+                g["lr"] = lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+            idx = np.sort(perm[s * batch:(s + 1) * batch])
+            x = _augment(crops[idx], rng)
+            if rng.random() < 0.5:  # photometric jitter per batch
+                x = np.clip(x.astype(np.float32) * rng.uniform(0.8, 1.2, 3), 0, 255)
+            xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float()
+            loss = _losses(net(xt), torch.from_numpy(labels[idx]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+        epoch += 1
+        if on_epoch is not None:
+            on_epoch(epoch, evaluate_arrays(net, crops[val], labels[val], flags[val]))
+    metrics = evaluate_arrays(net, crops[val], labels[val], flags[val])
+    out = Path(out_dir)
+    export_verifier(net, out / VERIFIER_FILE)
+    block = {
+        "file": VERIFIER_FILE, "version": VERIFIER_VERSION,
+        "architecture": f"VerNet: 7 conv3x3-BN-ReLU layers (width {width}), global + centre "
+                        "pooling, heads kind (background/railcar/container), class (7), covered",
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "crop_px": [CROP_H, CROP_W], "max_background": 0.5, "min_score": 0.0,
+        "training": {"samples": len(tr), "validation_samples": int(n_val),
+                     "epochs": epoch, "steps": step, "batch": batch, "lr": lr, "seed": seed,
+                     "minutes": round((time.time() - t0) / 60, 1),
+                     "validation": {k: round(v, 4) for k, v in metrics.items()}},
+    }
+    meta_path = out / "model.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta["verifier"] = {**meta.get("verifier", {}), **block}
+    tmp = meta_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, meta_path)
+    return meta["verifier"]

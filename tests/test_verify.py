@@ -1,0 +1,70 @@
+"""The second-stage verifier: crops cut along each box, how its verdicts change boxes."""
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from railwatch.detect import Detector, model_dir
+from railwatch.detect.decode import Boxes, box_corners
+from railwatch.detect.verify import CROP_H, CROP_W, apply_verifier, oriented_crops
+from railwatch.errors import InputError
+
+
+def _boxes(n, score=0.8):
+    z = np.zeros(n)
+    return Boxes(np.arange(n) * 50.0 + 40, np.full(n, 40.0), np.full(n, 30.0), np.full(n, 6.0),
+                 z.copy(), np.zeros(n, int), np.zeros(n, int), z + 0.5, z + 0.1, z + score,
+                 np.zeros((n, 3), np.uint8), np.full(n, np.nan))
+
+
+@pytest.mark.parametrize("angle", [0.0, 0.6, -1.2, 1.5])
+def test_oriented_crop_lays_the_car_along_the_crop_and_centres_it(angle):
+    img = np.full((200, 220, 3), 60, np.uint8)
+    cx, cy, length, width = 110.5, 90.5, 40.0, 8.0
+    c = box_corners(cx, cy, length, width, angle)[0] - 0.5  # raster -> OpenCV centres
+    cv2.fillConvexPoly(img, np.round(c * 16).astype(np.int32), (250, 250, 250), shift=4)
+    crop = oriented_crops(img, np.array([cx]), np.array([cy]), np.array([angle]))
+    assert crop.shape == (1, CROP_H, CROP_W, 3)
+    bright = crop[0, :, :, 0] > 155
+    rows, cols = np.nonzero(bright)
+    assert abs(cols.mean() - (CROP_W - 1) / 2) < 1.0 and abs(rows.mean() - (CROP_H - 1) / 2) < 1.0
+    assert abs((cols.max() - cols.min() + 1) - length) <= 2
+    assert abs((rows.max() - rows.min() + 1) - width) <= 2
+
+
+class _FakeVerifier:
+    """Returns fixed verdicts: background, railcar (hopper, covered), container."""
+
+    def predict(self, crops):
+        assert crops.shape[1:] == (CROP_H, CROP_W, 3)
+        kind = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.2, 0.1, 0.7]])
+        cls = np.full((3, 7), 0.01)
+        cls[:, 2] = 0.94
+        return {"kind": kind, "cls": cls, "covered": np.array([0.1, 0.9, 0.9])}
+
+
+def test_apply_verifier_drops_background_and_takes_kind_class_covered():
+    b = apply_verifier(np.zeros((100, 200, 3), np.uint8), _boxes(3), _FakeVerifier())
+    assert len(b) == 2
+    assert b.kind.tolist() == [0, 1]
+    assert b.cls.tolist() == [2, -1]  # hopper; containers have no class
+    assert b.covered_prob.tolist() == [0.9, 0.0]  # containers are never "covered"
+    np.testing.assert_allclose(b.object_prob, [0.9, 0.8])
+    np.testing.assert_allclose(b.score, np.sqrt(0.8 * np.array([0.9, 0.8])))
+    # a stricter score floor drops the weaker one too
+    b2 = apply_verifier(np.zeros((100, 200, 3), np.uint8), _boxes(3), _FakeVerifier(),
+                        min_score=0.83)
+    assert len(b2) == 1 and b2.kind[0] == 0
+
+
+def test_model_without_verifier_runs_one_stage_and_refuses_verify(tmp_path):
+    shutil.copy(model_dir() / "railwatch-det.onnx", tmp_path)
+    meta = json.loads((model_dir() / "model.json").read_text())
+    meta.pop("verifier", None)
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    assert Detector(tmp_path).verifier is None
+    with pytest.raises(InputError, match="no verifier"):
+        Detector(tmp_path, verify=True)
