@@ -21,7 +21,7 @@ def _boxes(cx, cy, length, width, angle, score, kind=None):
                  np.full(n, float(width)), np.full(n, float(angle)),
                  np.zeros(n, int) if kind is None else np.asarray(kind),
                  np.zeros(n, int), np.ones(n), np.zeros(n), np.asarray(score, float),
-                 np.zeros((n, 3), np.uint8))
+                 np.zeros((n, 3), np.uint8), np.full(n, np.nan))
 
 
 def test_decode_reads_centre_size_angle_class():
@@ -74,7 +74,7 @@ def test_rotated_nms_drops_a_small_box_inside_a_car():
         _boxes([50], [50], 30, 6, 0.0, [0.9]),
         Boxes(np.array([45.0]), np.array([50.0]), np.array([15.0]), np.array([3.0]),
               np.array([0.0]), np.zeros(1, int), np.zeros(1, int), np.ones(1), np.zeros(1),
-              np.array([0.6]), np.zeros((1, 3), np.uint8)),
+              np.array([0.6]), np.zeros((1, 3), np.uint8), np.full(1, np.nan)),
         _boxes([50], [57], 30, 6, 0.0, [0.5]),
     ])
     kept = rotated_nms(car, 0.3)

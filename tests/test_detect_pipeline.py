@@ -44,7 +44,7 @@ class BlobDetector:
             parts.append(Boxes(np.array([cx + 0.5]), np.array([cy + 0.5]), np.array([length]),
                                np.array([width]), np.array([theta]), np.zeros(1, int),
                                np.zeros(1, int), np.ones(1), np.zeros(1), np.array([0.9]),
-                               np.zeros((1, 3), np.uint8)))
+                               np.zeros((1, 3), np.uint8), np.full(1, np.nan)))
         b = Boxes.concat(parts) if parts else empty_boxes()
         b.color = footprint_colors(tile, b.corners())
         return rotated_nms(b)

@@ -189,11 +189,11 @@ def test_verifier_training_learns_and_onnx_matches_torch(tmp_path):
     crops[:, 12:28, 20:84] += (labels[:, 0] * 80).astype(np.uint8)[:, None, None, None]
     np.savez(tmp_path / "d.npz", crops=crops, labels=labels, flags=np.ones(n, np.int8))
     (tmp_path / "model.json").write_text(json.dumps({"name": "x"}))
-    block = train_verifier(tmp_path / "d.npz", tmp_path, minutes=0.25, seed=0, batch=32,
-                           val_fraction=0.2)
+    block = train_verifier(tmp_path / "d.npz", tmp_path, minutes=5, max_steps=80, seed=0,
+                           batch=32, val_fraction=0.2)
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["name"] == "x" and meta["verifier"]["file"] == "railwatch-ver.onnx"
-    assert block["training"]["steps"] > 0
+    assert block["training"]["steps"] == 80
     assert block["training"]["validation"]["kind_accuracy"] > 0.6  # chance: 1/3
     # ONNX export: same probabilities as torch
     torch.manual_seed(0)

@@ -281,10 +281,12 @@ def evaluate_arrays(net: VerNet, crops: np.ndarray, labels: np.ndarray,
 def train_verifier(data: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
                    minutes: float = 20.0, seed: int = 0, batch: int = 128, lr: float = 2e-3,
                    width: int = 16, threads: int = 2, val_fraction: float = 0.05,
+                   max_steps: int | None = None,
                    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
                    ) -> dict[str, Any]:
-    """Train VerNet on a ``build_data`` file for ``minutes``; write ``railwatch-ver.onnx``
-    and the ``verifier`` block of ``out_dir/model.json``. Returns that block."""
+    """Train VerNet on a ``build_data`` file for ``minutes`` (or ``max_steps``, whichever
+    comes first; the learning rate follows the budget); write ``railwatch-ver.onnx`` and
+    the ``verifier`` block of ``out_dir/model.json``. Returns that block."""
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)
@@ -300,11 +302,15 @@ def train_verifier(data: str | os.PathLike[str], out_dir: str | os.PathLike[str]
     budget = minutes * 60.0
     step, epoch = 0, 0
     steps_per_epoch = max(1, len(tr) // batch)
-    while time.time() - t0 < budget:
+    def progress_of() -> float:
+        frac = (time.time() - t0) / budget
+        return min(1.0, max(frac, step / max_steps if max_steps else 0.0))
+
+    while progress_of() < 1.0:
         net.train()
         perm = rng.permutation(tr)
         for s in range(steps_per_epoch):
-            frac = min(1.0, (time.time() - t0) / budget)
+            frac = progress_of()
             if frac >= 1.0:
                 break
             for g in opt.param_groups:  # cosine schedule over the wall-clock budget
