@@ -42,7 +42,7 @@ def test_shipped_model_files():
 
 
 def test_shipped_model_f1_on_fresh_scenes(scenes, detector, tmp_path):
-    """Regression guard at the level the shipped model really reaches (F1 0.86 here).
+    """Regression guard at the level the shipped model really reaches (see the model card).
 
     The issue's target is F1 >= 0.9; the model does NOT meet it yet (see
     docs/model-card.md, "Known failure modes"); raise this bound with a better model.
@@ -52,8 +52,10 @@ def test_shipped_model_f1_on_fresh_scenes(scenes, detector, tmp_path):
     res = evaluate(scenes, tmp_path)
     o = res["overall"]
     assert o["by_kind"]["railcar"]["truth"] > 20
-    assert o["f1"] >= 0.8, o
+    assert o["f1"] >= 0.8, o  # measured 0.87 with the verifier, 0.85 without
     assert o["recall"] >= 0.85, o
+    # the verifier's class and covered calls (measured 0.92 and 0.93; 0.74 and 0.88 without)
+    assert o["class_accuracy"] >= 0.8 and o["covered_accuracy"] >= 0.85, o
 
 
 def test_predict_tile_pixel_coordinates(detector):
@@ -61,7 +63,8 @@ def test_predict_tile_pixel_coordinates(detector):
     # renderer's chips, 0.78, is measured in bench/bench_detect.py, not here)
     from railwatch.simulate.chips import generate_chip, object_records
 
-    image, objects, _ = generate_chip(np.random.default_rng(SEEDS[0]), 256, gsd=0.5)
+    # a chip with many cars (33), so the statistics below are not one or two cars' luck
+    image, objects, _ = generate_chip(np.random.default_rng(880003), 256, gsd=0.5)
     det = detector.predict(np.ascontiguousarray(image[..., :3]))
     assert det.crs.name == "image pixels"
     rail = [o for o in object_records(objects)
@@ -72,8 +75,13 @@ def test_predict_tile_pixel_coordinates(detector):
     # found ones land within about a pixel
     c = det.centers
     err = np.array([np.min(np.hypot(c[:, 0] - o["cx"], c[:, 1] - o["cy"])) for o in rail])
-    assert np.mean(err < 4) >= 0.8, err
+    assert len(rail) >= 20 and np.mean(err < 4) >= 0.8, err
     assert np.median(err[err < 4]) < 1.5, err
+    # no systematic offset (a half-pixel convention slip would show here)
+    near = [int(np.argmin(np.hypot(c[:, 0] - o["cx"], c[:, 1] - o["cy"]))) for o in rail]
+    dx = np.array([c[k, 0] - o["cx"] for k, o in zip(near, rail, strict=True)])[err < 4]
+    dy = np.array([c[k, 1] - o["cy"] for k, o in zip(near, rail, strict=True)])[err < 4]
+    assert abs(dx.mean()) < 0.5 and abs(dy.mean()) < 0.5, (dx.mean(), dy.mean())
 
 
 def test_cli_detect_stdout_and_file(scenes, tmp_path):

@@ -68,3 +68,31 @@ def test_model_without_verifier_runs_one_stage_and_refuses_verify(tmp_path):
     assert Detector(tmp_path).verifier is None
     with pytest.raises(InputError, match="no verifier"):
         Detector(tmp_path, verify=True)
+
+
+def test_shipped_model_runs_two_stages_and_says_so(tmp_path):
+    from typer.testing import CliRunner
+
+    from railwatch.cli.main import app
+    from railwatch.detect.verify import VERIFIER_FILE
+    from railwatch.geojson import from_geojson
+    from railwatch.train.testsets import write_sim_scene
+
+    meta = json.loads((model_dir() / "model.json").read_text())
+    v = meta["verifier"]
+    assert (model_dir() / VERIFIER_FILE).stat().st_size < 5 * 2**20
+    assert 0 < v["candidate_threshold"] < meta["score_threshold"]
+    det = Detector()
+    assert det.verifier is not None and det.threshold == v["candidate_threshold"]
+    assert Detector(verify=False).verifier is None
+    write_sim_scene(tmp_path, "s", 880003, 400, 0.5)
+    tif = tmp_path / "s.tif"
+    r = CliRunner().invoke(app, ["detect", str(tif), "-o", str(tmp_path / "two.geojson")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["detect", str(tif), "-o", str(tmp_path / "one.geojson"),
+                                 "--no-verify"])
+    assert r.exit_code == 0, r.output
+    two, one = from_geojson(tmp_path / "two.geojson"), from_geojson(tmp_path / "one.geojson")
+    assert "object_score" in two.extra and "object_score" not in one.extra
+    assert two.meta["verifier"].startswith(VERIFIER_FILE) and one.meta.get("verifier") is None
+    assert len(two) > 0

@@ -18,7 +18,11 @@ def detect_cmd(
     out_dir: Path = typer.Option(None, "--out-dir", help="Folder for <stem>.geojson per image."),
     model: Path = typer.Option(None, "--model", help="ONNX model or folder (default: shipped)."),
     threshold: float = typer.Option(
-        None, "--threshold", help="Minimum detection score (default: the model's own)."),
+        None, "--threshold", help="Minimum detector score (default: the model's own; with "
+        "the verifier, the score at which candidates are proposed to it)."),
+    verify: bool = typer.Option(
+        None, "--verify/--no-verify", help="Check candidates with the second-stage verifier "
+        "(default: when the model has one)."),
 ) -> None:
     """Detect railcars and containers; GeoJSON to stdout, -o FILE or --out-dir DIR."""
     from railwatch.detect import Detector, detect
@@ -28,7 +32,7 @@ def detect_cmd(
         raise InputError("give either -o FILE or --out-dir DIR, not both")
     if len(images) > 1 and out_dir is None:
         raise InputError("several images need --out-dir DIR (one GeoJSON per image)")
-    detector = Detector(model, threshold=threshold)
+    detector = Detector(model, threshold=threshold, verify=verify)
     with progress() as bar:
         for path in images:
             task = bar.add_task(f"detect {path.name}", total=None)

@@ -65,16 +65,22 @@ def train_verifier_cmd(
     workers: int = typer.Option(2, "--workers", min=1, help="Processes harvesting crops."),
     threads: int = typer.Option(2, "--threads", min=1, help="torch CPU threads."),
     data: Path = typer.Option(None, "--data", help="Reuse (or keep) the harvested crops (.npz)."),
+    average_with: Path = typer.Option(
+        None, "--average-with", help="Another verifier (.onnx): ship the mean of the two."),
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate",
+                                   help="Choose the verifier's thresholds on validation scenes."),
 ) -> None:
     """Train the second-stage verifier on the detector's own candidates in random chips."""
     try:
-        from railwatch.train.verifier import build_data, train_verifier
+        from railwatch.train.verifier import average_verifiers, build_data, train_verifier
     except ImportError as exc:
         raise InputError(f"training needs the optional torch extra: pip install "
                          f"'railwatch[train]' ({exc})") from None
     det = out / "railwatch-det.onnx"
     if not det.is_file():
         raise InputError("no railwatch-det.onnx here: train the detector first", out)
+    if average_with is not None and not average_with.is_file():
+        raise InputError("verifier to average with not found", average_with)
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,8 +97,18 @@ def train_verifier_cmd(
                                        task, description=f"epoch {e}: background rejected "
                                        f"{m['background_rejected']:.2f}, kept "
                                        f"{m['objects_kept']:.2f}"))
+    if average_with is not None:
+        vpath = out / block["file"]
+        average_verifiers(average_with, vpath, vpath)
+        info(f"averaged with {average_with}")
     info(f"verifier written to {out}/{block['file']} "
          f"(validation: {block['training']['validation']})")
+    if calibrate:
+        from railwatch.train.calibrate import calibrate_verifier
+
+        mb, ms = calibrate_verifier(out)["best"]
+        info(f"verifier thresholds: background below {mb:g}, joint score at least {ms:g} "
+             "(chosen on validation scenes, stored in model.json)")
 
 
 def register(app: typer.Typer) -> None:
