@@ -528,6 +528,11 @@ def test_a_rise_ends_at_a_long_gap_in_the_imagery():
     dates = [r["date"] for r in f.data["records"]]
     assert dates[0] == "2023-10-05", dates  # 2023-10-05 -> 2024-02-10 is a 128-day gap
     assert f.data["peak"]["date"] == "2024-02-10"  # still the highest count overall
+    text = " ".join(f.sentences)
+    assert text.count("The rise began") == 1  # the rise is told once, with its own record
+    later = f.data["records"][1]
+    assert later["date"] == "2024-02-10" and later["previous_max"]["total"] == 73
+    assert "the previous maximum was 73 on 2023-10-05" in later["text"]
     # without the gap (images every two weeks) the rise runs on into 2024
     from railwatch.report.findings import record_episodes
 

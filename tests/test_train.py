@@ -212,3 +212,23 @@ def test_verifier_training_learns_and_onnx_matches_torch(tmp_path):
 def test_train_verifier_needs_a_detector(tmp_path):
     r = CliRunner().invoke(app, ["train-verifier", "--out", str(tmp_path)])
     assert r.exit_code != 0 and "railwatch-det.onnx" in r.output
+
+
+def test_averaged_verifiers_give_the_mean_probabilities(tmp_path):
+    import onnxruntime as ort
+
+    from railwatch.train.verifier import VerNet, average_verifiers, export_verifier
+
+    paths = []
+    for k in range(3):
+        torch.manual_seed(k)
+        paths.append(export_verifier(VerNet().eval(), tmp_path / f"v{k}.onnx"))
+    out = average_verifiers(paths, tmp_path / "mean.onnx")
+    x = np.random.default_rng(0).uniform(0, 255, (5, 3, 32, 96)).astype(np.float32)
+    runs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"crops": x})
+            for p in (*paths, out)]
+    for j in range(3):  # kind, class, covered
+        expect = np.mean([r[j] for r in runs[:3]], axis=0)
+        assert np.abs(runs[3][j] - expect).max() < 1e-5
+    with pytest.raises(ValueError):
+        average_verifiers(paths[:1], tmp_path / "one.onnx")

@@ -65,8 +65,8 @@ def train_verifier_cmd(
     workers: int = typer.Option(2, "--workers", min=1, help="Processes harvesting crops."),
     threads: int = typer.Option(2, "--threads", min=1, help="torch CPU threads."),
     data: Path = typer.Option(None, "--data", help="Reuse (or keep) the harvested crops (.npz)."),
-    average_with: Path = typer.Option(
-        None, "--average-with", help="Another verifier (.onnx): ship the mean of the two."),
+    average_with: list[Path] = typer.Option(
+        None, "--average-with", help="Other verifiers (.onnx, repeatable): ship the mean."),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate",
                                    help="Choose the verifier's thresholds on validation scenes."),
 ) -> None:
@@ -79,8 +79,9 @@ def train_verifier_cmd(
     det = out / "railwatch-det.onnx"
     if not det.is_file():
         raise InputError("no railwatch-det.onnx here: train the detector first", out)
-    if average_with is not None and not average_with.is_file():
-        raise InputError("verifier to average with not found", average_with)
+    for other in average_with or ():
+        if not other.is_file():
+            raise InputError("verifier to average with not found", other)
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,10 +98,10 @@ def train_verifier_cmd(
                                        task, description=f"epoch {e}: background rejected "
                                        f"{m['background_rejected']:.2f}, kept "
                                        f"{m['objects_kept']:.2f}"))
-    if average_with is not None:
+    if average_with:
         vpath = out / block["file"]
-        average_verifiers(average_with, vpath, vpath)
-        info(f"averaged with {average_with}")
+        average_verifiers([*average_with, vpath], vpath)
+        info(f"averaged with {', '.join(map(str, average_with))}")
     info(f"verifier written to {out}/{block['file']} "
          f"(validation: {block['training']['validation']})")
     if calibrate:

@@ -663,6 +663,12 @@ def compute_findings(
     peak = peak_finding(rows, title, rise_start=onset["date"] if onset else None)
     episodes = record_episodes(rows, title, onsets, events, covered_by_date)
     if peak is not None and all(e["peak"]["date"] != peak["date"] for e in episodes):
+        told = {e["onset"]["date"] for e in episodes if e["onset"]}
+        if onset is not None and onset["date"] in told:
+            # that rise is already told with its own record (it ended at a gap in the
+            # imagery): this later peak is compared with the previous maximum instead
+            peak = peak_finding(rows, title)
+            onset = None
         episodes.append({
             "peak": peak, "onset": onset,
             "covered": covered_finding(rows, peak["date"], (covered_by_date or {}).get(

@@ -72,7 +72,7 @@ def _objects(rendered: Any, chip_px: int) -> np.ndarray:
 
 
 def generate_chip(rng: np.random.Generator, chip_px: int = 256, gsd: float | None = None,
-                  gsd_choices: Sequence[float] = (0.3, 0.5, 0.8),
+                  gsd_choices: Sequence[float] = (0.3, 0.5, 0.8), container_lines: float = 0.4,
                   ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """One random chip: ``(image (chip_px, chip_px, 3) uint8 RGB, objects, info)``.
 
@@ -85,7 +85,8 @@ def generate_chip(rng: np.random.Generator, chip_px: int = 256, gsd: float | Non
         cond.gsd_m = float(cond.gsd_m * rng.uniform(0.92, 1.08))
     size = chip_px * cond.gsd_m
     extent = (-size / 2, -size / 2, size / 2, size / 2)
-    return chip_from_world(random_world(rng, extent, month=cond.when.month), cond, chip_px)
+    world = random_world(rng, extent, month=cond.when.month, container_lines=container_lines)
+    return chip_from_world(world, cond, chip_px)
 
 
 def chip_from_world(world: World, cond: Conditions, chip_px: int = 256,

@@ -145,9 +145,11 @@ def random_world(
     crs: str = "EPSG:32652",
     origin: tuple[float, float] = (500000.0, 4700000.0),
     month: int | None = None,
+    container_lines: float = 0.4,
 ) -> World:
     """A random rail yard covering ``extent`` (local metres); ``month`` sets the trees'
-    foliage (leafless November to April)."""
+    foliage (leafless November to April); ``container_lines`` is the share of container
+    lots staged in long lines rather than blocks."""
     leafless = month is not None and (month >= 11 or month <= 4)
     xmin, ymin, xmax, ymax = extent
     center = np.array([(xmin + xmax) / 2, (ymin + ymax) / 2])
@@ -262,6 +264,7 @@ def random_world(
                     conts,
                     dists,
                     leafless=leafless,
+                    container_lines=container_lines,
                 )
                 s += lot + gap
     cars = Railcars.concat(parts) if parts else Railcars.empty()
@@ -301,6 +304,7 @@ def _fill_lot(
     conts: list[Containers],
     dists: list[Distractors],
     leafless: bool = False,
+    container_lines: float = 0.4,
 ) -> None:
     """Place one lot of objects along the track bundle, beyond ``edge`` on ``side``."""
     # A local straight frame at the lot: along u, away from the tracks along side*v.
@@ -372,7 +376,7 @@ def _fill_lot(
                 return tuple(int(x) for x in rng.integers(30, 230, 3))
             return CONTAINER_COLORS[int(rng.integers(len(CONTAINER_COLORS)))]
 
-        if rng.random() < 0.4:
+        if rng.random() < container_lines:
             # staged in long lines, end to end with small gaps, mixed lengths, mostly one
             # high, an aisle (or nothing) between lines: from above, a train without rails
             lines = int(rng.integers(1, 3))

@@ -44,14 +44,15 @@ KIND_BG, KIND_RAILCAR, KIND_CONTAINER = 0, 1, 2
 
 
 # ----------------------------------------------------------------------------- data
-def _chip(rng: np.random.Generator, px_native: int = 320) -> tuple[np.ndarray, list[dict]]:
+def _chip(rng: np.random.Generator, px_native: int = 320, container_lines: float = 0.4,
+          ) -> tuple[np.ndarray, list[dict]]:
     """A random chip at the native GSD with raster-convention object dicts."""
     gsd = float(rng.choice([0.3, 0.4, 0.5, 0.5, 0.6, 0.8])) * float(rng.uniform(0.93, 1.07))
     px = math.ceil(px_native * NATIVE_GSD / gsd)
     if rng.random() < 0.65:
         from railwatch.simulate.chips import generate_chip, object_records
 
-        image, objects, _ = generate_chip(rng, px, gsd=gsd)
+        image, objects, _ = generate_chip(rng, px, gsd=gsd, container_lines=container_lines)
         objs = [dict(o, cx=o["cx"] - 0.5, cy=o["cy"] - 0.5) for o in object_records(objects)]
     else:
         image, objs = synth.generate_chip(rng, px, gsd)
@@ -71,11 +72,11 @@ def _label(o: dict[str, Any]) -> tuple[int, int, int]:
     return KIND_RAILCAR, RAILCAR_CLASSES.index(o["class"]), int(bool(o.get("covered")))
 
 
-def chip_samples(rng: np.random.Generator, det: Detector,
+def chip_samples(rng: np.random.Generator, det: Detector, container_lines: float = 0.4,
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Crops (N, H+2m, W+2m, 3), labels (N, 3) [kind, cls, covered] and flags (N,)
     (1 = a detector candidate, 0 = a jittered truth object) from one random chip."""
-    image, objs = _chip(rng)
+    image, objs = _chip(rng, container_lines=container_lines)
     b = det.boxes(image)
     tol = MATCH_M / NATIVE_GSD
     t_xy = np.array([[o["cx"], o["cy"]] for o in objs]).reshape(-1, 2)
@@ -111,21 +112,23 @@ def chip_samples(rng: np.random.Generator, det: Detector,
     return crops, np.array(labels, np.int8).reshape(-1, 3), np.array(flags, np.int8)
 
 
-def _worker(args: tuple[int, int, int, str | None, float]) -> dict[str, np.ndarray]:
-    seed, wid, n, model, threshold = args
+def _worker(args: tuple[int, int, int, str | None, float, float]) -> dict[str, np.ndarray]:
+    seed, wid, n, model, threshold, lines = args
     det = Detector(model, threshold=threshold, threads=1, verify=False)
     rng = np.random.default_rng([seed, wid])
-    parts = [chip_samples(rng, det) for _ in range(n)]
+    parts = [chip_samples(rng, det, lines) for _ in range(n)]
     return {"crops": np.concatenate([p[0] for p in parts]),
             "labels": np.concatenate([p[1] for p in parts]),
             "flags": np.concatenate([p[2] for p in parts])}
 
 
 def build_data(out: str | os.PathLike[str], chips: int, seed: int = 0, workers: int = 2,
-               model: str | None = None, threshold: float = 0.15) -> dict[str, int]:
-    """Write ``out`` (.npz) with crops and labels from ``chips`` random chips."""
+               model: str | None = None, threshold: float = 0.15,
+               container_lines: float = 0.4) -> dict[str, int]:
+    """Write ``out`` (.npz) with crops and labels from ``chips`` random chips
+    (``container_lines``: share of the simulator's container lots staged in lines)."""
     per = [chips // workers + (1 if w < chips % workers else 0) for w in range(workers)]
-    jobs = [(seed, w, per[w], model, threshold) for w in range(workers)]
+    jobs = [(seed, w, per[w], model, threshold, container_lines) for w in range(workers)]
     if workers > 1:
         with mp.get_context("spawn").Pool(workers) as pool:
             parts = pool.map(_worker, jobs)
@@ -351,29 +354,36 @@ def train_verifier(data: str | os.PathLike[str], out_dir: str | os.PathLike[str]
     return meta["verifier"]
 
 
-def average_verifiers(a: str | os.PathLike[str], b: str | os.PathLike[str],
+def average_verifiers(paths: list[str | os.PathLike[str]],
                       out: str | os.PathLike[str]) -> Path:
-    """One ONNX graph whose outputs are the mean of two verifiers' probabilities (an
-    ensemble of models trained on different chips and seeds generalises better than
-    either; it costs twice the verifier's time)."""
+    """One ONNX graph whose outputs are the mean of several verifiers' probabilities (an
+    ensemble of models trained on different chips and seeds generalises better than any
+    one of them; it costs each member's time)."""
     import onnx
     from onnx import compose, helper
 
-    ma, mb = onnx.load(str(a)), onnx.load(str(b))
-    pa, pb = compose.add_prefix(ma, "a_"), compose.add_prefix(mb, "b_")
-    nodes = list(pa.graph.node) + list(pb.graph.node)
-    for n in nodes:  # both read the one input
-        n.input[:] = ["crops" if i in ("a_crops", "b_crops") else i for i in n.input]
-    names = [o.name for o in ma.graph.output]
+    models = [onnx.load(str(p)) for p in paths]
+    if len(models) < 2:
+        raise ValueError("average_verifiers needs at least two models")
+    first = models[0]
+    names = [o.name for o in first.graph.output]
+    nodes: list[Any] = []
+    inits: list[Any] = []
+    for k, m in enumerate(models):
+        pm = compose.add_prefix(m, f"m{k}_")
+        for n in pm.graph.node:  # all read the one input
+            n.input[:] = ["crops" if i == f"m{k}_crops" else i for i in n.input]
+            nodes.append(n)
+        inits += list(pm.graph.initializer)
     for name in names:
-        nodes.append(helper.make_node("Add", [f"a_{name}", f"b_{name}"], [f"sum_{name}"]))
-        nodes.append(helper.make_node("Mul", [f"sum_{name}", "half"], [name]))
-    half = helper.make_tensor("half", onnx.TensorProto.FLOAT, [], [0.5])
-    graph = helper.make_graph(nodes, "verifier_mean", list(ma.graph.input),
-                              list(ma.graph.output),
-                              initializer=[*pa.graph.initializer, *pb.graph.initializer, half])
-    model = helper.make_model(graph, opset_imports=ma.opset_import)
-    model.ir_version = ma.ir_version
+        nodes.append(helper.make_node("Sum", [f"m{k}_{name}" for k in range(len(models))],
+                                      [f"sum_{name}"]))
+        nodes.append(helper.make_node("Mul", [f"sum_{name}", "inv_n"], [name]))
+    inv_n = helper.make_tensor("inv_n", onnx.TensorProto.FLOAT, [], [1.0 / len(models)])
+    graph = helper.make_graph(nodes, "verifier_mean", list(first.graph.input),
+                              list(first.graph.output), initializer=[*inits, inv_n])
+    model = helper.make_model(graph, opset_imports=first.opset_import)
+    model.ir_version = first.ir_version
     onnx.checker.check_model(model)
     out = Path(out)
     tmp = out.with_suffix(".tmp")
