@@ -232,3 +232,25 @@ def test_averaged_verifiers_give_the_mean_probabilities(tmp_path):
         assert np.abs(runs[3][j] - expect).max() < 1e-5
     with pytest.raises(ValueError):
         average_verifiers(paths[:1], tmp_path / "one.onnx")
+
+
+def test_train_verifier_command_writes_a_verifier_the_detector_loads(tmp_path):
+    import shutil
+
+    from railwatch.detect import Detector, model_dir
+
+    shutil.copy(model_dir() / "railwatch-det.onnx", tmp_path)
+    meta = json.loads((model_dir() / "model.json").read_text())
+    meta.pop("verifier")
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    assert Detector(tmp_path).verifier is None
+    r = CliRunner().invoke(app, ["train-verifier", "--out", str(tmp_path), "--chips", "3",
+                                 "--minutes", "0.05", "--workers", "1", "--threads", "1",
+                                 "--no-calibrate", "--data", str(tmp_path / "crops.npz")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "crops.npz").exists()  # --data keeps the harvest for re-use
+    block = json.loads((tmp_path / "model.json").read_text())["verifier"]
+    assert block["file"] == "railwatch-ver.onnx" and block["training"]["steps"] >= 1
+    det = Detector(tmp_path)
+    assert det.verifier is not None
+    assert det.boxes(np.full((128, 128, 3), 90, np.uint8)) is not None

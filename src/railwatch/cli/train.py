@@ -60,7 +60,7 @@ def train_verifier_cmd(
     out: Path = typer.Option(..., "--out", help="Model folder with railwatch-det.onnx "
                              "(the verifier and its model.json block are written there)."),
     chips: int = typer.Option(3000, "--chips", min=1, help="Random chips to harvest crops from."),
-    minutes: float = typer.Option(20.0, "--minutes", min=0.1, help="Training wall-clock budget."),
+    minutes: float = typer.Option(20.0, "--minutes", min=0.01, help="Training wall-clock budget."),
     seed: int = typer.Option(0, "--seed", help="Random seed (data and weights)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Processes harvesting crops."),
     threads: int = typer.Option(2, "--threads", min=1, help="torch CPU threads."),
