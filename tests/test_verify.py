@@ -96,3 +96,13 @@ def test_shipped_model_runs_two_stages_and_says_so(tmp_path):
     assert "object_score" in two.extra and "object_score" not in one.extra
     assert two.meta["verifier"].startswith(VERIFIER_FILE) and one.meta.get("verifier") is None
     assert len(two) > 0
+
+
+def test_broken_verifier_file_is_a_one_line_error_naming_it(tmp_path):
+    shutil.copy(model_dir() / "railwatch-det.onnx", tmp_path)
+    shutil.copy(model_dir() / "model.json", tmp_path)
+    (tmp_path / "railwatch-ver.onnx").write_bytes(b"not an onnx model")
+    with pytest.raises(InputError, match="not a loadable ONNX model") as e:
+        Detector(tmp_path)
+    assert "railwatch-ver.onnx" in str(e.value) and "\n" not in str(e.value)
+    assert Detector(tmp_path, verify=False).verifier is None  # the detector alone still runs
