@@ -202,6 +202,11 @@ def _row(m: dict[str, Any]) -> str:
                                              "container_f1"))
 
 
+def _slice_rows(slices: dict[str, Any], prefix: str = "") -> list[str]:
+    return [f"| {prefix}{dim} = {label} | {m['images']} | {_row(m)} |"
+            for dim, by in slices.items() for label, m in by.items()]
+
+
 def markdown(res: dict[str, Any]) -> str:
     """The benchmarks.md section body."""
     lines = ["| set | images | precision | recall | F1 | count error | class acc. | "
@@ -212,9 +217,7 @@ def markdown(res: dict[str, Any]) -> str:
     if "one_stage" in res:
         lines.append(f"| all (RailDet alone, no verifier) | {res['one_stage']['images']} | "
                      f"{_row(res['one_stage'])} |")
-    for dim, by in ours["slices"].items():
-        for label, m in by.items():
-            lines.append(f"| {dim} = {label} | {m['images']} | {_row(m)} |")
+    lines += _slice_rows(ours["slices"])
     lines.append(f"| all (OpenCV baseline) | {res['baseline']['overall']['images']} | "
                  f"{_row(res['baseline']['overall'])} |")
     if "scenario" in res:
@@ -224,9 +227,7 @@ def markdown(res: dict[str, Any]) -> str:
         if "one_stage" in sc:
             lines.append(f"| scenario images (RailDet alone) | {sc['one_stage']['images']}"
                          f" | {_row(sc['one_stage'])} |")
-        for dim, by in sc["slices"].items():
-            for label, m in by.items():
-                lines.append(f"| scenario, {dim} = {label} | {m['images']} | {_row(m)} |")
+        lines += _slice_rows(sc["slices"], "scenario, ")
     return "\n".join(lines)
 
 

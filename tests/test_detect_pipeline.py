@@ -27,6 +27,7 @@ class BlobDetector:
     nms_iou = 0.3
     path = Path("blob.onnx")
     version = "test"
+    verifier_note = None
 
     def __init__(self):
         self.calls = 0

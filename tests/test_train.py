@@ -148,10 +148,12 @@ def test_warm_start_from_onnx_reproduces_the_exported_model(tmp_path):
         init_from_onnx(RailDet(4), path)
 
 
-def test_train_command_without_torch_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "railwatch.train.loop", None)
-    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "m")])
-    assert r.exit_code == 2 and "torch" in r.output
+@pytest.mark.parametrize("command, module", [("train", "railwatch.train.loop"),
+                                             ("train-verifier", "railwatch.train.verifier")])
+def test_train_command_without_torch_is_a_clear_error(tmp_path, monkeypatch, command, module):
+    monkeypatch.setitem(sys.modules, module, None)
+    r = CliRunner().invoke(app, [command, "--out", str(tmp_path / "m")])
+    assert r.exit_code == 2 and "torch extra" in r.output
 
 
 def test_verifier_data_labels_candidates_and_truth(tmp_path):
@@ -252,5 +254,7 @@ def test_train_verifier_command_writes_a_verifier_the_detector_loads(tmp_path):
     block = json.loads((tmp_path / "model.json").read_text())["verifier"]
     assert block["file"] == "railwatch-ver.onnx" and block["training"]["steps"] >= 1
     det = Detector(tmp_path)
-    assert det.verifier is not None
-    assert det.boxes(np.full((128, 128, 3), 90, np.uint8)) is not None
+    assert det.verifier is not None and det.verifier_note.startswith("railwatch-ver.onnx")
+    p = det.verifier.predict(np.full((3, 32, 96, 3), 90, np.uint8))
+    assert p["kind"].shape == (3, 3) and p["cls"].shape == (3, 7) and p["covered"].shape == (3,)
+    np.testing.assert_allclose(p["kind"].sum(axis=1), 1, atol=1e-5)  # probabilities

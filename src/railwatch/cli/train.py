@@ -3,12 +3,23 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from types import ModuleType
 
 import typer
 
 from railwatch.cli.options import info, progress
 from railwatch.errors import InputError
+
+
+def _training(module: str) -> ModuleType:
+    """Import a training module; InputError naming the optional extra when it cannot."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise InputError(f"training needs the optional torch extra: pip install "
+                         f"'railwatch[train]' ({exc})") from None
 
 
 def train_cmd(
@@ -30,23 +41,20 @@ def train_cmd(
                                    help="Choose the score threshold on validation scenes."),
 ) -> None:
     """Train RailDet on on-the-fly simulated chips and export ONNX + model.json."""
-    try:
-        from railwatch.train.loop import TrainConfig, train
-    except ImportError as exc:
-        raise InputError(f"training needs the optional torch extra: pip install "
-                         f"'railwatch[train]' ({exc})") from None
+    loop = _training("railwatch.train.loop")
     if chips is not None and not chips.is_dir():
         raise InputError("chips folder not found", chips)
     if init is not None and not init.is_file():
         raise InputError("model to start from not found", init)
-    cfg = TrainConfig(steps=steps, batch=batch, seed=seed, threads=threads, minutes=minutes,
-                      chips_dir=str(chips) if chips else None, sim_fraction=sim_fraction,
-                      lr=lr, workers=workers, init_onnx=str(init) if init else None)
+    cfg = loop.TrainConfig(steps=steps, batch=batch, seed=seed, threads=threads,
+                           minutes=minutes, chips_dir=str(chips) if chips else None,
+                           sim_fraction=sim_fraction, lr=lr, workers=workers,
+                           init_onnx=str(init) if init else None)
     with progress() as bar:
         task = bar.add_task("train", total=None if minutes else steps)
-        meta = train(out, cfg, log=lambda s: None,
-                     on_step=lambda i, v: bar.update(task, completed=i,
-                                                     description=f"train loss {v['total']:.2f}"))
+        meta = loop.train(out, cfg, log=lambda s: None,
+                          on_step=lambda i, v: bar.update(
+                              task, completed=i, description=f"train loss {v['total']:.2f}"))
     info(f"model written to {out}/railwatch-det.onnx (final loss "
          f"{meta['training']['final_loss']})")
     if calibrate:
@@ -71,11 +79,7 @@ def train_verifier_cmd(
                                    help="Choose the verifier's thresholds on validation scenes."),
 ) -> None:
     """Train the second-stage verifier on the detector's own candidates in random chips."""
-    try:
-        from railwatch.train.verifier import average_verifiers, build_data, train_verifier
-    except ImportError as exc:
-        raise InputError(f"training needs the optional torch extra: pip install "
-                         f"'railwatch[train]' ({exc})") from None
+    ver = _training("railwatch.train.verifier")
     det = out / "railwatch-det.onnx"
     if not det.is_file():
         raise InputError("no railwatch-det.onnx here: train the detector first", out)
@@ -89,18 +93,18 @@ def train_verifier_cmd(
         if not path.exists():
             with progress() as bar:
                 bar.add_task(f"harvesting crops from {chips} chips", total=None)
-                counts = build_data(path, chips, seed=seed, workers=workers, model=str(det))
+                counts = ver.build_data(path, chips, seed=seed, workers=workers, model=str(det))
             info(f"{counts['samples']} crops ({counts['background']} background)")
         with progress() as bar:
             task = bar.add_task("train verifier", total=None)
-            block = train_verifier(path, out, minutes=minutes, seed=seed, threads=threads,
+            block = ver.train_verifier(path, out, minutes=minutes, seed=seed, threads=threads,
                                    on_epoch=lambda e, m: bar.update(
                                        task, description=f"epoch {e}: background rejected "
                                        f"{m['background_rejected']:.2f}, kept "
                                        f"{m['objects_kept']:.2f}"))
     if average_with:
         vpath = out / block["file"]
-        average_verifiers([*average_with, vpath], vpath)
+        ver.average_verifiers([*average_with, vpath], vpath)
         info(f"averaged with {', '.join(map(str, average_with))}")
     info(f"verifier written to {out}/{block['file']} "
          f"(validation: {block['training']['validation']})")

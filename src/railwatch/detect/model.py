@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from railwatch.detect.decode import PIXEL_CRS, Boxes, decode, empty_boxes, rotated_nms
+from railwatch.detect.session import open_session
 from railwatch.detect.verify import Verifier, apply_verifier, verifier_settings
 from railwatch.errors import InputError
 from railwatch.types import RAILCAR_CLASSES, Detections
@@ -46,7 +47,6 @@ class Detector:
                  threshold: float | None = None, nms_iou: float = 0.3,
                  threads: int | None = None,
                  use_gpu: bool | None = None, verify: bool | None = None) -> None:
-        import onnxruntime as ort
 
         p = Path(path) if path is not None else model_dir() / MODEL_FILE
         if p.is_dir():
@@ -71,26 +71,24 @@ class Detector:
         self.threshold = float(threshold if threshold is not None else default_t)
         self.nms_iou = nms_iou
         self.path = p
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # no busy-waiting between ops: on a shared machine spinning threads starve others
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(p), opts, providers=_providers(use_gpu))
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise InputError(f"not a loadable ONNX model ({exc})", p) from exc
+        self.session = open_session(p, threads, _providers(use_gpu))
         self.providers = self.session.get_providers()
         self.verifier: Verifier | None = None
         self.max_background = float(vset["max_background"])
         self.min_score = float(vset["min_score"])
         if use_verifier:
-            self.verifier = Verifier(vpath, threads=opts.intra_op_num_threads,
-                                     providers=self.providers)
+            self.verifier = Verifier(vpath, threads=threads, providers=self.providers)
 
     @property
     def version(self) -> str:
         return str(self.meta.get("version", "unknown"))
+
+    @property
+    def verifier_note(self) -> str | None:
+        """The verifier's file and version, None when the detector runs alone."""
+        if self.verifier is None:
+            return None
+        return f"{self.verifier.path.name} {self.meta['verifier'].get('version', '')}".strip()
 
     def run(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw ONNX outputs (peaks (2, h, w), maps (14, h, w)) for one RGB uint8 tile."""

@@ -178,19 +178,12 @@ def detect(path: str | os.PathLike[str], detector: Detector | None = None,
         f"resampled from {scene.gsd_m:.3f} m to {det_.native_gsd_m:g} m per tile with OpenCV "
         f"{'INTER_AREA' if f < 1 else 'INTER_LINEAR'} before detection",
         model=det_.path.name, model_version=det_.version, tiles=len(tiles),
-        verifier=_verifier_note(det_),
+        verifier=det_.verifier_note,
         scaling=scaling.note or "8-bit as stored",
     )
     if scene.acquired is not None:
         det.meta["acquired"] = scene.acquired.isoformat()
     return det
-
-
-def _verifier_note(det: Detector) -> str | None:
-    v = getattr(det, "verifier", None)
-    if v is None:
-        return None
-    return f"{v.path.name} {det.meta.get('verifier', {}).get('version', '')}".strip()
 
 
 def detect_many(paths: Iterable[str | os.PathLike[str]], out_dir: str | os.PathLike[str],

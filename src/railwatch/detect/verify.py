@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from railwatch.detect.decode import Boxes
+from railwatch.detect.session import open_session
 from railwatch.errors import InputError
 
 VERIFIER_FILE = "railwatch-ver.onnx"
@@ -38,10 +39,10 @@ def oriented_crops(image: np.ndarray, cx: np.ndarray, cy: np.ndarray, angle: np.
     n = len(cx)
     out = np.zeros((n, h, w, 3), np.uint8)
     img = np.ascontiguousarray(image[..., :3])
+    u0, v0 = (w - 1) / 2, (h - 1) / 2  # the crop's centre, OpenCV convention
     for i in range(n):
         c, s = float(np.cos(angle[i])), float(np.sin(angle[i]))
         x0, y0 = float(cx[i]) - 0.5, float(cy[i]) - 0.5  # OpenCV: pixel centres on integers
-        u0, v0 = (w - 1) / 2, (h - 1) / 2
         # destination (u, v) -> source (x, y): along-axis = u, across = v
         m = np.array([[c, -s, x0 - c * u0 + s * v0],
                       [s, c, y0 - s * u0 - c * v0]], np.float64)
@@ -55,21 +56,11 @@ class Verifier:
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
                  providers: list[str] | None = None) -> None:
-        import onnxruntime as ort
-
         p = Path(path)
         if not p.exists():
             raise InputError("verifier model not found", p)
         self.path = p
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(p), opts,
-                                                providers=providers or ["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise InputError(f"not a loadable ONNX model ({exc})", p) from exc
+        self.session = open_session(p, threads, providers)
 
     def predict(self, crops: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
         """``kind`` (N, 3) background/railcar/container, ``cls`` (N, 7), ``covered`` (N,)."""
