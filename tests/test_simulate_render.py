@@ -246,3 +246,42 @@ def test_water_dark_in_summer_frozen_in_winter() -> None:
     band = slice(45, 75)  # rows well inside the river (y from -7.5 to 7.5 m)
     assert summer.image[band].mean() < 0.85 * summer.image[:20].mean()
     assert winter.image[band].mean() > 180
+
+
+def _end_to_end_share(c) -> float:
+    """Share of containers with a neighbour end to end in the same row (same heading,
+    on its axis, at about half their lengths plus a small gap)."""
+    xy = np.c_[c.x, c.y]
+    u = np.c_[np.cos(c.heading), np.sin(c.heading)]
+    found = 0
+    for i in range(len(xy)):
+        d = xy - xy[i]
+        along = d @ u[i]
+        cross = np.abs(d[:, 0] * u[i, 1] - d[:, 1] * u[i, 0])
+        reach = (c.length_m[i] + c.length_m) / 2
+        gap = np.abs(along) - reach
+        same = np.abs(np.sin(c.heading - c.heading[i])) < 1e-6
+        found += bool(np.any(same & (cross < 0.3) & (gap > 0.1) & (gap < 2.0)))
+    return found / max(len(xy), 1)
+
+
+@pytest.mark.parametrize("style", ["container_lines", "container_yards"])
+def test_container_lines_and_yards_lie_end_to_end_along_their_rows(style) -> None:
+    boxes = 0
+    shares = []
+    for seed in range(4):
+        world = random_world(np.random.default_rng(seed), (-150.0, -150.0, 150.0, 150.0),
+                             **{style: 1.0})
+        c = world.containers
+        boxes += len(c.x)
+        shares.append(_end_to_end_share(c))
+    assert boxes > 40
+    assert np.mean(shares) > 0.7  # rows along the boxes' own axis, not staggered
+
+
+def test_container_yards_zero_keeps_the_layouts() -> None:
+    a = random_world(np.random.default_rng(9), (-100.0, -100.0, 100.0, 100.0))
+    b = random_world(np.random.default_rng(9), (-100.0, -100.0, 100.0, 100.0),
+                     container_yards=0.0)
+    np.testing.assert_array_equal(a.containers.x, b.containers.x)
+    np.testing.assert_array_equal(a.cars.x, b.cars.x)

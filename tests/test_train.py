@@ -189,13 +189,17 @@ def test_verifier_training_learns_and_onnx_matches_torch(tmp_path):
     # separable crops: the kind shows as the brightness of the middle
     crops = rng.integers(0, 60, (n, 40, 104, 3)).astype(np.uint8)
     crops[:, 12:28, 20:84] += (labels[:, 0] * 80).astype(np.uint8)[:, None, None, None]
-    np.savez(tmp_path / "d.npz", crops=crops, labels=labels, flags=np.ones(n, np.int8))
+    # two harvest files, pooled
+    for name, part in (("d1.npz", slice(0, 100)), ("d2.npz", slice(100, n))):
+        np.savez(tmp_path / name, crops=crops[part], labels=labels[part],
+                 flags=np.ones(n, np.int8)[part])
     (tmp_path / "model.json").write_text(json.dumps({"name": "x"}))
-    block = train_verifier(tmp_path / "d.npz", tmp_path, minutes=5, max_steps=80, seed=0,
-                           batch=32, val_fraction=0.2)
+    block = train_verifier([tmp_path / "d1.npz", tmp_path / "d2.npz"], tmp_path, minutes=5,
+                           max_steps=80, seed=0, batch=32, val_fraction=0.2)
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["name"] == "x" and meta["verifier"]["file"] == "railwatch-ver.onnx"
     assert block["training"]["steps"] == 80
+    assert block["training"]["samples"] + block["training"]["validation_samples"] == n
     assert block["training"]["validation"]["kind_accuracy"] > 0.6  # chance: 1/3
     # ONNX export: same probabilities as torch
     torch.manual_seed(0)
@@ -214,6 +218,17 @@ def test_verifier_training_learns_and_onnx_matches_torch(tmp_path):
 def test_train_verifier_needs_a_detector(tmp_path):
     r = CliRunner().invoke(app, ["train-verifier", "--out", str(tmp_path)])
     assert r.exit_code != 0 and "railwatch-det.onnx" in r.output
+
+
+def test_train_verifier_harvests_into_one_missing_data_file_only(tmp_path):
+    from railwatch.detect import model_dir
+
+    (tmp_path / "railwatch-det.onnx").write_bytes((model_dir() / "railwatch-det.onnx").read_bytes())
+    r = CliRunner().invoke(app, ["train-verifier", "--out", str(tmp_path),
+                                 "--data", str(tmp_path / "a.npz"),
+                                 "--data", str(tmp_path / "b.npz")])
+    assert r.exit_code == 2 and "only one --data file" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["railwatch-det.onnx"]
 
 
 def test_averaged_verifiers_give_the_mean_probabilities(tmp_path):

@@ -72,7 +72,12 @@ def train_verifier_cmd(
     seed: int = typer.Option(0, "--seed", help="Random seed (data and weights)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Processes harvesting crops."),
     threads: int = typer.Option(2, "--threads", min=1, help="torch CPU threads."),
-    data: Path = typer.Option(None, "--data", help="Reuse (or keep) the harvested crops (.npz)."),
+    data: list[Path] = typer.Option(
+        None, "--data", help="Harvested crops (.npz, repeatable): existing files are reused and "
+        "pooled; one missing file is harvested into and kept."),
+    container_yards: float = typer.Option(
+        0.0, "--container-yards", min=0.0, max=1.0,
+        help="Share of the chips' container lots laid out as container yards."),
     average_with: list[Path] = typer.Option(
         None, "--average-with", help="Other verifiers (.onnx, repeatable): ship the mean."),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate",
@@ -86,18 +91,23 @@ def train_verifier_cmd(
     for other in average_with or ():
         if not other.is_file():
             raise InputError("verifier to average with not found", other)
+    missing = [p for p in data or () if not p.exists()]
+    if len(missing) > 1:
+        raise InputError("only one --data file can be harvested into; these do not exist: "
+                         + ", ".join(map(str, missing)), missing[0])
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = data or Path(tmp) / "crops.npz"
-        if not path.exists():
+        paths = list(data) if data else [Path(tmp) / "crops.npz"]
+        for path in [p for p in paths if not p.exists()]:
             with progress() as bar:
                 bar.add_task(f"harvesting crops from {chips} chips", total=None)
-                counts = ver.build_data(path, chips, seed=seed, workers=workers, model=str(det))
+                counts = ver.build_data(path, chips, seed=seed, workers=workers, model=str(det),
+                                        container_yards=container_yards)
             info(f"{counts['samples']} crops ({counts['background']} background)")
         with progress() as bar:
             task = bar.add_task("train verifier", total=None)
-            block = ver.train_verifier(path, out, minutes=minutes, seed=seed, threads=threads,
+            block = ver.train_verifier(paths, out, minutes=minutes, seed=seed, threads=threads,
                                    on_epoch=lambda e, m: bar.update(
                                        task, description=f"epoch {e}: background rejected "
                                        f"{m['background_rejected']:.2f}, kept "

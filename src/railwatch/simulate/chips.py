@@ -73,19 +73,22 @@ def _objects(rendered: Any, chip_px: int) -> np.ndarray:
 
 def generate_chip(rng: np.random.Generator, chip_px: int = 256, gsd: float | None = None,
                   gsd_choices: Sequence[float] = (0.3, 0.5, 0.8), container_lines: float = 0.4,
+                  container_yards: float = 0.0,
                   ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """One random chip: ``(image (chip_px, chip_px, 3) uint8 RGB, objects, info)``.
 
     ``objects`` is a structured array of :data:`OBJECT_DTYPE` (pixel coordinates);
     ``info`` holds the chip's ``gsd_m`` and conditions. ``gsd`` fixes the GSD, else it is
-    drawn from ``gsd_choices`` and jittered by up to 8 %.
+    drawn from ``gsd_choices`` and jittered by up to 8 %. ``container_lines`` and
+    ``container_yards`` shape the container lots (see :func:`random_world`).
     """
     cond = random_conditions(rng, gsd_choices if gsd is None else (gsd,))
     if gsd is None:
         cond.gsd_m = float(cond.gsd_m * rng.uniform(0.92, 1.08))
     size = chip_px * cond.gsd_m
     extent = (-size / 2, -size / 2, size / 2, size / 2)
-    world = random_world(rng, extent, month=cond.when.month, container_lines=container_lines)
+    world = random_world(rng, extent, month=cond.when.month, container_lines=container_lines,
+                         container_yards=container_yards)
     return chip_from_world(world, cond, chip_px)
 
 

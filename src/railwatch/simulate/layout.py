@@ -146,10 +146,13 @@ def random_world(
     origin: tuple[float, float] = (500000.0, 4700000.0),
     month: int | None = None,
     container_lines: float = 0.4,
+    container_yards: float = 0.0,
 ) -> World:
     """A random rail yard covering ``extent`` (local metres); ``month`` sets the trees'
     foliage (leafless November to April); ``container_lines`` is the share of container
-    lots staged in long lines rather than blocks."""
+    lots staged in long lines rather than blocks, ``container_yards`` the share laid out
+    as a container yard (many long rows of mixed 20/40 ft boxes, often away from the
+    tracks on open ground; 0 draws none and leaves the layout's random draws as before)."""
     leafless = month is not None and (month >= 11 or month <= 4)
     xmin, ymin, xmax, ymax = extent
     center = np.array([(xmin + xmax) / 2, (ymin + ymax) / 2])
@@ -265,6 +268,7 @@ def random_world(
                     dists,
                     leafless=leafless,
                     container_lines=container_lines,
+                    container_yards=container_yards,
                 )
                 s += lot + gap
     cars = Railcars.concat(parts) if parts else Railcars.empty()
@@ -305,6 +309,7 @@ def _fill_lot(
     dists: list[Distractors],
     leafless: bool = False,
     container_lines: float = 0.4,
+    container_yards: float = 0.0,
 ) -> None:
     """Place one lot of objects along the track bundle, beyond ``edge`` on ``side``."""
     # A local straight frame at the lot: along u, away from the tracks along side*v.
@@ -376,25 +381,47 @@ def _fill_lot(
                 return tuple(int(x) for x in rng.integers(30, 230, 3))
             return CONTAINER_COLORS[int(rng.integers(len(CONTAINER_COLORS)))]
 
-        if rng.random() < container_lines:
+        if container_yards > 0 and rng.random() < container_yards:
+            # a container yard: rows end to end (mixed lengths, small gaps), rows in pairs
+            # or with aisles, often set back from the tracks on open ground
+            dv = 1.5 + (float(rng.uniform(3, 40)) if rng.random() < 0.6 else 0.0)
+            share40 = float(rng.uniform(0.3, 0.85))
+            empty = float(rng.uniform(0.0, 0.3))
+            for _ in range(int(rng.integers(2, 9))):
+                along = -lot_l / 2
+                while True:
+                    length = CONTAINER_LENGTHS_M[1 if rng.random() < share40 else 0]
+                    if along + length > lot_l / 2:
+                        break
+                    if rng.random() >= empty:
+                        c = at(along + length / 2, dv)
+                        xs.append(c[0])
+                        ys.append(c[1])
+                        lens.append(length)
+                        st.append(1 if rng.random() < 0.85 else 2)
+                        cols.append(colour())
+                    along += length + float(rng.uniform(0.3, 1.0))
+                dv += 2.44 + (float(rng.uniform(0.3, 0.6)) if rng.random() < 0.5
+                              else float(rng.uniform(3.0, 7.0)))
+        elif rng.random() < container_lines:
             # staged in long lines, end to end with small gaps, mixed lengths, mostly one
             # high, an aisle (or nothing) between lines: from above, a train without rails
             lines = int(rng.integers(1, 3))
             pitch = 2.8 if rng.random() < 0.3 else float(rng.uniform(5.0, 9.0))
             for r_ in range(lines):
-                u = -lot_l / 2
+                along = -lot_l / 2
                 while True:
                     length = float(rng.choice(CONTAINER_LENGTHS_M))
-                    if u + length > lot_l / 2:
+                    if along + length > lot_l / 2:
                         break
                     if rng.random() >= 0.08:
-                        c = at(u + length / 2, 1.5 + r_ * pitch)
+                        c = at(along + length / 2, 1.5 + r_ * pitch)
                         xs.append(c[0])
                         ys.append(c[1])
                         lens.append(length)
                         st.append(1 if rng.random() < 0.8 else 2)
                         cols.append(colour())
-                    u += length + float(rng.uniform(0.3, 1.5))
+                    along += length + float(rng.uniform(0.3, 1.5))
         else:
             rows = int(rng.integers(1, 5))
             length = float(rng.choice(CONTAINER_LENGTHS_M))

@@ -21,7 +21,7 @@ import multiprocessing as mp
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +45,15 @@ KIND_BG, KIND_RAILCAR, KIND_CONTAINER = 0, 1, 2
 
 # ----------------------------------------------------------------------------- data
 def _chip(rng: np.random.Generator, px_native: int = 320, container_lines: float = 0.4,
-          ) -> tuple[np.ndarray, list[dict]]:
+          container_yards: float = 0.0) -> tuple[np.ndarray, list[dict]]:
     """A random chip at the native GSD with raster-convention object dicts."""
     gsd = float(rng.choice([0.3, 0.4, 0.5, 0.5, 0.6, 0.8])) * float(rng.uniform(0.93, 1.07))
     px = math.ceil(px_native * NATIVE_GSD / gsd)
     if rng.random() < 0.65:
         from railwatch.simulate.chips import generate_chip, object_records
 
-        image, objects, _ = generate_chip(rng, px, gsd=gsd, container_lines=container_lines)
+        image, objects, _ = generate_chip(rng, px, gsd=gsd, container_lines=container_lines,
+                                         container_yards=container_yards)
         objs = [dict(o, cx=o["cx"] - 0.5, cy=o["cy"] - 0.5) for o in object_records(objects)]
     else:
         image, objs = synth.generate_chip(rng, px, gsd)
@@ -73,10 +74,10 @@ def _label(o: dict[str, Any]) -> tuple[int, int, int]:
 
 
 def chip_samples(rng: np.random.Generator, det: Detector, container_lines: float = 0.4,
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 container_yards: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Crops (N, H+2m, W+2m, 3), labels (N, 3) [kind, cls, covered] and flags (N,)
     (1 = a detector candidate, 0 = a jittered truth object) from one random chip."""
-    image, objs = _chip(rng, container_lines=container_lines)
+    image, objs = _chip(rng, container_lines=container_lines, container_yards=container_yards)
     b = det.boxes(image)
     tol = MATCH_M / NATIVE_GSD
     t_xy = np.array([[o["cx"], o["cy"]] for o in objs]).reshape(-1, 2)
@@ -112,11 +113,12 @@ def chip_samples(rng: np.random.Generator, det: Detector, container_lines: float
     return crops, np.array(labels, np.int8).reshape(-1, 3), np.array(flags, np.int8)
 
 
-def _worker(args: tuple[int, int, int, str | None, float, float]) -> dict[str, np.ndarray]:
-    seed, wid, n, model, threshold, lines = args
+def _worker(args: tuple[int, int, int, str | None, float, float, float],
+            ) -> dict[str, np.ndarray]:
+    seed, wid, n, model, threshold, lines, yards = args
     det = Detector(model, threshold=threshold, threads=1, verify=False)
     rng = np.random.default_rng([seed, wid])
-    parts = [chip_samples(rng, det, lines) for _ in range(n)]
+    parts = [chip_samples(rng, det, lines, yards) for _ in range(n)]
     return {"crops": np.concatenate([p[0] for p in parts]),
             "labels": np.concatenate([p[1] for p in parts]),
             "flags": np.concatenate([p[2] for p in parts])}
@@ -124,11 +126,13 @@ def _worker(args: tuple[int, int, int, str | None, float, float]) -> dict[str, n
 
 def build_data(out: str | os.PathLike[str], chips: int, seed: int = 0, workers: int = 2,
                model: str | None = None, threshold: float = 0.15,
-               container_lines: float = 0.4) -> dict[str, int]:
+               container_lines: float = 0.4, container_yards: float = 0.0) -> dict[str, int]:
     """Write ``out`` (.npz) with crops and labels from ``chips`` random chips
-    (``container_lines``: share of the simulator's container lots staged in lines)."""
+    (``container_lines`` / ``container_yards``: shares of the simulator's container lots
+    staged in lines / laid out as yards, see ``random_world``)."""
     per = [chips // workers + (1 if w < chips % workers else 0) for w in range(workers)]
-    jobs = [(seed, w, per[w], model, threshold, container_lines) for w in range(workers)]
+    jobs = [(seed, w, per[w], model, threshold, container_lines, container_yards)
+            for w in range(workers)]
     if workers > 1:
         with mp.get_context("spawn").Pool(workers) as pool:
             parts = pool.map(_worker, jobs)
@@ -281,20 +285,26 @@ def evaluate_arrays(net: VerNet, crops: np.ndarray, labels: np.ndarray,
     }
 
 
-def train_verifier(data: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+def train_verifier(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                   out_dir: str | os.PathLike[str], *,
                    minutes: float = 20.0, seed: int = 0, batch: int = 128, lr: float = 2e-3,
                    width: int = 16, threads: int = 2, val_fraction: float = 0.05,
                    max_steps: int | None = None,
                    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
                    ) -> dict[str, Any]:
-    """Train VerNet on a ``build_data`` file for ``minutes`` (or ``max_steps``, whichever
-    comes first; the learning rate follows the budget); write ``railwatch-ver.onnx`` and
-    the ``verifier`` block of ``out_dir/model.json``. Returns that block."""
+    """Train VerNet on ``build_data`` files (one or several, pooled) for ``minutes`` (or
+    ``max_steps``, whichever comes first; the learning rate follows the budget); write
+    ``railwatch-ver.onnx`` and the ``verifier`` block of ``out_dir/model.json``. Returns
+    that block."""
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)
-    d = np.load(data)
-    crops, labels, flags = d["crops"], d["labels"].astype(np.int64), d["flags"]
+    files = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    parts = [np.load(f) for f in files]
+    crops = np.concatenate([p["crops"] for p in parts])
+    labels = np.concatenate([p["labels"] for p in parts]).astype(np.int64)
+    flags = np.concatenate([p["flags"] for p in parts])
+    del parts
     n = len(crops)
     order = rng.permutation(n)
     n_val = max(1, int(n * val_fraction))
