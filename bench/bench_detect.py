@@ -5,7 +5,12 @@ With a verifier in the model folder, the detector alone is scored on the same im
 too (its own row), so the second stage's gain is measured in the same run.
 
 Usage: .venv/bin/python bench/bench_detect.py [--per-gsd 4] [--size 1024] [--out DIR]
-       [--skip-big] [--write-metrics]
+       [--skip-big] [--write-metrics] [--scenario-dir DIR]
+       [--peer-python /tmp/peer-venv/bin/python --peer-weights RUN/best.pt]
+
+With ``--peer-python`` and ``--peer-weights`` the peer baseline (YOLO11n-OBB, sliced;
+``bench/peer_yolo.py``, run by that interpreter in its own venv) detects the same images
+in the same run and is scored with the same ``evaluate()``.
 
 The test set is freshly rendered (seeds 700000+, never used in training) by two
 renderers: our training renderer and the project simulator (different code). Results
@@ -157,6 +162,27 @@ def run_method(name: str, fn: Any, images: list[Path], out: Path) -> dict[str, A
             "mp_per_s": round(mp / sec, 2)}
 
 
+PEER_NAME = "YOLO11n-OBB peer (sliced)"
+
+
+def run_peer(python: Path, weights: Path, images: list[Path], out: Path) -> dict[str, Any]:
+    """Detect ``images`` with the peer baseline in its own interpreter (bench/peer_yolo.py
+    predict): GeoJSON into ``out``; MP/s as timed inside it after a warm-up image, as ours
+    is, plus the whole subprocess's wall time (start-up and model load included)."""
+    out.mkdir(parents=True, exist_ok=True)
+    timing = out / "timing.json"
+    cmd = [str(python), str(Path(__file__).with_name("peer_yolo.py")), "predict",
+           "--weights", str(weights), "--out-dir", str(out), "--timing", str(timing),
+           "--images", *map(str, images)]
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"peer failed ({r.returncode}): {r.stderr[-2000:]}")
+    res = json.loads(timing.read_text())
+    res["subprocess_seconds"] = round(time.perf_counter() - t0, 2)
+    return res
+
+
 def big_image(path: Path, side: int = 30000) -> Path:
     """A sparse, compressed side x side GeoTIFF: nodata except a few rendered patches."""
     from railwatch.train.synth import generate_chip
@@ -220,6 +246,8 @@ def markdown(res: dict[str, Any]) -> str:
     lines += _slice_rows(ours["slices"])
     lines.append(f"| all (OpenCV baseline) | {res['baseline']['overall']['images']} | "
                  f"{_row(res['baseline']['overall'])} |")
+    if "peer" in res:
+        lines.append(f"| all ({PEER_NAME}) | {res['peer']['images']} | {_row(res['peer'])} |")
     if "scenario" in res:
         sc = res["scenario"]
         lines.append(f"| tumangang-khasan scenario images ({name}) | {sc['overall']['images']}"
@@ -228,15 +256,31 @@ def markdown(res: dict[str, Any]) -> str:
             lines.append(f"| scenario images (RailDet alone) | {sc['one_stage']['images']}"
                          f" | {_row(sc['one_stage'])} |")
         lines += _slice_rows(sc["slices"], "scenario, ")
+        if "peer" in sc:
+            lines.append(f"| scenario images ({PEER_NAME}) | {sc['peer']['images']} | "
+                         f"{_row(sc['peer'])} |")
+    if "speed_peer" in res:  # speed side by side (only with the peer)
+        lines += ["", "| method | megapixels | seconds | MP/s |", "|---|---:|---:|---:|"]
+        sc = res.get("scenario", {})
+        speeds = [res["speed_ours"], res.get("speed_one_stage"), res["speed_baseline"],
+                  res["speed_peer"], sc.get("speed"), sc.get("speed_peer")]
+        lines += [f"| {m['method']}{'' if 'scenario' in m['method'] else ', fresh test set'}"
+                  f" | {m['megapixels']} | {m['seconds']} | {m['mp_per_s']} |"
+                  for m in speeds if m]
     return "\n".join(lines)
+
+
+def scenario_images(folder: Path) -> list[Path]:
+    """Scenario GeoTIFFs with truth beside them, 0.25-1.0 m GSD (PlanetScope left out)."""
+    images = [p for p in sorted(folder.rglob("*.tif"))
+              if (p.parent / f"{p.stem}.truth.geojson").exists()]
+    return [p for p in images if 0.25 <= read_scene_metadata(p).gsd_m <= 1.0]
 
 
 def score_scenario(folder: Path, detector: Detector, out: Path,
                    one_stage: Detector | None = None) -> dict[str, Any]:
     """Accuracy on full scenario images (0.3-0.8 m) with their truth files."""
-    images = [p for p in sorted(folder.rglob("*.tif"))
-              if (p.parent / f"{p.stem}.truth.geojson").exists()]
-    images = [p for p in images if 0.25 <= read_scene_metadata(p).gsd_m <= 1.0]
+    images = scenario_images(folder)
     truth = out / "truth"
     truth.mkdir(parents=True, exist_ok=True)
     for p in images:
@@ -263,7 +307,14 @@ def main() -> None:
     ap.add_argument("--scenario-dir", type=Path, default=None,
                     help="also score images rendered by `railwatch simulate tumangang-khasan`"
                          " (GeoTIFFs with *.truth.geojson beside them)")
+    ap.add_argument("--peer-python", type=Path, default=None,
+                    help="interpreter of the peer's venv (torchvision + ultralytics + "
+                         "railwatch): run bench/peer_yolo.py on the same images")
+    ap.add_argument("--peer-weights", type=Path, default=None,
+                    help="the peer's trained weights (bench/peer_yolo.py train)")
     args = ap.parse_args()
+    if (args.peer_python is None) != (args.peer_weights is None):
+        ap.error("--peer-python and --peer-weights go together")
     root = args.out or Path(tempfile.mkdtemp(prefix="bench_detect_"))
     test = root / "test"
     make_test_set(test, args.per_gsd, args.size_m)
@@ -282,6 +333,11 @@ def main() -> None:
         res["speed_one_stage"] = run_method("RailDet alone", lambda p: detect(p, one_stage),
                                             images, root / "pred1")
         res["one_stage"] = evaluate(test, root / "pred1")["overall"]
+    if args.peer_python is not None:  # the peer baseline, same images, same evaluate()
+        res["speed_peer"] = run_peer(args.peer_python, args.peer_weights, images,
+                                     root / "peer")
+        peer = evaluate(test, root / "peer")
+        res["peer"], res["peer_by_gsd"] = peer["overall"], peer["by_gsd"]
     res["ours"] = evaluate(test, root / "pred")
     res["baseline"] = evaluate(test, root / "base")
     for key in ("ours", "baseline"):
@@ -293,9 +349,17 @@ def main() -> None:
         for t in test.glob(f"{renderer}_*.truth.geojson"):
             (sub / t.name).write_text(t.read_text())
         res[f"ours_{renderer}"] = evaluate(sub, root / "pred")["overall"]
+        if "peer" in res:
+            res[f"peer_{renderer}"] = evaluate(sub, root / "peer")["overall"]
     if args.scenario_dir is not None:
         res["scenario"] = score_scenario(args.scenario_dir, detector, root / "scenario",
                                          one_stage)
+        if args.peer_python is not None:
+            sc, sc_dir = res["scenario"], root / "scenario"
+            sc["speed_peer"] = run_peer(args.peer_python, args.peer_weights,
+                                        scenario_images(args.scenario_dir), sc_dir / "peer")
+            sc["speed_peer"]["method"] = f"{PEER_NAME}, scenario"
+            sc["peer"] = evaluate(sc_dir / "truth", sc_dir / "peer")["overall"]
     if not args.skip_big:
         big = big_image(root / "big.tif")
         res["big"] = peak_memory(big, root / "big.geojson")
