@@ -232,3 +232,23 @@ def test_docs_cover_every_option() -> None:
         for opt in param.opts:
             if opt.startswith("-") and opt != "--help":
                 assert opt in doc, f"changes {opt} is not documented"
+
+
+def test_removed_building_without_a_shadow_cue_is_found(tmp_path):
+    # The blue-roofed store (300..340, 180..200 m) is pulled down between months 1 and 2.
+    # It is low (4 m) and the sun high (65 degrees): little shadow is lost, but its roof
+    # stood out from the ground and its outline is gone.
+    standing, gone = S.base_world(), S.base_world()
+    standing.buildings[2].height = 4.0
+    old = gone.buildings.pop(2)
+    cond = [S.Conditions(seed=k, sun_az=140 + 10 * k, sun_el=65, trains=2) for k in range(4)]
+    images = [shot(tmp_path, f"r{k}", standing if k < 2 else gone, cond[k], k) for k in range(4)]
+    changes = find_changes(images, S.site(), persist=2).changes
+    assert [c.kind for c in changes] == ["removed structure"]
+    c = changes[0]
+    from shapely.affinity import translate
+
+    truth = translate(old.poly, S.X0, S.Y0)
+    assert c.geometry.intersection(truth).area / c.geometry.union(truth).area > 0.5
+    assert c.area_m2 == pytest.approx(800, rel=0.2)
+    assert c.last_absent == S.day(1) and c.first_seen == S.day(2)

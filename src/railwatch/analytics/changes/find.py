@@ -302,8 +302,10 @@ def _classify(
     gsd: float,
     *,
     shadow_min: float = 0.4,
-    min_edges: float = 0.2,
+    min_edges: float = 0.12,
     dark: float = 0.35,
+    contrast_min: float = 0.1,
+    min_fill: float = 0.9,
 ) -> tuple[str | None, dict[str, float]]:
     """The kind of change of one region, or None when it is not a facility change."""
     ring = ndimage.binary_dilation(region, iterations=2) & ~ndimage.binary_erosion(
@@ -350,36 +352,62 @@ def _classify(
     # A "new" outline that is itself dark against its surroundings in the later images is
     # a shadow that grew with a lower sun, not a roof.
     around = ndimage.binary_dilation(region, iterations=max(2, round(6 / gsd))) & ~region
+    def contrast(f: ImageFeatures) -> float:
+        # Inside against a ring around it, shadows left out: a roof stands out from the
+        # ground it stands on; the same ground before it was built (or after it went) not.
+        a, b = region & f.usable & ~f.shadow, around & f.usable & ~f.shadow
+        if not a.any() or not b.any():
+            return 0.0
+        return float(np.median(f.log[a]) - np.median(f.log[b]))
+
     cues["dark_after"] = float(np.mean([
         np.median(f.log[region & f.usable]) - np.median(f.log[around & f.usable])
         if (region & f.usable).any() and (around & f.usable).any() else 0.0
         for f in after
     ]))
+    for name, views in (("before", before), ("after", after)):
+        cues[f"contrast_{name}"] = float(
+            np.mean([abs(contrast(f)) for f in views if clear(f)] or [0.0])
+        )
+    cues["fill"] = float(geom.area / max(rect.area, 1e-9))
+    cgain = cues["contrast_after"] - cues["contrast_before"]
     if new >= min_edges and new > lost:
         if width <= 10.0 and length >= max(5 * width, 40.0) and flat_after:
             # A track bed is laid on open ground: strong straight edges already there in
-            # the earlier images mean an existing track seen differently (GSD, blur).
+            # the earlier images mean an existing track seen differently (GSD, blur);
+            # and ballast stands out from the earth it covers, where a faint line that
+            # only shows in some light (a path, a siding's old bed) does not.
             near = ndimage.binary_dilation(region, iterations=2)
             cues["edges_before"] = float(np.mean(
                 [frac(f.edges, near) for f in before if clear(f)] or [1.0]))
-            if cues["edges_before"] < 0.1:
+            if cues["edges_before"] < 0.1 and cgain >= contrast_min:
                 return "new track", cues
             return None, cues
         if cues["dark_after"] < -dark:
             return None, cues
-        if (flat_before and new >= 1.5 * min_edges) or (
-            gained_shadow >= shadow_min and cues["shadow_before"] < 1.5 * shadow_min
-        ):
+        height = gained_shadow >= shadow_min and cues["shadow_before"] < 1.5 * shadow_min
+        open_ground = flat_before and new >= 1.5 * min_edges
+        # A roof stands out from the ground: some shadow gained, or the footprint now
+        # differs from its surroundings where it did not before. An outline that does
+        # neither (a faint line seen in other light, a vehicle's edge) is not a building.
+        stands_out = gained_shadow >= shadow_min / 4 or cgain >= contrast_min
+        if (height or open_ground) and stands_out:
             # No shadow before, or clearly more after: height appeared. Low structures
             # (platforms) and a high sun leave little shadow, so a new outline on
-            # shadow-free ground counts too.
+            # shadow-free ground counts too when it stands out from it.
             return "new structure", cues
         return None, cues  # new edges on a standing structure (lean, sun, snow)
     if lost >= min_edges and lost > new:
-        if tall_before and flat_after and -gained_shadow >= shadow_min and lost >= 1.5 * min_edges:
+        lost_height = (tall_before and flat_after and -gained_shadow >= shadow_min
+                       and lost >= 2.5 * min_edges)
+        # A removed roof: its rectangle stood out from the ground and no longer does.
+        lost_roof = (flat_after and cues["fill"] >= min_fill and lost >= 1.25 * min_edges
+                     and cues["contrast_before"] - cues["contrast_after"] >= contrast_min)
+        if lost_height or lost_roof:
             return "removed structure", cues
         if (
-            cues["texture_before"] - cues["texture_after"] > 0.15
+            lost >= 1.5 * min_edges
+            and cues["texture_before"] - cues["texture_after"] > 0.15
             and geom.area >= 200
             and flat_before
             and flat_after
@@ -510,7 +538,7 @@ def find_changes(
     threshold: float = 0.25,
     min_edge_px: int = 12,
     edge_threshold: float = 0.25,
-    min_score: float = 0.4,
+    min_score: float = 0.3,
     min_coverage: float = 0.25,
     min_clear: float = 0.1,
     object_buffer_m: float = 3.0,
