@@ -144,13 +144,19 @@ def export(out: Path, chips: int, seed: int, val_fraction: float = 0.1) -> dict[
 def train(data: Path, minutes: float, out: Path, imgsz: int = 320, batch: int = 16,
           workers: int = 1, seed: int = 0, model_yaml: str = "yolo11n-obb.yaml",
           ) -> dict[str, Any]:
-    """Train ``model_yaml`` from scratch on the CPU for ``minutes``; copy best.pt to ``out``."""
+    """Train ``model_yaml`` from scratch on the CPU for ``minutes``; copy best.pt to ``out``.
+
+    Ultralytics' time mode re-plans the number of epochs after the first one so that
+    training (validation included) ends within the budget."""
     model = _yolo(model_yaml)
     t0 = time.perf_counter()
     model.train(data=str(data / "data.yaml"), epochs=1000, time=minutes / 60, imgsz=imgsz,
                 batch=batch, workers=workers, device="cpu", pretrained=False, amp=False,
                 plots=False, seed=seed, deterministic=True, project=str(out.resolve()),
-                name="run", exist_ok=True, flipud=0.5, patience=1000, verbose=False)
+                name="run", exist_ok=True, patience=1000, verbose=False,
+                # the only changes from the defaults: vertical flips (overhead imagery), and
+                # warm-up / mosaic-off epochs scaled to a schedule of only a few epochs
+                flipud=0.5, warmup_epochs=1, close_mosaic=2)
     sec = time.perf_counter() - t0
     run = out / "run"
     best = run / "weights" / "best.pt"
@@ -160,6 +166,7 @@ def train(data: Path, minutes: float, out: Path, imgsz: int = 320, batch: int = 
     info = {"model": model_yaml, "pretrained": False, "minutes_budget": minutes,
             "wall_minutes": round(sec / 60, 1), "imgsz": imgsz, "batch": batch,
             "workers": workers, "seed": seed, "data": str(data),
+            "changed_defaults": {"flipud": 0.5, "warmup_epochs": 1, "close_mosaic": 2},
             "weights": str(out / "best.pt")}
     results = run / "results.csv"
     if results.exists():
