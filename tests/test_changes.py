@@ -21,6 +21,7 @@ from railwatch.analytics.changes import (
     get_changes,
     put_changes,
 )
+from railwatch.analytics.changes.maps import ImageFeatures
 from railwatch.analytics.coregister import to_lonlat
 from railwatch.errors import InputError
 
@@ -252,3 +253,37 @@ def test_removed_building_without_a_shadow_cue_is_found(tmp_path):
     assert c.geometry.intersection(truth).area / c.geometry.union(truth).area > 0.5
     assert c.area_m2 == pytest.approx(800, rel=0.2)
     assert c.last_absent == S.day(1) and c.first_seen == S.day(2)
+
+
+def _features(log_bands: np.ndarray, edges: np.ndarray) -> ImageFeatures:
+    h, w = edges.shape
+    return ImageFeatures(
+        log=log_bands.mean(axis=0), strength=edges.astype(np.float32), edges=edges,
+        shadow=np.zeros((h, w), bool), usable=np.ones((h, w), bool), gsd_m=1.0,
+        occluded=np.zeros((h, w), bool), bands=log_bands,
+    )
+
+
+@pytest.mark.parametrize("hue", [0.0, 0.3])
+def test_a_new_outline_counts_only_when_the_roof_stands_out(hue):
+    # A 16 x 12 m outline appears on open ground, no shadow either time (a low roof under a
+    # high sun). Its brightness equals the ground's; with ``hue`` it differs in colour
+    # (one band up, one down). Only a roof that stands out in some band is a structure.
+    from scipy import ndimage
+    from shapely.geometry import Polygon
+
+    from railwatch.analytics.changes.find import _classify
+
+    region = np.zeros((40, 40), bool)
+    region[12:24, 10:26] = True
+    ring = ndimage.binary_dilation(region, iterations=1) & ~ndimage.binary_erosion(region)
+    ground = np.full((3, 40, 40), -1.0, np.float32)
+    roof = ground.copy()
+    roof[0][region] += hue
+    roof[2][region] -= hue
+    before = _features(ground, np.zeros((40, 40), bool))
+    after = _features(roof, ring)
+    geom = Polygon([(10, 12), (26, 12), (26, 24), (10, 24)])
+    kind, cues = _classify(region, geom, [before], [after], ring, np.zeros_like(ring), 1.0)
+    assert cues["shadow_after"] == 0.0
+    assert kind == ("new structure" if hue else None)

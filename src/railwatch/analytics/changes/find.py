@@ -304,7 +304,7 @@ def _classify(
     shadow_min: float = 0.4,
     min_edges: float = 0.12,
     dark: float = 0.35,
-    contrast_min: float = 0.1,
+    contrast_min: float = 0.2,
     min_fill: float = 0.9,
 ) -> tuple[str | None, dict[str, float]]:
     """The kind of change of one region, or None when it is not a facility change."""
@@ -355,10 +355,12 @@ def _classify(
     def contrast(f: ImageFeatures) -> float:
         # Inside against a ring around it, shadows left out: a roof stands out from the
         # ground it stands on; the same ground before it was built (or after it went) not.
+        # Per colour band, the largest difference: a roof may differ in hue only.
         a, b = region & f.usable & ~f.shadow, around & f.usable & ~f.shadow
         if not a.any() or not b.any():
             return 0.0
-        return float(np.median(f.log[a]) - np.median(f.log[b]))
+        bands = [f.log] if f.bands is None else list(f.bands)
+        return max(abs(float(np.median(x[a]) - np.median(x[b]))) for x in bands)
 
     cues["dark_after"] = float(np.mean([
         np.median(f.log[region & f.usable]) - np.median(f.log[around & f.usable])
@@ -367,7 +369,7 @@ def _classify(
     ]))
     for name, views in (("before", before), ("after", after)):
         cues[f"contrast_{name}"] = float(
-            np.mean([abs(contrast(f)) for f in views if clear(f)] or [0.0])
+            np.mean([contrast(f) for f in views if clear(f)] or [0.0])
         )
     cues["fill"] = float(geom.area / max(rect.area, 1e-9))
     cgain = cues["contrast_after"] - cues["contrast_before"]
@@ -398,11 +400,13 @@ def _classify(
             return "new structure", cues
         return None, cues  # new edges on a standing structure (lean, sun, snow)
     if lost >= min_edges and lost > new:
+        # A building's outline is a filled rectangle; a thin, ragged lost strip with a lost
+        # shadow is a wall or a lean seen differently.
         lost_height = (tall_before and flat_after and -gained_shadow >= shadow_min
-                       and lost >= 2.5 * min_edges)
+                       and lost >= 2.5 * min_edges and cues["fill"] >= 0.8)
         # A removed roof: its rectangle stood out from the ground and no longer does.
         lost_roof = (flat_after and cues["fill"] >= min_fill and lost >= 1.25 * min_edges
-                     and cues["contrast_before"] - cues["contrast_after"] >= contrast_min)
+                     and cues["contrast_before"] - cues["contrast_after"] >= contrast_min / 2)
         if lost_height or lost_roof:
             return "removed structure", cues
         if (
@@ -467,6 +471,7 @@ def _crop(f: ImageFeatures, win: tuple[slice, slice]) -> ImageFeatures:
         log=f.log[win], strength=f.strength[win], edges=f.edges[win], shadow=f.shadow[win],
         usable=f.usable[win], gsd_m=f.gsd_m,
         occluded=None if f.occluded is None else f.occluded[win],
+        bands=None if f.bands is None else f.bands[:, win[0], win[1]],
     )
 
 

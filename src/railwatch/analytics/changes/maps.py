@@ -35,7 +35,8 @@ class ImageFeatures:
     ``usable``: valid, cloud-free and free of moving objects; ``log``: log intensity;
     ``strength``: relative edge strength; ``edges``: strong edges; ``shadow``: shadow
     mask; ``gsd_m``: the image's native GSD; ``occluded``: snow or cloud, where the image
-    cannot show that something is absent.
+    cannot show that something is absent; ``bands``: log intensity per colour band (a roof
+    may differ from the ground in hue only).
     """
 
     log: np.ndarray
@@ -45,6 +46,7 @@ class ImageFeatures:
     usable: np.ndarray
     gsd_m: float
     occluded: np.ndarray | None = None
+    bands: np.ndarray | None = None  # (3, H, W) log colour bands
 
 
 def _blur_to(img: np.ndarray, native_gsd: float, target_gsd: float, grid_gsd: float) -> np.ndarray:
@@ -182,6 +184,7 @@ def image_features(
         usable=usable,
         gsd_m=gsd_m,
         occluded=occluded,
+        bands=bands,
     )
 
 
