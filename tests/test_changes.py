@@ -255,6 +255,30 @@ def test_removed_building_without_a_shadow_cue_is_found(tmp_path):
     assert c.last_absent == S.day(1) and c.first_seen == S.day(2)
 
 
+def test_vehicle_sized_blob_that_stays_two_images_then_leaves_is_not_a_change(tmp_path):
+    # A parked machine (14 x 8 m, 3 m high, yellow) stands in images 2 and 3 only: the
+    # persistence rule alone would take it for a building; the later images, which show
+    # the ground again, say it was not one. A building that stays (images 2..5) is kept.
+    def with_machine(stays: bool) -> S.World:
+        w = S.base_world()
+        w.buildings.append(S.Building(box(220, 250, 234, 258), 3.0, (0.75, 0.62, 0.20)))
+        return w
+
+    cond = [S.Conditions(seed=k, sun_az=140 + 10 * k, trains=2) for k in range(6)]
+    parked = [
+        shot(tmp_path, f"m{k}", with_machine(False) if k in (2, 3) else S.base_world(), cond[k], k)
+        for k in range(6)
+    ]
+    assert find_changes(parked, S.site(), persist=2).changes == []
+    stays = [
+        shot(tmp_path, f"s{k}", with_machine(True) if k >= 2 else S.base_world(), cond[k], k)
+        for k in range(6)
+    ]
+    changes = find_changes(stays, S.site(), persist=2).changes
+    assert [c.kind for c in changes] == ["new structure"]
+    assert changes[0].area_m2 == pytest.approx(112, rel=0.35)
+
+
 def _features(log_bands: np.ndarray, edges: np.ndarray) -> ImageFeatures:
     h, w = edges.shape
     return ImageFeatures(

@@ -475,6 +475,24 @@ def _crop(f: ImageFeatures, win: tuple[slice, slice]) -> ImageFeatures:
     )
 
 
+def _outline_seen(changed: np.ndarray, views: list[ImageFeatures], *,
+                  tolerance_px: int = 3) -> float | None:
+    """The median share of the ``changed`` outline pixels that ``views`` show an edge at
+    (within ``tolerance_px``: lean and GSD move outlines a little), over the views that
+    see them clearly; None when none does."""
+    if not changed.any():
+        return None
+    shares = []
+    for f in views:
+        if f.usable[changed].mean() < 0.7 or (
+            f.occluded is not None and f.occluded[changed].mean() > 0.3
+        ):
+            continue
+        near = ndimage.binary_dilation(f.edges, iterations=tolerance_px)
+        shares.append(float(near[changed].mean()))
+    return float(np.median(shares)) if shares else None
+
+
 def _hull_mask(comp: np.ndarray, edges: np.ndarray | None = None) -> np.ndarray:
     """The rectangle that the component's edge pixels outline, as a mask of the same shape.
 
@@ -614,6 +632,7 @@ def _changes_over_time(
     threshold: float,
     min_edge_px: int,
     edge_threshold: float = 0.2,
+    transient: float = 0.35,
 ) -> list[Change]:
     gsd = grid.gsd_m
     zones = {name: to_local(z, grid.crs) for name, z in site.zones.items()}
@@ -649,6 +668,10 @@ def _changes_over_time(
             pair_cache[(b, a)] = pair_maps(feats(b, target), feats(a, target))
         return pair_cache[(b, a)]
 
+    def seen(changed: np.ndarray, win: tuple[slice, slice], js: range) -> float | None:
+        views = [_crop(feats(j, max(used[j].info.gsd_m, gsd)), win) for j in js]
+        return _outline_seen(changed, views)
+
     n = len(used)
     out: list[Change] = []
     min_px = min_area_m2 / gsd**2
@@ -677,6 +700,20 @@ def _changes_over_time(
                 if kind is None or (sign == "lost") != (kind == "removed structure"):
                     continue
                 region = _refine(outline, afc if sign == "new" else bfc)
+                # A new outline gone again in the later images, or a lost one that was not
+                # there in the earlier images or is back in the later ones: a truck, machine
+                # or pile that stood still for a while, not a facility change.
+                changed = (new_all if sign == "new" else lost_all)[win]
+                changed = changed & ndimage.binary_dilation(region, iterations=2)
+                later = seen(changed, win, range(i + persist, n))
+                if sign == "new":
+                    passing = later is not None and later < transient
+                else:
+                    earlier = seen(changed, win, range(max(0, i - persist)))
+                    passing = (later is not None and later >= 1 - transient) or (
+                        earlier is not None and earlier < transient)
+                if passing:
+                    continue
                 geom = _polygon(region, tr, simplify_m=gsd * 0.7)
                 # Found at an earlier step already (a later image showed more of it).
                 if any(geom.intersection(g).area > 0.3 * geom.area for g in found[sign]):
