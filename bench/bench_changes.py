@@ -76,14 +76,16 @@ def _new_building(rng: np.random.Generator, world: World, built: dt.date) -> Bui
     for _ in range(200):
         w, h = rng.uniform(6, 45), rng.uniform(6, 30)
         cx, cy = rng.uniform(x0 + 40, x1 - 40), rng.uniform(y0 + 40, y1 - 40)
-        poly = affinity.rotate(box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2),
-                               rng.uniform(0, 180))
+        poly = affinity.rotate(
+            box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), rng.uniform(0, 180)
+        )
         if any(poly.intersects(o) for o in occ):
             continue
         roof = tuple(int(v) for v in rng.integers(60, 230, size=3))
         kind = str(rng.choice(["warehouse", "shed", "warehouse"]))
-        return Building(np.asarray(poly.exterior.coords)[:4], float(rng.uniform(3, 12)), roof,
-                        kind, built=built)
+        return Building(
+            np.asarray(poly.exterior.coords)[:4], float(rng.uniform(3, 12)), roof, kind, built=built
+        )
     return None
 
 
@@ -97,8 +99,15 @@ def _conditions(rng: np.random.Generator, when: dt.datetime):
     c = random_conditions(rng, gsd_choices=(0.5, 0.8), lat=LAT)
     winter = when.month in (12, 1, 2)
     snow = float(rng.uniform(0.3, 1.0)) if winter and rng.random() < 0.7 else 0.0
-    return replace(c, when=when, lat=LAT, lon=LON, snow=snow,
-                   cloud_cover=0.0, off_nadir_deg=float(rng.uniform(0, 12)))
+    return replace(
+        c,
+        when=when,
+        lat=LAT,
+        lon=LON,
+        snow=snow,
+        cloud_cover=0.0,
+        off_nadir_deg=float(rng.uniform(0, 12)),
+    )
 
 
 def _moving_trains(rng: np.random.Generator, world: World) -> Railcars:
@@ -106,8 +115,9 @@ def _moving_trains(rng: np.random.Generator, world: World) -> Railcars:
     for k, t in enumerate(world.tracks):
         if rng.random() < 0.5:
             n = int(rng.integers(3, 25))
-            parts.append(random_train(rng, t, float(rng.uniform(0, max(t.length - 400, 1))), n,
-                                      f"M{k}"))
+            parts.append(
+                random_train(rng, t, float(rng.uniform(0, max(t.length - 400, 1))), n, f"M{k}")
+            )
     return Railcars.concat(parts) if parts else Railcars.empty()
 
 
@@ -125,15 +135,19 @@ def make_case(seed: int, folder: Path, *, construction: bool = True, n_images: i
             b = _new_building(rng, world, built)
             if b is not None:
                 world.buildings.append(b)
-                truths.append(Truth(affinity.translate(Polygon(b.polygon), ox, oy),
-                                    "new structure", built))
+                truths.append(
+                    Truth(affinity.translate(Polygon(b.polygon), ox, oy), "new structure", built)
+                )
         old = [b for b in world.buildings if b.built is None and b.kind != "platform"]
         if old and rng.random() < 0.4:
             b = old[int(rng.integers(len(old)))]
             k = int(rng.integers(1, n_images - 1))  # seen in at least two images
             b.removed = (dates[k - 1] + (dates[k] - dates[k - 1]) / 2).date()
-            truths.append(Truth(affinity.translate(Polygon(b.polygon), ox, oy),
-                                "removed structure", b.removed))
+            truths.append(
+                Truth(
+                    affinity.translate(Polygon(b.polygon), ox, oy), "removed structure", b.removed
+                )
+            )
     # Only changes wholly inside the site's AOI can be found (the layout spills over).
     inside = affinity.translate(box(*EXTENT).buffer(-10), ox, oy)
     truths = [t for t in truths if inside.contains(t.poly)]
@@ -211,11 +225,21 @@ def scenario_case(folder: Path, start: str, end: str, max_images: int, persist: 
     from railwatch.simulate.scenario import _rect, load_scenario, simulate_scenario, site_frame
     from railwatch.sites import get_site
 
-    man = simulate_scenario("tumangang-khasan", folder, seed=0, start=start, end=end,
-                            max_images=max_images, sites=["tumangang"])
+    man = simulate_scenario(
+        "tumangang-khasan",
+        folder,
+        seed=0,
+        start=start,
+        end=end,
+        max_images=max_images,
+        sites=["tumangang"],
+    )
     images = [
-        (folder / im["file"], dt.datetime.fromisoformat(im["datetime"].replace("Z", "+00:00")),
-         from_geojson(folder / im["truth"]))
+        (
+            folder / im["file"],
+            dt.datetime.fromisoformat(im["datetime"].replace("Z", "+00:00")),
+            from_geojson(folder / im["truth"]),
+        )
         for im in man["images"]
     ]
     dates = sorted(w.date() for _, w, _ in images)
@@ -224,8 +248,10 @@ def scenario_case(folder: Path, start: str, end: str, max_images: int, persist: 
     for b in load_scenario("tumangang-khasan").sites["tumangang"].buildings:
         for kind, d in (("new structure", b.built), ("removed structure", b.removed)):
             if d and dates[0] < d <= dates[-persist]:
-                poly = Polygon(_rect(b.center[0], b.center[1], b.size[0], b.size[1],
-                                     b.angle_deg) + np.asarray(origin))
+                poly = Polygon(
+                    _rect(b.center[0], b.center[1], b.size[0], b.size[1], b.angle_deg)
+                    + np.asarray(origin)
+                )
                 truths.append(Truth(poly, kind, d))
     return images, get_site("tumangang"), truths
 
@@ -236,8 +262,11 @@ def main() -> None:
     ap.add_argument("--quiet-cases", type=int, default=8)
     ap.add_argument("--seed", type=int, default=300)
     ap.add_argument("--persist", type=int, default=2)
-    ap.add_argument("--scenario", action="store_true",
-                    help="also the built-in tumangang-khasan scenario (2021-03..2022-06)")
+    ap.add_argument(
+        "--scenario",
+        action="store_true",
+        help="also the built-in tumangang-khasan scenario (2021-03..2022-06)",
+    )
     ap.add_argument("--scenario-images", type=int, default=12)
     args = ap.parse_args()
     tot = {"true": 0, "found": 0, "tp_found": 0, "tp_true": 0, "dated": 0}
@@ -256,10 +285,13 @@ def main() -> None:
             s = score_case(res, truths, shifts)
             for key in tot:
                 tot[key] += s[key]
-            print(f"case {seed}: {s}  found: "
-                  + ", ".join(f"{c.kind} {c.area_m2:.0f} m²" for c in res.changes)
-                  + "  truth: " + ", ".join(f"{t.kind} {t.poly.area:.0f} m²" for t in truths)
-                  + "".join(f"  [skipped {im.skipped}]" for im in res.skipped))
+            print(
+                f"case {seed}: {s}  found: "
+                + ", ".join(f"{c.kind} {c.area_m2:.0f} m²" for c in res.changes)
+                + "  truth: "
+                + ", ".join(f"{t.kind} {t.poly.area:.0f} m²" for t in truths)
+                + "".join(f"  [skipped {im.skipped}]" for im in res.skipped)
+            )
         for k in range(args.quiet_cases):
             seed = args.seed + 1000 + k
             images, site, _, _ = make_case(seed, Path(tmp), construction=False)
@@ -268,8 +300,10 @@ def main() -> None:
             if res is None:
                 continue
             false_quiet += len(res.changes)
-            print(f"quiet {seed}: "
-                  + (", ".join(f"{c.kind} {c.area_m2:.0f} m²" for c in res.changes) or "none"))
+            print(
+                f"quiet {seed}: "
+                + (", ".join(f"{c.kind} {c.area_m2:.0f} m²" for c in res.changes) or "none")
+            )
         elapsed = time.time() - t0
         recall = tot["tp_true"] / max(tot["true"], 1)
         precision = tot["tp_found"] / max(tot["found"], 1)
@@ -281,22 +315,29 @@ def main() -> None:
         if args.scenario:
             t1 = time.time()
             folder = Path(tmp) / "scenario"
-            images, site, truths = scenario_case(folder, "2021-03-01", "2022-06-30",
-                                                 args.scenario_images, args.persist)
+            images, site, truths = scenario_case(
+                folder, "2021-03-01", "2022-06-30", args.scenario_images, args.persist
+            )
             res = _run(images, site, args.persist)
             if res is not None:
                 s = score_case(res, truths, {})
-                print(f"\ntumangang-khasan (Tumangang, {len(images)} images 2021-03..2022-06): "
-                      f"{s}; truth: "
-                      + ", ".join(f"{t.kind} {t.poly.area:.0f} m² {t.date}" for t in truths))
+                print(
+                    f"\ntumangang-khasan (Tumangang, {len(images)} images 2021-03..2022-06): "
+                    f"{s}; truth: "
+                    + ", ".join(f"{t.kind} {t.poly.area:.0f} m² {t.date}" for t in truths)
+                )
                 for c in res.changes:
-                    print(f"  found {c.kind} {c.area_m2:.0f} m² {c.last_absent.date()}.."
-                          f"{c.first_seen.date()} zone={c.zone} score={c.score}")
+                    print(
+                        f"  found {c.kind} {c.area_m2:.0f} m² {c.last_absent.date()}.."
+                        f"{c.first_seen.date()} zone={c.zone} score={c.score}"
+                    )
                 r = s["tp_true"] / max(s["true"], 1)
                 p = s["tp_found"] / max(s["found"], 1)
-                print(f"recall {r:.2f}  precision {p:.2f}  "
-                      f"dated {s['dated'] / max(s['tp_true'], 1):.2f}  "
-                      f"({time.time() - t1:.0f} s render + find)")
+                print(
+                    f"recall {r:.2f}  precision {p:.2f}  "
+                    f"dated {s['dated'] / max(s['tp_true'], 1):.2f}  "
+                    f"({time.time() - t1:.0f} s render + find)"
+                )
 
 
 if __name__ == "__main__":

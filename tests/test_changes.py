@@ -70,10 +70,20 @@ def test_season_sun_and_trains_alone_change_nothing(tmp_path):
     w = S.base_world()
     images = [
         shot(tmp_path, "summer", w, S.Conditions(seed=1, trains=3), 6),
-        shot(tmp_path, "winter", w,
-             S.Conditions(sun_az=215, sun_el=18, snow=0.85, gain=0.8, trains=4, seed=2), 11),
-        shot(tmp_path, "spring", w,
-             S.Conditions(sun_az=120, sun_el=60, snow=0.3, gain=1.25, trains=2, seed=3), 15),
+        shot(
+            tmp_path,
+            "winter",
+            w,
+            S.Conditions(sun_az=215, sun_el=18, snow=0.85, gain=0.8, trains=4, seed=2),
+            11,
+        ),
+        shot(
+            tmp_path,
+            "spring",
+            w,
+            S.Conditions(sun_az=120, sun_el=60, snow=0.3, gain=1.25, trains=2, seed=3),
+            15,
+        ),
     ]
     result = find_changes(images, S.site(), persist=1)
     assert result.changes == []
@@ -125,15 +135,33 @@ def test_errors(tmp_path):
     import rasterio
     from affine import Affine
 
-    with rasterio.open(far, "w", driver="GTiff", width=50, height=50, count=3, dtype="uint8",
-                       crs=S.CRS, transform=Affine(1, 0, S.X0 + 50_000, 0, -1, S.Y0)) as dst:
+    with rasterio.open(
+        far,
+        "w",
+        driver="GTiff",
+        width=50,
+        height=50,
+        count=3,
+        dtype="uint8",
+        crs=S.CRS,
+        transform=Affine(1, 0, S.X0 + 50_000, 0, -1, S.Y0),
+    ) as dst:
         dst.write(np.full((3, 50, 50), 90, np.uint8))
     with pytest.raises(InputError, match="does not overlap"):
         find_changes([a, b, (far, S.day(3), None)], S.site(), persist=1)
     # A blank image cannot be aligned: skipped with a reason, then too few images remain.
     blank = tmp_path / "blank.tif"
-    with rasterio.open(blank, "w", driver="GTiff", width=400, height=400, count=3, dtype="uint8",
-                       crs=S.CRS, transform=Affine(1, 0, S.X0, 0, -1, S.Y0 + S.SIZE)) as dst:
+    with rasterio.open(
+        blank,
+        "w",
+        driver="GTiff",
+        width=400,
+        height=400,
+        count=3,
+        dtype="uint8",
+        crs=S.CRS,
+        transform=Affine(1, 0, S.X0, 0, -1, S.Y0 + S.SIZE),
+    ) as dst:
         dst.write(np.full((3, 400, 400), 90, np.uint8))
     with pytest.raises(InputError, match="fewer than two usable images.*not aligned"):
         find_changes([a, (blank, S.day(2), None)], S.site(), persist=1)
@@ -198,8 +226,12 @@ def test_cli_changes(tmp_path):
     folder = tmp_path / "img"
     folder.mkdir()
     for k in range(4):
-        S.write(folder / f"im{k}.tif", with_new() if k >= 2 else S.base_world(),
-                S.Conditions(seed=k, sun_az=150 + 15 * k), S.day(k))
+        S.write(
+            folder / f"im{k}.tif",
+            with_new() if k >= 2 else S.base_world(),
+            S.Conditions(seed=k, sun_az=150 + 15 * k),
+            S.day(k),
+        )
     r = runner.invoke(app, ["--db", db, "sites", "add", str(_site_file(tmp_path))])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["--db", db, "ingest", str(folder), "--site", "synth"])
@@ -212,8 +244,9 @@ def test_cli_changes(tmp_path):
     assert [f["properties"]["first_seen"] for f in fc["features"]] == ["2021-03-15"]
     # Fewer than two images in the window: one clear line, exit 2, no file written.
     out2 = tmp_path / "none.geojson"
-    r = runner.invoke(app, ["--db", db, "changes", "synth", "--from", "2021-04-01",
-                            "-o", str(out2)])
+    r = runner.invoke(
+        app, ["--db", db, "changes", "synth", "--from", "2021-04-01", "-o", str(out2)]
+    )
     assert r.exit_code == 2
     assert "fewer than two" in r.output and not out2.exists()
     r = runner.invoke(app, ["--db", db, "changes", "synth", "--from", "April"])
@@ -282,9 +315,14 @@ def test_vehicle_sized_blob_that_stays_two_images_then_leaves_is_not_a_change(tm
 def _features(log_bands: np.ndarray, edges: np.ndarray) -> ImageFeatures:
     h, w = edges.shape
     return ImageFeatures(
-        log=log_bands.mean(axis=0), strength=edges.astype(np.float32), edges=edges,
-        shadow=np.zeros((h, w), bool), usable=np.ones((h, w), bool), gsd_m=1.0,
-        occluded=np.zeros((h, w), bool), bands=log_bands,
+        log=log_bands.mean(axis=0),
+        strength=edges.astype(np.float32),
+        edges=edges,
+        shadow=np.zeros((h, w), bool),
+        usable=np.ones((h, w), bool),
+        gsd_m=1.0,
+        occluded=np.zeros((h, w), bool),
+        bands=log_bands,
     )
 
 

@@ -149,9 +149,14 @@ def render(world: World, cond: Conditions) -> tuple[np.ndarray, Affine, Detectio
     out = np.clip(img * 255, 0, 255).astype(np.uint8).transpose(2, 0, 1)
     n_cars = len(cars)
     truth = Detections(
-        footprints=np.asarray(cars).reshape(n_cars, 4, 2), kind=["railcar"] * n_cars,
-        cls=["boxcar"] * n_cars, score=np.ones(n_cars), covered=np.zeros(n_cars, bool),
-        color=np.zeros((n_cars, 3)), length_m=np.full(n_cars, 15.0), crs=CRS,
+        footprints=np.asarray(cars).reshape(n_cars, 4, 2),
+        kind=["railcar"] * n_cars,
+        cls=["boxcar"] * n_cars,
+        score=np.ones(n_cars),
+        covered=np.zeros(n_cars, bool),
+        color=np.zeros((n_cars, 3)),
+        length_m=np.full(n_cars, 15.0),
+        crs=CRS,
     )
     return out, transform, truth
 
@@ -161,8 +166,15 @@ def write(path: Path, world: World, cond: Conditions, when: dt.datetime | None =
     data, transform, det = render(world, cond)
     _TRUTH[str(path)] = det
     with rasterio.open(
-        path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=3,
-        dtype="uint8", crs=CRS, transform=transform,
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=3,
+        dtype="uint8",
+        crs=CRS,
+        transform=transform,
     ) as dst:
         dst.write(data)
         if when is not None:

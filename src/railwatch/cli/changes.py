@@ -48,7 +48,12 @@ def register(app: typer.Typer) -> None:
             with progress() as bar:
                 task = bar.add_task("reading images", total=n)
                 result = site_changes(
-                    store, site, start, end, persist=persist, gsd_m=gsd,
+                    store,
+                    site,
+                    start,
+                    end,
+                    persist=persist,
+                    gsd_m=gsd,
                     on_image=lambda _p: bar.advance(task),
                 )
         for im in result.skipped:
@@ -65,8 +70,12 @@ def register(app: typer.Typer) -> None:
             table.add_column(col, justify="right" if col in ("id", "area m²", "score") else "left")
         for c in result.changes:
             table.add_row(
-                str(c.id), c.kind, f"{c.area_m2:,.0f}", c.zone or "",
-                f"{c.last_absent.date()} – {c.first_seen.date()}", f"{c.score:.2f}",
+                str(c.id),
+                c.kind,
+                f"{c.area_m2:,.0f}",
+                c.zone or "",
+                f"{c.last_absent.date()} – {c.first_seen.date()}",
+                f"{c.score:.2f}",
             )
         console.print(table)
         for c in result.changes:

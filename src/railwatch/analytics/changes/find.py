@@ -152,8 +152,9 @@ def _mask_objects(det: Detections | None, grid: Grid, buffer_m: float) -> np.nda
     ).astype(bool)
 
 
-def _cloud(rgb: np.ndarray, valid: np.ndarray,
-           gsd_m: float) -> tuple[np.ndarray, np.ndarray] | None:
+def _cloud(
+    rgb: np.ndarray, valid: np.ndarray, gsd_m: float
+) -> tuple[np.ndarray, np.ndarray] | None:
     """(opaque cloud, snow or cloud): the imagery cloud mask, and that mask less where
     structure still shows through.
 
@@ -178,8 +179,9 @@ def _cloud(rgb: np.ndarray, valid: np.ndarray,
     return cloud & (sharp_share < 0.05), cloud
 
 
-def _snow(rgb: np.ndarray, valid: np.ndarray, *, min_share: float = 0.05,
-          max_share: float = 0.25) -> np.ndarray:
+def _snow(
+    rgb: np.ndarray, valid: np.ndarray, *, min_share: float = 0.05, max_share: float = 0.25
+) -> np.ndarray:
     """Snow: bright, nearly grey pixels (and a margin), in an image where they are common
     (at least ``min_share`` of it; nothing otherwise, so that a white roof in summer stays
     a roof); the whole image where they cover more than ``max_share``."""
@@ -207,8 +209,11 @@ def _prepare(
     on_image: Callable[[str], None] | None,
 ) -> list[_Prepared | UsedImage]:
     aoi = features.rasterize(
-        [(to_local(site.aoi, grid.crs), 1)], out_shape=grid.shape, transform=grid.transform,
-        fill=0, dtype="uint8",
+        [(to_local(site.aoi, grid.crs), 1)],
+        out_shape=grid.shape,
+        transform=grid.transform,
+        fill=0,
+        dtype="uint8",
     ).astype(bool)
     out: list[_Prepared | UsedImage] = []
     for path, when, det in images:
@@ -352,6 +357,7 @@ def _classify(
     # A "new" outline that is itself dark against its surroundings in the later images is
     # a shadow that grew with a lower sun, not a roof.
     around = ndimage.binary_dilation(region, iterations=max(2, round(6 / gsd))) & ~region
+
     def contrast(f: ImageFeatures) -> float:
         # Inside against a ring around it, shadows left out: a roof stands out from the
         # ground it stands on; the same ground before it was built (or after it went) not.
@@ -362,15 +368,18 @@ def _classify(
         bands = [f.log] if f.bands is None else list(f.bands)
         return max(abs(float(np.median(x[a]) - np.median(x[b]))) for x in bands)
 
-    cues["dark_after"] = float(np.mean([
-        np.median(f.log[region & f.usable]) - np.median(f.log[around & f.usable])
-        if (region & f.usable).any() and (around & f.usable).any() else 0.0
-        for f in after
-    ]))
-    for name, views in (("before", before), ("after", after)):
-        cues[f"contrast_{name}"] = float(
-            np.mean([contrast(f) for f in views if clear(f)] or [0.0])
+    cues["dark_after"] = float(
+        np.mean(
+            [
+                np.median(f.log[region & f.usable]) - np.median(f.log[around & f.usable])
+                if (region & f.usable).any() and (around & f.usable).any()
+                else 0.0
+                for f in after
+            ]
         )
+    )
+    for name, views in (("before", before), ("after", after)):
+        cues[f"contrast_{name}"] = float(np.mean([contrast(f) for f in views if clear(f)] or [0.0]))
     cues["fill"] = float(geom.area / max(rect.area, 1e-9))
     cgain = cues["contrast_after"] - cues["contrast_before"]
     if new >= min_edges and new > lost:
@@ -380,8 +389,9 @@ def _classify(
             # and ballast stands out from the earth it covers, where a faint line that
             # only shows in some light (a path, a siding's old bed) does not.
             near = ndimage.binary_dilation(region, iterations=2)
-            cues["edges_before"] = float(np.mean(
-                [frac(f.edges, near) for f in before if clear(f)] or [1.0]))
+            cues["edges_before"] = float(
+                np.mean([frac(f.edges, near) for f in before if clear(f)] or [1.0])
+            )
             if cues["edges_before"] < 0.1 and cgain >= contrast_min:
                 return "new track", cues
             return None, cues
@@ -402,11 +412,20 @@ def _classify(
     if lost >= min_edges and lost > new:
         # A building's outline is a filled rectangle; a thin, ragged lost strip with a lost
         # shadow is a wall or a lean seen differently.
-        lost_height = (tall_before and flat_after and -gained_shadow >= shadow_min
-                       and lost >= 2.5 * min_edges and cues["fill"] >= 0.8)
+        lost_height = (
+            tall_before
+            and flat_after
+            and -gained_shadow >= shadow_min
+            and lost >= 2.5 * min_edges
+            and cues["fill"] >= 0.8
+        )
         # A removed roof: its rectangle stood out from the ground and no longer does.
-        lost_roof = (flat_after and cues["fill"] >= min_fill and lost >= 1.25 * min_edges
-                     and cues["contrast_before"] - cues["contrast_after"] >= contrast_min / 2)
+        lost_roof = (
+            flat_after
+            and cues["fill"] >= min_fill
+            and lost >= 1.25 * min_edges
+            and cues["contrast_before"] - cues["contrast_after"] >= contrast_min / 2
+        )
         if lost_height or lost_roof:
             return "removed structure", cues
         if (
@@ -431,8 +450,9 @@ def _score(kind: str, cues: dict[str, float], threshold: float) -> float:
     return round(0.4 * edge + 0.35 * height + 0.25 * look, 3)
 
 
-def _regions(edges: np.ndarray, *, min_edge_px: int, min_px: float, closing_px: int = 3,
-             pad: int = 16) -> list[tuple[tuple[slice, slice], np.ndarray]]:
+def _regions(
+    edges: np.ndarray, *, min_edge_px: int, min_px: float, closing_px: int = 3, pad: int = 16
+) -> list[tuple[tuple[slice, slice], np.ndarray]]:
     """Footprints outlined by persistent changed edges, as (window, mask in the window).
 
     Edges are closed into outlines and filled; an outline left open (a side hidden by a
@@ -450,8 +470,10 @@ def _regions(edges: np.ndarray, *, min_edge_px: int, min_px: float, closing_px: 
     h, w = edges.shape
     for k in np.flatnonzero(counts >= min_edge_px):
         sl = objects[k]
-        win = (slice(max(0, sl[0].start - pad), min(h, sl[0].stop + pad)),
-               slice(max(0, sl[1].start - pad), min(w, sl[1].stop + pad)))
+        win = (
+            slice(max(0, sl[0].start - pad), min(h, sl[0].stop + pad)),
+            slice(max(0, sl[1].start - pad), min(w, sl[1].stop + pad)),
+        )
         comp = lab[win] == k + 1
         filled = ndimage.binary_fill_holes(comp)
         hull = _hull_mask(comp, edges[win])
@@ -468,15 +490,20 @@ def _regions(edges: np.ndarray, *, min_edge_px: int, min_px: float, closing_px: 
 def _crop(f: ImageFeatures, win: tuple[slice, slice]) -> ImageFeatures:
     """The features of one window (views, no copies)."""
     return ImageFeatures(
-        log=f.log[win], strength=f.strength[win], edges=f.edges[win], shadow=f.shadow[win],
-        usable=f.usable[win], gsd_m=f.gsd_m,
+        log=f.log[win],
+        strength=f.strength[win],
+        edges=f.edges[win],
+        shadow=f.shadow[win],
+        usable=f.usable[win],
+        gsd_m=f.gsd_m,
         occluded=None if f.occluded is None else f.occluded[win],
         bands=None if f.bands is None else f.bands[:, win[0], win[1]],
     )
 
 
-def _outline_seen(changed: np.ndarray, views: list[ImageFeatures], *,
-                  tolerance_px: int = 3) -> float | None:
+def _outline_seen(
+    changed: np.ndarray, views: list[ImageFeatures], *, tolerance_px: int = 3
+) -> float | None:
     """The median share of the ``changed`` outline pixels that ``views`` show an edge at
     (within ``tolerance_px``: lean and GSD move outlines a little), over the views that
     see them clearly; None when none does."""
@@ -525,8 +552,9 @@ def _hull_mask(comp: np.ndarray, edges: np.ndarray | None = None) -> np.ndarray:
     return out.astype(bool) | comp
 
 
-def _refine(region: np.ndarray, views: list[ImageFeatures], *, reach_px: int = 6,
-            tolerance: float = 0.18) -> np.ndarray:
+def _refine(
+    region: np.ndarray, views: list[ImageFeatures], *, reach_px: int = 6, tolerance: float = 0.18
+) -> np.ndarray:
     """The footprint as the image that shows the structure sees it.
 
     The outline found from changed edges stops short where shadows and their margins
@@ -587,8 +615,13 @@ def find_changes(
     grid = site_grid(site, gsd_m)
     order = sorted(images, key=lambda im: im[1])
     prepared = _prepare(
-        order, site, grid, min_coverage=min_coverage, min_clear=min_clear,
-        object_buffer_m=object_buffer_m, on_image=on_image,
+        order,
+        site,
+        grid,
+        min_coverage=min_coverage,
+        min_clear=min_clear,
+        object_buffer_m=object_buffer_m,
+        on_image=on_image,
     )
     candidates = [p for p in prepared if isinstance(p, _Prepared)]
     used = _align(candidates, min_response=min_response) if len(candidates) >= 2 else []
@@ -611,14 +644,30 @@ def find_changes(
             f"site {site.name!r}: {len(used)} usable images cannot confirm a change that must "
             f"persist over {persist} images (need {persist + 1}; use --persist 1 for a pair)"
         )
-    changes = _changes_over_time(used, site, grid, persist=persist, min_area_m2=min_area_m2,
-                                 threshold=threshold, min_edge_px=min_edge_px,
-                                 edge_threshold=edge_threshold)
+    changes = _changes_over_time(
+        used,
+        site,
+        grid,
+        persist=persist,
+        min_area_m2=min_area_m2,
+        threshold=threshold,
+        min_edge_px=min_edge_px,
+        edge_threshold=edge_threshold,
+    )
     changes = [c for c in changes if c.score >= min_score]
     for n, c in enumerate(changes, start=1):
         c.id = n
-    ref = next((u.info.path for u in used if u.info.alignment and u.info.alignment.response == 1.0
-                and u.info.alignment.dx == 0.0 and u.info.alignment.dy == 0.0), "")
+    ref = next(
+        (
+            u.info.path
+            for u in used
+            if u.info.alignment
+            and u.info.alignment.response == 1.0
+            and u.info.alignment.dx == 0.0
+            and u.info.alignment.dy == 0.0
+        ),
+        "",
+    )
     return ChangeSet(site.name, changes, infos, grid, persist, ref)
 
 
@@ -646,8 +695,13 @@ def _changes_over_time(
         if key not in feat_cache:
             p = used[i]
             f = image_features(
-                p.rgb, p.usable, p.info.gsd_m, grid_gsd=gsd, target_gsd=target,
-                edge_threshold=edge_threshold, occluded=p.occluded,
+                p.rgb,
+                p.usable,
+                p.info.gsd_m,
+                grid_gsd=gsd,
+                target_gsd=target,
+                edge_threshold=edge_threshold,
+                occluded=p.occluded,
             )
             # Shadows cast by railcars and containers reach past their masks: leave out
             # every shadow that touches traffic ground, with a margin.
@@ -660,7 +714,6 @@ def _changes_over_time(
                 f.shadow = f.shadow & ~cast
             feat_cache[key] = f
         return feat_cache[key]
-
 
     def pair(b: int, a: int) -> PairMaps:
         if (b, a) not in pair_cache:
@@ -695,8 +748,9 @@ def _changes_over_time(
                 afc = [_crop(f, win) for f in af]
                 # Classify on the outline the changed edges drew; measure the footprint
                 # as the image that shows the structure sees it.
-                kind, cues = _classify(outline, _polygon(outline, tr, 0.0), bfc, afc,
-                                       new_all[win], lost_all[win], gsd)
+                kind, cues = _classify(
+                    outline, _polygon(outline, tr, 0.0), bfc, afc, new_all[win], lost_all[win], gsd
+                )
                 if kind is None or (sign == "lost") != (kind == "removed structure"):
                     continue
                 region = _refine(outline, afc if sign == "new" else bfc)
@@ -711,7 +765,8 @@ def _changes_over_time(
                 else:
                     earlier = seen(changed, win, range(max(0, i - persist)))
                     passing = (later is not None and later >= 1 - transient) or (
-                        earlier is not None and earlier < transient)
+                        earlier is not None and earlier < transient
+                    )
                 if passing:
                     continue
                 geom = _polygon(region, tr, simplify_m=gsd * 0.7)
@@ -723,9 +778,14 @@ def _changes_over_time(
                 # The bracket opens at the last earlier image that could show the
                 # change's absence there (snow or cloud over it proves nothing).
                 b_last = next(
-                    (b for b in reversed(before)
-                     if (pair(b, i).can_new if sign == "new" else pair(b, i).can_lost)[win][
-                         region].mean() >= 0.5),
+                    (
+                        b
+                        for b in reversed(before)
+                        if (pair(b, i).can_new if sign == "new" else pair(b, i).can_lost)[win][
+                            region
+                        ].mean()
+                        >= 0.5
+                    ),
                     i - 1,
                 )
                 out.append(

@@ -57,8 +57,9 @@ def _blur_to(img: np.ndarray, native_gsd: float, target_gsd: float, grid_gsd: fl
     return cv2.GaussianBlur(img, (0, 0), sigma) if sigma > 0.3 else img
 
 
-def edge_strength(logs: np.ndarray, usable: np.ndarray,
-                  stable: np.ndarray | None = None, *, straight: bool = True) -> np.ndarray:
+def edge_strength(
+    logs: np.ndarray, usable: np.ndarray, stable: np.ndarray | None = None, *, straight: bool = True
+) -> np.ndarray:
     """Edge strength: the largest gradient over the log colour bands, each relative to a
     reference contrast of the image (0 outside ``usable``).
 
@@ -101,8 +102,15 @@ def edge_strength(logs: np.ndarray, usable: np.ndarray,
     return out
 
 
-def shadow_map(log: np.ndarray, usable: np.ndarray, strength: np.ndarray, *,
-               darker: float = 0.45, block_px: int = 40, sharp: float = 0.35) -> np.ndarray:
+def shadow_map(
+    log: np.ndarray,
+    usable: np.ndarray,
+    strength: np.ndarray,
+    *,
+    darker: float = 0.45,
+    block_px: int = 40,
+    sharp: float = 0.35,
+) -> np.ndarray:
     """Shadows: regions more than ``darker`` (log units) below the local median that are
     bounded by sharp edges.
 
@@ -206,9 +214,15 @@ class PairMaps:
     can_lost: np.ndarray
 
 
-def pair_maps(before: ImageFeatures, after: ImageFeatures, *, block_px: int = 48,
-              edge_tolerance_px: int = 1, shadow_margin_px: int = 3,
-              edge_ratio: float = 0.5) -> PairMaps:
+def pair_maps(
+    before: ImageFeatures,
+    after: ImageFeatures,
+    *,
+    block_px: int = 48,
+    edge_tolerance_px: int = 1,
+    shadow_margin_px: int = 3,
+    edge_ratio: float = 0.5,
+) -> PairMaps:
     """Change cues between two aligned images' features."""
     both = before.usable & after.usable
     # Shadows move with the sun: leave them and their borders out of every cue.

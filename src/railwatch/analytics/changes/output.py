@@ -75,8 +75,9 @@ def changes_to_geojson(changes: ChangeSet | Sequence[Change]) -> dict[str, Any]:
     return fc
 
 
-def write_changes_geojson(changes: ChangeSet | Sequence[Change],
-                          path: str | os.PathLike[str]) -> Path:
+def write_changes_geojson(
+    changes: ChangeSet | Sequence[Change], path: str | os.PathLike[str]
+) -> Path:
     """Write the changes GeoJSON atomically (temp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,8 +133,13 @@ def describe_change(change: Change) -> str:
     return f"A change of about {area} m² (unclassified) appeared in {where} {when}."
 
 
-def _chip(path: str, bounds: tuple[float, float, float, float], crs: Any, size_px: int,
-          outline: np.ndarray | None) -> bytes:
+def _chip(
+    path: str,
+    bounds: tuple[float, float, float, float],
+    crs: Any,
+    size_px: int,
+    outline: np.ndarray | None,
+) -> bytes:
     minx, miny, maxx, maxy = bounds
     gsd = max(maxx - minx, maxy - miny) / size_px
     grid = grid_from_bounds(crs, bounds, gsd)
@@ -172,8 +178,9 @@ def change_chips(
     bounds = (cx - half, cy - half, cx + half, cy + half)
     geom = change.geometry
     ring = np.asarray(
-        (geom if geom.geom_type == "Polygon" else max(geom.geoms, key=lambda g: g.area))
-        .exterior.coords
+        (
+            geom if geom.geom_type == "Polygon" else max(geom.geoms, key=lambda g: g.area)
+        ).exterior.coords
     )
     return (
         _chip(before, bounds, change.crs, size_px, ring),

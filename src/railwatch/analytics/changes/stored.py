@@ -55,7 +55,8 @@ def site_changes(
             f"({len(scenes)} found); ingest more images first"
         )
     images: list[ImageInput] = [
-        (s.path, s.acquired, store.get_detections(s.id)) for s in scenes  # type: ignore[misc]
+        (s.path, s.acquired, store.get_detections(s.id))  # type: ignore[misc]
+        for s in scenes
     ]
     result = find_changes(images, site, on_image=on_image, **options)
     if save:
@@ -65,15 +66,25 @@ def site_changes(
 
 def put_changes(store: Store, changes: ChangeSet) -> None:
     """Replace the stored changes of ``changes.site`` with these (all or nothing)."""
-    store.replace_changes(changes.site, [
-        {
-            "kind": c.kind, "first_seen": c.first_seen, "last_absent": c.last_absent,
-            "area_m2": c.area_m2, "zone": c.zone, "score": c.score, "crs_wkt": c.crs.to_wkt(),
-            "geometry_wkt": c.geometry.wkt, "before_path": c.before, "after_path": c.after,
-            "props": {"seen_in": c.seen_in, "cues": c.cues, "local_id": c.id},
-        }
-        for c in changes.changes
-    ])
+    store.replace_changes(
+        changes.site,
+        [
+            {
+                "kind": c.kind,
+                "first_seen": c.first_seen,
+                "last_absent": c.last_absent,
+                "area_m2": c.area_m2,
+                "zone": c.zone,
+                "score": c.score,
+                "crs_wkt": c.crs.to_wkt(),
+                "geometry_wkt": c.geometry.wkt,
+                "before_path": c.before,
+                "after_path": c.after,
+                "props": {"seen_in": c.seen_in, "cues": c.cues, "local_id": c.id},
+            }
+            for c in changes.changes
+        ],
+    )
 
 
 def get_changes(store: Store, site: Site | str) -> list[Change]:
