@@ -84,7 +84,9 @@ def test_rotated_nms_drops_a_small_box_inside_a_car():
 
 def test_tile_cores_partition_the_image():
     tiles = plan_tiles(2500, 1300, 1024, 96)
-    assert tiles[0].window.col_off == 0 and tiles[-1].window.col_off == 2500 - 1024
+    w = tiles[-1].window
+    assert tiles[0].window.col_off == 0 and w.col_off + w.width == 2500
+    assert w.row_off + w.height == 1300 and max(t.window.width for t in tiles) <= 1024
     rng = np.random.default_rng(0)
     for x, y in rng.uniform(0, [2500, 1300], (500, 2)):
         owners = [t for t in tiles if t.core[0] <= x < t.core[2] and t.core[1] <= y < t.core[3]]
@@ -92,6 +94,19 @@ def test_tile_cores_partition_the_image():
         w = owners[0].window
         # the owner sees the point at least 40 px away from its edges (when not an image edge)
         assert w.col_off <= x < w.col_off + w.width and w.row_off <= y < w.row_off + w.height
+
+
+@pytest.mark.parametrize("n", [900, 1024, 1025, 1900, 2400, 4000, 30000])
+def test_tiles_cover_each_side_evenly_with_the_overlap_and_little_waste(n):
+    tiles = plan_tiles(n, 700, 1024, 96)
+    starts = sorted({t.window.col_off for t in tiles})
+    width = tiles[0].window.width
+    assert width <= 1024 and starts[0] == 0 and starts[-1] + width == n
+    gaps = np.diff(starts)
+    assert (width - gaps >= 96).all()  # every seam keeps the overlap
+    # as few windows as the size allows, and no more pixels read than that costs
+    assert len(starts) == max(1, math.ceil((n - 96) / (1024 - 96)))
+    assert len(starts) * width <= n + len(starts) * 96 + len(starts)
 
 
 def test_object_cut_by_a_seam_is_counted_once():

@@ -251,6 +251,31 @@ def test_averaged_verifiers_give_the_mean_probabilities(tmp_path):
         average_verifiers(paths[:1], tmp_path / "one.onnx")
 
 
+def test_quantized_verifier_is_8_bit_smaller_and_follows_the_float_one(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from railwatch.train.verifier import MARGIN, VerNet, export_verifier, quantize_verifier
+
+    torch.manual_seed(0)
+    src = export_verifier(VerNet().eval(), tmp_path / "v.onnx")
+    rng = np.random.default_rng(1)
+    crops = rng.integers(0, 200, (160, 32 + 2 * MARGIN, 96 + 2 * MARGIN, 3)).astype(np.uint8)
+    crops[::2, 14:26, 20:80] = 250  # a bright car in half of them
+    np.savez(tmp_path / "d.npz", crops=crops, labels=np.zeros((160, 3), np.int8),
+             flags=np.ones(160, np.int8))
+    q = quantize_verifier(src, tmp_path / "q.onnx", tmp_path / "d.npz", n=60)
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    assert (tmp_path / "q.onnx").stat().st_size < 0.5 * src.stat().st_size
+    assert q["kind_mean_abs_diff"] < 0.05 and q["kind_argmax_agreement"] > 0.8
+    x = crops[:8, MARGIN:-MARGIN, MARGIN:-MARGIN].transpose(0, 3, 1, 2).astype(np.float32)
+    k = ort.InferenceSession(str(tmp_path / "q.onnx"),
+                             providers=["CPUExecutionProvider"]).run(None, {"crops": x})[0]
+    np.testing.assert_allclose(k.sum(axis=1), 1, atol=1e-3)
+    assert not list(tmp_path.glob(".*tmp"))
+
+
 def test_train_verifier_command_writes_a_verifier_the_detector_loads(tmp_path):
     import shutil
 
@@ -268,6 +293,7 @@ def test_train_verifier_command_writes_a_verifier_the_detector_loads(tmp_path):
     assert (tmp_path / "crops.npz").exists()  # --data keeps the harvest for re-use
     block = json.loads((tmp_path / "model.json").read_text())["verifier"]
     assert block["file"] == "railwatch-ver.onnx" and block["training"]["steps"] >= 1
+    assert 0 <= block["quantized"]["kind_argmax_agreement"] <= 1  # shipped as 8-bit
     det = Detector(tmp_path)
     assert det.verifier is not None and det.verifier_note.startswith("railwatch-ver.onnx")
     p = det.verifier.predict(np.full((3, 32, 96, 3), 90, np.uint8))

@@ -82,6 +82,8 @@ def train_verifier_cmd(
         None, "--average-with", help="Other verifiers (.onnx, repeatable): ship the mean."),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate",
                                    help="Choose the verifier's thresholds on validation scenes."),
+    int8: bool = typer.Option(True, "--int8/--no-int8",
+                              help="Ship an 8-bit copy (calibrated on harvested crops)."),
 ) -> None:
     """Train the second-stage verifier on the detector's own candidates in random chips."""
     ver = _training("railwatch.train.verifier")
@@ -112,10 +114,15 @@ def train_verifier_cmd(
                                        task, description=f"epoch {e}: background rejected "
                                        f"{m['background_rejected']:.2f}, kept "
                                        f"{m['objects_kept']:.2f}"))
-    if average_with:
         vpath = out / block["file"]
-        ver.average_verifiers([*average_with, vpath], vpath)
-        info(f"averaged with {', '.join(map(str, average_with))}")
+        if average_with:
+            ver.average_verifiers([*average_with, vpath], vpath)
+            info(f"averaged with {', '.join(map(str, average_with))}")
+        if int8:
+            q = ver.quantize_verifier(vpath, vpath, paths)
+            ver.update_verifier_meta(out, {"quantized": q})
+            info(f"8-bit verifier: agrees with the float one on {q['kind_argmax_agreement']:.1%}"
+                 " of crops")
     info(f"verifier written to {out}/{block['file']} "
          f"(validation: {block['training']['validation']})")
     if calibrate:

@@ -104,14 +104,19 @@ class Detector:
         peaks, maps = self.session.run(None, {"image": x})
         return peaks[0], maps[0]
 
-    def boxes(self, tile: np.ndarray) -> Boxes:
-        """Decoded, NMS-filtered oriented boxes in tile pixels (centres inside the tile)."""
+    def boxes(self, tile: np.ndarray,
+              region: tuple[float, float, float, float] | None = None) -> Boxes:
+        """Decoded, NMS-filtered oriented boxes in tile pixels (centres inside the tile,
+        and inside ``region`` (x0, y0, x1, y1) when given: the part of the tile whose
+        boxes are kept, so the verifier does not check boxes a neighbour tile owns)."""
         if tile.ndim != 3 or tile.shape[2] < 3:
             raise ValueError("tile must be (H, W, 3) RGB")
         peaks, maps = self.run(tile)
         b = decode(peaks, maps, self.stride, self.threshold)
         h, w = tile.shape[:2]
-        inside = (b.cx >= 0) & (b.cx < w) & (b.cy >= 0) & (b.cy < h)
+        x0, y0, x1, y1 = region if region is not None else (0, 0, w, h)
+        inside = ((b.cx >= max(x0, 0)) & (b.cx < min(x1, w))
+                  & (b.cy >= max(y0, 0)) & (b.cy < min(y1, h)))
         b = b.take(np.nonzero(inside)[0]) if len(b) else empty_boxes()
         b = rotated_nms(b, self.nms_iou)
         if self.verifier is not None:

@@ -355,9 +355,16 @@ def train_verifier(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str
                      "minutes": round((time.time() - t0) / 60, 1),
                      "validation": {k: round(v, 4) for k, v in metrics.items()}},
     }
-    meta_path = out / "model.json"
+    return update_verifier_meta(out, block)
+
+
+def update_verifier_meta(model_dir: str | os.PathLike[str], values: dict[str, Any],
+                         ) -> dict[str, Any]:
+    """Merge ``values`` into the ``verifier`` block of ``model_dir/model.json`` (atomic);
+    returns the block."""
+    meta_path = Path(model_dir) / "model.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    meta["verifier"] = {**meta.get("verifier", {}), **block}
+    meta["verifier"] = {**meta.get("verifier", {}), **values}
     tmp = meta_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(meta, indent=2))
     os.replace(tmp, meta_path)
@@ -400,3 +407,64 @@ def average_verifiers(paths: list[str | os.PathLike[str]],
     onnx.save(model, str(tmp))
     os.replace(tmp, out)
     return out
+
+
+def quantize_verifier(src: str | os.PathLike[str], out: str | os.PathLike[str],
+                      data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                      n: int = 600, seed: int = 0) -> dict[str, Any]:
+    """Write an 8-bit (QDQ, per-channel) copy of a verifier, calibrated on ``n`` crops
+    drawn from harvested data; about twice as fast on a CPU with VNNI. Returns how
+    closely it follows the float model on ``n`` other crops (to be checked, not assumed)."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
+
+    files = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    crops = np.concatenate([np.load(f)["crops"] for f in files])
+    n = min(n, len(crops) // 2)
+    pick = np.sort(np.random.default_rng(seed).choice(len(crops), 2 * n, replace=False))
+    x = np.ascontiguousarray(crops[pick][:, MARGIN:-MARGIN, MARGIN:-MARGIN]
+                             .transpose(0, 3, 1, 2), np.float32)
+    del crops
+    cal, check = x[:n], x[n:]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.i = 0
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if self.i >= len(cal):
+                return None
+            self.i += 50
+            return {"crops": cal[self.i - 50:self.i]}
+
+    out = Path(out)
+    q = out.with_name(f".{out.name}.tmp")
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(src), str(pre))
+        # the probability heads (softmax, sigmoid, an ensemble's mean) stay float
+        heads = [nd.name for nd in onnx.load(str(pre)).graph.node
+                 if nd.op_type in ("Softmax", "Sigmoid", "Sum", "Mul")]
+        quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, nodes_to_exclude=heads)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        a, b = (ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
+                for p in (src, q))
+        ka, kb = (s.run(None, {"crops": check})[0] for s in (a, b))
+    os.replace(q, out)
+    return {"method": "onnxruntime quantize_static, QDQ, per-channel int8 weights, uint8 "
+                      "activations (convolutions and dense layers; the softmax heads stay "
+                      f"float), calibrated on {n} harvested crops (seed {seed})",
+            "kind_mean_abs_diff": round(float(np.abs(ka - kb).mean()), 4),
+            "kind_argmax_agreement": round(float((ka.argmax(1) == kb.argmax(1)).mean()), 4),
+            "background_decision_agreement": round(
+                float(((ka[:, 0] >= 0.5) == (kb[:, 0] >= 0.5)).mean()), 4)}
