@@ -49,6 +49,18 @@ def test_decode_reads_centre_size_angle_class():
     assert cont.cls[0] == -1 and cont.score[0] == pytest.approx(0.6)
 
 
+def test_decode_turns_class_logits_into_probabilities_at_the_peaks():
+    peaks, maps = _maps()
+    peaks[0, 5, 6] = 0.8
+    logits = np.array([0.1, 2.0, -1.0, 0.5, 0.0, -3.0, 1.0], np.float32)
+    maps[6:13, 5, 6] = logits
+    b = decode(peaks, maps, threshold=0.3, class_logits=True)
+    p = np.exp(logits) / np.exp(logits).sum()
+    assert b.cls[0] == 1 and b.cls_prob[0] == pytest.approx(p.max(), rel=1e-5)
+    # a model whose maps hold probabilities is read as before
+    assert decode(peaks, maps, threshold=0.3).cls_prob[0] == pytest.approx(2.0)
+
+
 def test_box_corners_are_an_oriented_rectangle():
     c = box_corners([10.0], [20.0], [30.0], [6.0], [math.pi / 2])[0]
     assert np.allclose(c.mean(axis=0), [10, 20])

@@ -78,11 +78,13 @@ def box_corners(cx: np.ndarray, cy: np.ndarray, length: np.ndarray, width: np.nd
 
 
 def decode(peaks: np.ndarray, maps: np.ndarray, stride: int = 2,
-           threshold: float = 0.3) -> Boxes:
+           threshold: float = 0.3, class_logits: bool = False) -> Boxes:
     """Boxes from one image's ``peaks`` (2, h, w) and ``maps`` (14, h, w) (ONNX outputs).
 
     Peaks are local maxima of the centre heatmaps (3x3 max-pool in the graph); every
     peak above ``threshold`` is a box. Centres, sizes and angles are in input pixels.
+    ``class_logits``: the class channels hold logits (model.json ``class_maps``), turned
+    into probabilities here, at the peaks only.
     """
     parts = []
     for k in (0, 1):
@@ -98,6 +100,9 @@ def decode(peaks: np.ndarray, maps: np.ndarray, stride: int = 2,
         width = np.exp(np.clip(m[3], -2, 5))
         angle = 0.5 * np.arctan2(m[4], m[5])
         probs = m[6:13]
+        if class_logits:
+            e = np.exp(probs - probs.max(axis=0))
+            probs = e / e.sum(axis=0)
         cls = np.argmax(probs, axis=0) if k == 0 else np.full(len(ys), -1)
         cls_prob = probs.max(axis=0)
         parts.append(Boxes(cx, cy, length, width, angle,

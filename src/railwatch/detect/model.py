@@ -58,6 +58,8 @@ class Detector:
         self.native_gsd_m = float(self.meta.get("native_gsd_m", 0.5))
         self.stride = int(self.meta.get("stride", 2))
         self.multiple = int(self.meta.get("input", {}).get("multiple_of", 16))
+        # class maps: logits (softmax at the peaks, in decode) or probabilities (older)
+        self.class_logits = self.meta.get("class_maps") == "logits"
         # the second stage (railwatch-ver.onnx) when the model folder has one
         vset = verifier_settings(self.meta)
         vpath = p.with_name(vset["file"])
@@ -112,7 +114,7 @@ class Detector:
         if tile.ndim != 3 or tile.shape[2] < 3:
             raise ValueError("tile must be (H, W, 3) RGB")
         peaks, maps = self.run(tile)
-        b = decode(peaks, maps, self.stride, self.threshold)
+        b = decode(peaks, maps, self.stride, self.threshold, self.class_logits)
         h, w = tile.shape[:2]
         x0, y0, x1, y1 = region if region is not None else (0, 0, w, h)
         inside = ((b.cx >= max(x0, 0)) & (b.cx < min(x1, w))
