@@ -95,7 +95,12 @@ def read_window(
     """
     sc = scaling or band_scaling(path)
     with rasterio.open(path) as ds:
-        data = ds.read(list(sc.bands), window=window, boundless=True, fill_value=0)
+        inside = (window.col_off >= 0 and window.row_off >= 0
+                  and window.col_off + window.width <= ds.width
+                  and window.row_off + window.height <= ds.height)
+        # a boundless read goes through a VRT (several times slower): only when needed
+        data = ds.read(list(sc.bands), window=window, boundless=not inside,
+                       **({} if inside else {"fill_value": 0}))
     if data.dtype == np.uint8 and sc.lo == (0.0,) * len(sc.bands):
         out = data
     else:
