@@ -349,3 +349,37 @@ def test_a_new_outline_counts_only_when_the_roof_stands_out(hue):
     kind, cues = _classify(region, geom, [before], [after], ring, np.zeros_like(ring), 1.0)
     assert cues["shadow_after"] == 0.0
     assert kind == ("new structure" if hue else None)
+
+
+def test_a_change_the_first_later_image_cannot_see_is_dated_from_the_next(tmp_path):
+    # The building stands from image 3 on; image 2 has a cloud over its place. Images 3
+    # and 4 show it, image 1 is the last that shows the ground: the bracket is (1, 3],
+    # not (1, 2] (image 2 cannot show that it was there).
+    cond = [S.Conditions(seed=k, sun_az=140 + 10 * k) for k in range(5)]
+    cond[2].cloud = (170.0, 200.0, 300.0, 320.0)
+    images = [
+        shot(tmp_path, f"c{k}", with_new() if k >= 3 else S.base_world(), cond[k], k)
+        for k in range(5)
+    ]
+    changes = find_changes(images, S.site(), persist=2).changes
+    assert [c.kind for c in changes] == ["new structure"]
+    assert changes[0].last_absent == S.day(1) and changes[0].first_seen == S.day(3)
+    g, t = changes[0].geometry, true_geom()
+    assert g.intersection(t).area / g.union(t).area > 0.5
+
+
+def test_cloud_shadow_is_found_and_a_dark_roof_is_not_taken_for_one():
+    from railwatch.analytics.changes.find import _cloud_shadow
+
+    w = S.base_world()
+    w.buildings.append(S.Building(box(60, 60, 100, 90), 8.0, (0.12, 0.12, 0.13)))
+    cond = S.Conditions(seed=3, sun_el=30, shade=(280.0, 280.0, 70.0, 0.5))
+    data, _, _ = S.render(w, cond)
+    rgb = data.transpose(1, 2, 0).astype(np.float32) / 255
+    shade = _cloud_shadow(rgb, np.ones(rgb.shape[:2], bool), 1.0)
+    rows, cols = np.mgrid[0:400, 0:400] + 0.5
+    dist = np.hypot(cols - 280, (400 - rows) - 280)
+    assert shade[dist < 60].mean() > 0.95  # the core
+    assert shade[dist > 130].sum() == 0  # not the lit ground
+    roof_and_shadow = (rows > 400 - 110) & (cols < 120)
+    assert shade[roof_and_shadow].sum() == 0

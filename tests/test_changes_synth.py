@@ -44,6 +44,9 @@ class Conditions:
     shift_px: tuple[float, float] = (0.0, 0.0)  # content moved right/down, pixels
     gsd: float = 1.0
     seed: int = 0
+    cloud: tuple[float, float, float, float] | None = None  # opaque cloud, local box
+    # A cloud's soft shadow: (centre x, centre y, radius, darkening 0..1), local metres
+    shade: tuple[float, float, float, float] | None = None
 
 
 @dataclass
@@ -145,6 +148,14 @@ def render(world: World, cond: Conditions) -> tuple[np.ndarray, Affine, Detectio
             # Where the (misregistered) image says the car is.
             off = [X0 - sx * gsd, Y0 + sy * gsd]
             cars.append(np.asarray(car.exterior.coords)[:4] + off)
+    if cond.shade is not None:  # darker by up to ``k`` inside, fading over ~40 m
+        cx, cy, rad, k = cond.shade
+        xs = (np.arange(n) + 0.5) * gsd
+        d = np.hypot(xs[None, :] - cx, (SIZE - xs)[:, None] - cy)
+        img = img * (1 - k * np.clip((rad - d) / 40.0 + 0.5, 0, 1))[..., None]
+    if cond.cloud is not None:  # bright, grey, smooth
+        rr, cc = px(box(*cond.cloud))
+        img[rr, cc] = 0.9
     img = img * cond.gain + crng.normal(scale=0.01, size=img.shape)
     out = np.clip(img * 255, 0, 255).astype(np.uint8).transpose(2, 0, 1)
     n_cars = len(cars)

@@ -179,6 +179,48 @@ def _cloud(
     return cloud & (sharp_share < 0.05), cloud
 
 
+def _cloud_shadow(
+    rgb: np.ndarray,
+    valid: np.ndarray,
+    gsd_m: float,
+    bright: np.ndarray | None = None,
+    *,
+    darker: float = 0.25,
+    rim_darker: float = 0.1,
+    sigma_m: float = 6.0,
+    min_area_m2: float = 5000.0,
+) -> np.ndarray:
+    """Cloud shadows: patches, smoothed over ``sigma_m``, more than ``darker`` (log units)
+    below the median brightness of the image's ground (``bright``: cloud and snow, left
+    out of the median) and of at least ``min_area_m2`` (larger than any
+    roof; a building's shadow is thinner than the smoothing and disappears in it), grown
+    over the connected ground still ``rim_darker`` below it (the shadow's soft rim).
+
+    A cloud (inside the image or outside it) darkens the ground under its shadow by up to
+    half. Under such a patch shadows and edges come and go with the cloud, so, like snow,
+    it cannot show that something is there or was not.
+    """
+    ground = valid if bright is None else valid & ~bright
+    if ground.sum() < 100:
+        return np.zeros(valid.shape, bool)
+    g = np.log(gray(np.clip(rgb, 0, None)) + 0.02).astype(np.float32)
+    ref = float(np.median(g[ground]))
+    sigma = max(sigma_m / gsd_m, 1.0)
+    w = cv2.GaussianBlur(valid.astype(np.float32), (0, 0), sigma)
+    smooth = cv2.GaussianBlur(np.where(valid, g, 0).astype(np.float32), (0, 0), sigma)
+    smooth = smooth / np.maximum(w, 1e-3)
+    dark = (smooth < ref - darker) & valid
+    lab, n = ndimage.label(dark)
+    if n == 0:
+        return dark
+    index = np.arange(1, n + 1)
+    sizes = ndimage.sum_labels(dark, lab, index=index) * gsd_m * gsd_m
+    core = np.isin(lab, index[sizes >= min_area_m2])
+    # The rim fades out: grow the core over connected ground that is still darker.
+    rim, _ = ndimage.label((smooth < ref - rim_darker) & valid)
+    return np.isin(rim, np.unique(rim[core])) & (rim > 0)
+
+
 def _snow(
     rgb: np.ndarray, valid: np.ndarray, *, min_share: float = 0.05, max_share: float = 0.25
 ) -> np.ndarray:
@@ -237,6 +279,9 @@ def _prepare(
         if masks is not None:
             cloud, cloud_or_snow = masks
             occluded |= ndimage.binary_dilation(cloud_or_snow, iterations=8)
+            # Cloud shadows hide as much as cloud (shadows and edges come and go).
+            shade = _cloud_shadow(rgb, valid, grid.gsd_m, occluded)
+            occluded |= ndimage.binary_dilation(shade, iterations=5)
             usable &= ~ndimage.binary_dilation(cloud, iterations=3)
             clear = float(usable.sum() / max(aoi.sum(), 1))
             if clear < min_clear:
@@ -682,6 +727,7 @@ def _changes_over_time(
     min_edge_px: int,
     edge_threshold: float = 0.2,
     transient: float = 0.35,
+    first_visible: float = 0.5,
 ) -> list[Change]:
     gsd = grid.gsd_m
     zones = {name: to_local(z, grid.crs) for name, z in site.zones.items()}
@@ -775,15 +821,32 @@ def _changes_over_time(
                     continue
                 found[sign].append(geom.buffer(3 * gsd))
                 cues["appearance"] = float(app[win][region].mean())
+                # The bracket closes at the first later image that can show the change
+                # there: where the step's first image cannot see the place (cloud, its
+                # shadow, snow), only the next one found it, and the change may have
+                # come after the first.
+                drawn = edges[win] & ndimage.binary_dilation(outline, iterations=2)
+                a_first = next(
+                    (
+                        a
+                        for a in after
+                        if drawn.any()
+                        and np.logical_or.reduce([pair(b, a).can_new[win] for b in before])[
+                            drawn
+                        ].mean()
+                        >= first_visible
+                    ),
+                    i,
+                )
                 # The bracket opens at the last earlier image that could show the
                 # change's absence there (snow or cloud over it proves nothing).
                 b_last = next(
                     (
                         b
                         for b in reversed(before)
-                        if (pair(b, i).can_new if sign == "new" else pair(b, i).can_lost)[win][
-                            region
-                        ].mean()
+                        if (
+                            pair(b, a_first).can_new if sign == "new" else pair(b, a_first).can_lost
+                        )[win][region].mean()
                         >= 0.5
                     ),
                     i - 1,
@@ -793,13 +856,13 @@ def _changes_over_time(
                         geometry=geom,
                         crs=grid.crs,
                         kind=kind,
-                        first_seen=used[i].info.acquired,
+                        first_seen=used[a_first].info.acquired,
                         last_absent=used[b_last].info.acquired,
                         area_m2=float(region.sum() * gsd * gsd),
                         zone=_zone(geom, zones),
                         score=_score(kind, cues, threshold),
                         before=used[b_last].info.path,
-                        after=used[i].info.path,
+                        after=used[a_first].info.path,
                         seen_in=persist,
                         cues={k2: round(v, 4) for k2, v in cues.items()},
                     )
