@@ -274,14 +274,10 @@ def _prepare(
             out.append(info)
             continue
         usable = valid.copy()
+        occluded = _snow(rgb, valid)
         masks = _cloud(rgb, valid, grid.gsd_m)
-        if masks is None:
-            occluded = _snow(rgb, valid)
-        else:
+        if masks is not None:
             cloud, cloud_or_snow = masks
-            # Cloud is white and grey too: the snow test looks at the ground left (else a
-            # cloudy summer image counts as deep snow and proves nothing anywhere).
-            occluded = _snow(rgb, valid & ~ndimage.binary_dilation(cloud, iterations=8))
             occluded |= ndimage.binary_dilation(cloud_or_snow, iterations=8)
             # Cloud shadows hide as much as cloud (shadows and edges come and go).
             shade = _cloud_shadow(rgb, valid, grid.gsd_m, occluded)
