@@ -225,8 +225,10 @@ class PeerDetector:
 
         return f"ultralytics {ultralytics.__version__}"
 
-    def boxes(self, tile: np.ndarray) -> Any:
-        """Oriented boxes (railwatch ``Boxes``) of one RGB native-GSD tile, tile pixels."""
+    def boxes(self, tile: np.ndarray,
+              region: tuple[float, float, float, float] | None = None) -> Any:
+        """Oriented boxes (railwatch ``Boxes``) of one RGB native-GSD tile, tile pixels;
+        centres inside ``region`` (x0, y0, x1, y1) when given, as for our Detector."""
         from railwatch.detect.decode import rotated_nms
         from railwatch.detect.model import footprint_colors
 
@@ -237,7 +239,9 @@ class PeerDetector:
                                verbose=False)[0]
         b = obb_to_boxes(r.obb.xywhr.cpu().numpy(), r.obb.cls.cpu().numpy(),
                          r.obb.conf.cpu().numpy())
-        inside = (b.cx >= 0) & (b.cx < w) & (b.cy >= 0) & (b.cy < h)
+        x0, y0, x1, y1 = region if region is not None else (0, 0, w, h)
+        inside = ((b.cx >= max(x0, 0)) & (b.cx < min(x1, w))
+                  & (b.cy >= max(y0, 0)) & (b.cy < min(y1, h)))
         b = rotated_nms(b.take(np.nonzero(inside)[0]), self.nms_iou)
         b.color = footprint_colors(tile, b.corners())
         return b
