@@ -240,9 +240,7 @@ class PeerDetector:
         b = obb_to_boxes(r.obb.xywhr.cpu().numpy(), r.obb.cls.cpu().numpy(),
                          r.obb.conf.cpu().numpy())
         x0, y0, x1, y1 = region if region is not None else (0, 0, w, h)
-        inside = ((b.cx >= max(x0, 0)) & (b.cx < min(x1, w))
-                  & (b.cy >= max(y0, 0)) & (b.cy < min(y1, h)))
-        b = rotated_nms(b.take(np.nonzero(inside)[0]), self.nms_iou)
+        b = rotated_nms(b.within(max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)), self.nms_iou)
         b.color = footprint_colors(tile, b.corners())
         return b
 

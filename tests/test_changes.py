@@ -123,6 +123,17 @@ def test_persistence_rule_and_bracket(tmp_path):
     assert find_changes(late, S.site(), persist=2).changes == []
 
 
+def _flat_image(path: Path, size: int, x0: float, y0: float) -> Path:
+    """A featureless grey 1 m image of ``size`` px with its top-left corner at (x0, y0)."""
+    import rasterio
+    from affine import Affine
+
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=3,
+                       dtype="uint8", crs=S.CRS, transform=Affine(1, 0, x0, 0, -1, y0)) as dst:
+        dst.write(np.full((3, size, size), 90, np.uint8))
+    return path
+
+
 def test_errors(tmp_path):
     a = shot(tmp_path, "a", S.base_world(), S.Conditions(), 0)
     b = shot(tmp_path, "b", S.base_world(), S.Conditions(seed=3), 1)
@@ -131,38 +142,11 @@ def test_errors(tmp_path):
     with pytest.raises(InputError, match="persist over 2"):
         find_changes([a, b], S.site(), persist=2)
     # An image of another place: no overlap with the site.
-    far = tmp_path / "far.tif"
-    import rasterio
-    from affine import Affine
-
-    with rasterio.open(
-        far,
-        "w",
-        driver="GTiff",
-        width=50,
-        height=50,
-        count=3,
-        dtype="uint8",
-        crs=S.CRS,
-        transform=Affine(1, 0, S.X0 + 50_000, 0, -1, S.Y0),
-    ) as dst:
-        dst.write(np.full((3, 50, 50), 90, np.uint8))
+    far = _flat_image(tmp_path / "far.tif", 50, S.X0 + 50_000, S.Y0)
     with pytest.raises(InputError, match="does not overlap"):
         find_changes([a, b, (far, S.day(3), None)], S.site(), persist=1)
     # A blank image cannot be aligned: skipped with a reason, then too few images remain.
-    blank = tmp_path / "blank.tif"
-    with rasterio.open(
-        blank,
-        "w",
-        driver="GTiff",
-        width=400,
-        height=400,
-        count=3,
-        dtype="uint8",
-        crs=S.CRS,
-        transform=Affine(1, 0, S.X0, 0, -1, S.Y0 + S.SIZE),
-    ) as dst:
-        dst.write(np.full((3, 400, 400), 90, np.uint8))
+    blank = _flat_image(tmp_path / "blank.tif", 400, S.X0, S.Y0 + S.SIZE)
     with pytest.raises(InputError, match="fewer than two usable images.*not aligned"):
         find_changes([a, (blank, S.day(2), None)], S.site(), persist=1)
 

@@ -49,9 +49,8 @@ class BlobDetector:
                                np.zeros(1, int), np.ones(1), np.zeros(1), np.array([0.9]),
                                np.zeros((1, 3), np.uint8), np.full(1, np.nan)))
         b = Boxes.concat(parts) if parts else empty_boxes()
-        if region is not None and len(b):
-            x0, y0, x1, y1 = region
-            b = b.take(np.nonzero((b.cx >= x0) & (b.cx < x1) & (b.cy >= y0) & (b.cy < y1))[0])
+        if region is not None:
+            b = b.within(*region)
         b.color = footprint_colors(tile, b.corners())
         return rotated_nms(b)
 

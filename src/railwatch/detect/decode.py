@@ -52,6 +52,11 @@ class Boxes:
         return Boxes(*(np.concatenate([getattr(p, f) for p in parts])
                        for f in Boxes.__dataclass_fields__))
 
+    def within(self, x0: float, y0: float, x1: float, y1: float) -> Boxes:
+        """The boxes whose centres lie in [x0, x1) x [y0, y1)."""
+        return self.take(np.nonzero((self.cx >= x0) & (self.cx < x1)
+                                    & (self.cy >= y0) & (self.cy < y1))[0])
+
     def corners(self) -> np.ndarray:
         """(N, 4, 2) corner coordinates going round each rectangle."""
         return box_corners(self.cx, self.cy, self.length, self.width, self.angle)

@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from railwatch.detect.decode import PIXEL_CRS, Boxes, decode, empty_boxes, rotated_nms
+from railwatch.detect.decode import PIXEL_CRS, Boxes, decode, rotated_nms
 from railwatch.detect.session import open_session
 from railwatch.detect.verify import Verifier, apply_verifier, verifier_settings
 from railwatch.errors import InputError
@@ -117,10 +117,8 @@ class Detector:
         b = decode(peaks, maps, self.stride, self.threshold, self.class_logits)
         h, w = tile.shape[:2]
         x0, y0, x1, y1 = region if region is not None else (0, 0, w, h)
-        inside = ((b.cx >= max(x0, 0)) & (b.cx < min(x1, w))
-                  & (b.cy >= max(y0, 0)) & (b.cy < min(y1, h)))
-        b = b.take(np.nonzero(inside)[0]) if len(b) else empty_boxes()
-        b = rotated_nms(b, self.nms_iou)
+        b = rotated_nms(b.within(max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)),
+                        self.nms_iou)
         if self.verifier is not None:
             b = apply_verifier(tile, b, self.verifier, self.max_background, self.min_score)
         b.color = footprint_colors(tile, b.corners())

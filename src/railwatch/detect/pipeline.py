@@ -93,11 +93,7 @@ def merge_tile_boxes(parts: Sequence[tuple[Tile, Boxes]], nms_iou: float = 0.3) 
 
     Boxes must already be in source-image pixel coordinates.
     """
-    kept = []
-    for tile, b in parts:
-        x0, y0, x1, y1 = tile.core
-        own = (b.cx >= x0) & (b.cx < x1) & (b.cy >= y0) & (b.cy < y1)
-        kept.append(b.take(np.nonzero(own)[0]))
+    kept = [b.within(*tile.core) for tile, b in parts]
     return rotated_nms(Boxes.concat(kept), nms_iou) if kept else empty_boxes()
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -381,6 +381,23 @@ def _fill_lot(
                 return tuple(int(x) for x in rng.integers(30, 230, 3))
             return CONTAINER_COLORS[int(rng.integers(len(CONTAINER_COLORS)))]
 
+        def row(dv: float, length_of: Callable[[], float], empty: float, single: float,
+                gap: tuple[float, float]) -> None:
+            """One row of boxes end to end along the lot, ``dv`` from its near edge."""
+            along = -lot_l / 2
+            while True:
+                length = length_of()
+                if along + length > lot_l / 2:
+                    break
+                if rng.random() >= empty:
+                    c = at(along + length / 2, dv)
+                    xs.append(c[0])
+                    ys.append(c[1])
+                    lens.append(length)
+                    st.append(1 if rng.random() < single else 2)
+                    cols.append(colour())
+                along += length + float(rng.uniform(*gap))
+
         if container_yards > 0 and rng.random() < container_yards:
             # a container yard: rows end to end (mixed lengths, small gaps), rows in pairs
             # or with aisles, often set back from the tracks on open ground
@@ -388,19 +405,8 @@ def _fill_lot(
             share40 = float(rng.uniform(0.3, 0.85))
             empty = float(rng.uniform(0.0, 0.3))
             for _ in range(int(rng.integers(2, 9))):
-                along = -lot_l / 2
-                while True:
-                    length = CONTAINER_LENGTHS_M[1 if rng.random() < share40 else 0]
-                    if along + length > lot_l / 2:
-                        break
-                    if rng.random() >= empty:
-                        c = at(along + length / 2, dv)
-                        xs.append(c[0])
-                        ys.append(c[1])
-                        lens.append(length)
-                        st.append(1 if rng.random() < 0.85 else 2)
-                        cols.append(colour())
-                    along += length + float(rng.uniform(0.3, 1.0))
+                row(dv, lambda: CONTAINER_LENGTHS_M[1 if rng.random() < share40 else 0],
+                    empty, 0.85, (0.3, 1.0))
                 dv += 2.44 + (float(rng.uniform(0.3, 0.6)) if rng.random() < 0.5
                               else float(rng.uniform(3.0, 7.0)))
         elif rng.random() < container_lines:
@@ -409,19 +415,8 @@ def _fill_lot(
             lines = int(rng.integers(1, 3))
             pitch = 2.8 if rng.random() < 0.3 else float(rng.uniform(5.0, 9.0))
             for r_ in range(lines):
-                along = -lot_l / 2
-                while True:
-                    length = float(rng.choice(CONTAINER_LENGTHS_M))
-                    if along + length > lot_l / 2:
-                        break
-                    if rng.random() >= 0.08:
-                        c = at(along + length / 2, 1.5 + r_ * pitch)
-                        xs.append(c[0])
-                        ys.append(c[1])
-                        lens.append(length)
-                        st.append(1 if rng.random() < 0.8 else 2)
-                        cols.append(colour())
-                    along += length + float(rng.uniform(0.3, 1.5))
+                row(1.5 + r_ * pitch, lambda: float(rng.choice(CONTAINER_LENGTHS_M)),
+                    0.08, 0.8, (0.3, 1.5))
         else:
             rows = int(rng.integers(1, 5))
             length = float(rng.choice(CONTAINER_LENGTHS_M))

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from railwatch.detect.model import Detector
+from railwatch.detect.session import open_session
 from railwatch.detect.verify import CROP_H, CROP_W, VERIFIER_FILE, oriented_crops
 from railwatch.train import synth
 from railwatch.train.loop import NATIVE_GSD, to_native
@@ -416,7 +417,6 @@ def quantize_verifier(src: str | os.PathLike[str], out: str | os.PathLike[str],
     drawn from harvested data; about twice as fast on a CPU with VNNI. Returns how
     closely it follows the float model on ``n`` other crops (to be checked, not assumed)."""
     import onnx
-    import onnxruntime as ort
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -455,11 +455,8 @@ def quantize_verifier(src: str | os.PathLike[str], out: str | os.PathLike[str],
         quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, nodes_to_exclude=heads)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        a, b = (ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
-                for p in (src, q))
-        ka, kb = (s.run(None, {"crops": check})[0] for s in (a, b))
+        ka, kb = (open_session(Path(p), threads=1).run(None, {"crops": check})[0]
+                  for p in (src, q))
     os.replace(q, out)
     return {"method": "onnxruntime quantize_static, QDQ, per-channel int8 weights, uint8 "
                       "activations (convolutions and dense layers; the softmax heads stay "
