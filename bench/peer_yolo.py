@@ -204,6 +204,7 @@ class PeerDetector:
 
     native_gsd_m = 0.5
     nms_iou = 0.3
+    railcar_nms = None
     verifier_note = None
 
     def __init__(self, weights: str | os.PathLike[str], conf: float | None = None,

@@ -94,6 +94,21 @@ def test_rotated_nms_drops_a_small_box_inside_a_car():
     assert len(rotated_nms(car, 0.3, iomin=1.01)) == 3
 
 
+def test_rotated_nms_railcar_rule_drops_a_box_across_a_coupling_but_not_containers():
+    # two coupled cars (30 px, 4 px gap) and a weaker box half a car along the track,
+    # straddling the coupling: it covers 43 % of each car (IoU 0.28), under the common rule
+    cars = _boxes([15, 49, 32], [50, 50, 50], 30, 6, 0.0, [0.9, 0.8, 0.6])
+    assert len(rotated_nms(cars, 0.3)) == 3
+    kept = rotated_nms(cars, 0.3, railcar=(0.15, 0.15))
+    assert sorted(kept.cx.tolist()) == [15, 49]
+    # the same boxes as containers (touching rows, stacked) keep the common rule
+    boxes = _boxes([15, 49, 32], [50, 50, 50], 30, 6, 0.0, [0.9, 0.8, 0.6], kind=[1, 1, 1])
+    assert len(rotated_nms(boxes, 0.3, railcar=(0.15, 0.15))) == 3
+    # and a railcar against a container too (a container on a flatcar is not a duplicate)
+    mixed = _boxes([15, 49, 32], [50, 50, 50], 30, 6, 0.0, [0.9, 0.8, 0.6], kind=[0, 0, 1])
+    assert len(rotated_nms(mixed, 0.3, railcar=(0.15, 0.15))) == 3
+
+
 def test_tile_cores_partition_the_image():
     tiles = plan_tiles(2500, 1300, 1024, 96)
     w = tiles[-1].window

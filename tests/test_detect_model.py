@@ -52,10 +52,32 @@ def test_shipped_model_f1_on_fresh_scenes(scenes, detector, tmp_path):
     res = evaluate(scenes, tmp_path)
     o = res["overall"]
     assert o["by_kind"]["railcar"]["truth"] > 20
-    assert o["f1"] >= 0.8, o  # measured 0.87 with the verifier, 0.85 without
+    assert o["f1"] >= 0.83, o  # measured 0.88 (0.86 before the railcar-pair NMS rule)
     assert o["recall"] >= 0.85, o
     # the verifier's class and covered calls (measured 0.92 and 0.93; 0.74 and 0.88 without)
     assert o["class_accuracy"] >= 0.8 and o["covered_accuracy"] >= 0.85, o
+
+
+def test_shipped_model_leaves_no_railcars_overlapping_past_its_rule(scenes, detector):
+    """Coupled cars never overlap: after detection no two railcars overlap by more than
+    the model's calibrated railcar rule (model.json ``railcar_nms``), across seams too."""
+    import shapely
+
+    assert detector.railcar_nms is not None
+    iou_max, iomin_max = detector.railcar_nms
+    pairs = 0
+    for tif in sorted(scenes.glob("*.tif")):
+        cars = detect(tif, detector).railcars
+        polys = np.array(cars.polygons())
+        left, right = shapely.STRtree(polys).query(polys, predicate="intersects")
+        sel = left < right
+        a, b = polys[left[sel]], polys[right[sel]]
+        inter = shapely.area(shapely.intersection(a, b))
+        small = np.minimum(shapely.area(a), shapely.area(b))
+        assert np.all(inter <= iomin_max * small + 1e-6), tif.name
+        assert np.all(inter <= iou_max * (shapely.area(a) + shapely.area(b) - inter) + 1e-6)
+        pairs += len(cars)
+    assert pairs > 20
 
 
 def test_predict_tile_pixel_coordinates(detector):

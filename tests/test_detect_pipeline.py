@@ -25,6 +25,7 @@ class BlobDetector:
 
     native_gsd_m = 0.5
     nms_iou = 0.3
+    railcar_nms = None
     path = Path("blob.onnx")
     version = "test"
     verifier_note = None

@@ -62,6 +62,7 @@ def train_cmd(
 
         best = choose(out)["best"]
         info(f"score threshold {best:g} (chosen on validation scenes, stored in model.json)")
+        _calibrate_railcar_nms(out)
 
 
 def train_verifier_cmd(
@@ -131,6 +132,15 @@ def train_verifier_cmd(
         mb, ms = calibrate_verifier(out)["best"]
         info(f"verifier thresholds: background below {mb:g}, joint score at least {ms:g} "
              "(chosen on validation scenes, stored in model.json)")
+        _calibrate_railcar_nms(out)
+
+
+def _calibrate_railcar_nms(out: Path) -> None:
+    from railwatch.train.calibrate import calibrate_railcar_nms
+
+    iou, iomin = calibrate_railcar_nms(out)["best"]
+    info(f"railcar duplicates: overlap above IoU {iou:g} or {iomin:g} of the smaller car "
+         "(chosen on validation scenes, stored in model.json)")
 
 
 def register(app: typer.Typer) -> None:

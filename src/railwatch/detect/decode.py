@@ -117,13 +117,17 @@ def decode(peaks: np.ndarray, maps: np.ndarray, stride: int = 2,
     return Boxes.concat(parts)
 
 
-def rotated_nms(boxes: Boxes, iou: float = 0.3, iomin: float = 0.5) -> Boxes:
+def rotated_nms(boxes: Boxes, iou: float = 0.3, iomin: float = 0.5,
+                railcar: tuple[float, float] | None = None) -> Boxes:
     """Greedy non-maximum suppression on oriented footprints (any kind against any).
 
     A box is dropped when a higher-scoring one overlaps it by more than ``iou``
     (intersection over union) or covers more than ``iomin`` of the smaller of the two:
     coupled cars and cars on neighbouring tracks never overlap, so a second peak on the
-    same car (e.g. on its roof and on its shadowed side) is a duplicate.
+    same car (e.g. on its roof and on its shadowed side) is a duplicate. ``railcar``:
+    stricter (iou, iomin) for two railcars, whose true footprints never overlap (a box
+    half a car along the track, across a coupling, is a duplicate); containers stand in
+    touching rows and keep ``iou``/``iomin``.
     """
     n = len(boxes)
     if n < 2:
@@ -139,7 +143,12 @@ def rotated_nms(boxes: Boxes, iou: float = 0.3, iomin: float = 0.5) -> Boxes:
     inter = shapely.area(shapely.intersection(polys[left], polys[right]))
     ious = inter / np.maximum(areas[left] + areas[right] - inter, 1e-9)
     iomins = inter / np.maximum(np.minimum(areas[left], areas[right]), 1e-9)
-    hit = (ious > iou) | (iomins > iomin)
+    if railcar is None:
+        hit = (ious > iou) | (iomins > iomin)
+    else:
+        both = (boxes.kind[left] == 0) & (boxes.kind[right] == 0)
+        hit = (ious > np.where(both, railcar[0], iou)) | (iomins > np.where(both, railcar[1],
+                                                                            iomin))
     left, right = left[hit], right[hit]
     order = np.argsort(-boxes.score, kind="stable")
     rank = np.empty(n, int)

@@ -72,6 +72,11 @@ class Detector:
                      if use_verifier else self.meta.get("score_threshold", 0.3))
         self.threshold = float(threshold if threshold is not None else default_t)
         self.nms_iou = nms_iou
+        # railcar-against-railcar NMS (iou, iomin), chosen on validation scenes
+        # (model.json ``railcar_nms``; absent in older models: the common rule)
+        rn = self.meta.get("railcar_nms")
+        self.railcar_nms: tuple[float, float] | None = (
+            (float(rn["iou"]), float(rn["iomin"])) if rn else None)
         self.path = p
         self.session = open_session(p, threads, _providers(use_gpu))
         self.providers = self.session.get_providers()
@@ -121,6 +126,8 @@ class Detector:
                         self.nms_iou)
         if self.verifier is not None:
             b = apply_verifier(tile, b, self.verifier, self.max_background, self.min_score)
+        if self.railcar_nms is not None:  # on the final kinds (the verifier's, if any)
+            b = rotated_nms(b, self.nms_iou, railcar=self.railcar_nms)
         b.color = footprint_colors(tile, b.corners())
         return b
 

@@ -88,13 +88,17 @@ def plan_tiles(width: int, height: int, size: int, overlap: int) -> list[Tile]:
     return tiles
 
 
-def merge_tile_boxes(parts: Sequence[tuple[Tile, Boxes]], nms_iou: float = 0.3) -> Boxes:
-    """Keep each tile's boxes whose centre lies in its core, then NMS across seams.
+def merge_tile_boxes(parts: Sequence[tuple[Tile, Boxes]], nms_iou: float = 0.3,
+                     railcar_nms: tuple[float, float] | None = None) -> Boxes:
+    """Keep each tile's boxes whose centre lies in its core, then NMS across seams
+    (``railcar_nms``: the detector's stricter railcar-pair rule, see ``rotated_nms``).
 
     Boxes must already be in source-image pixel coordinates.
     """
     kept = [b.within(*tile.core) for tile, b in parts]
-    return rotated_nms(Boxes.concat(kept), nms_iou) if kept else empty_boxes()
+    if not kept:
+        return empty_boxes()
+    return rotated_nms(Boxes.concat(kept), nms_iou, railcar=railcar_nms)
 
 
 def check_gsd(gsd: float, path: str | os.PathLike[str]) -> None:
@@ -173,7 +177,7 @@ def detect(path: str | os.PathLike[str], detector: Detector | None = None,
         parts.append(part)
         if progress is not None:
             progress(i + 1, len(tiles))
-    boxes = merge_tile_boxes(parts, det_.nms_iou)
+    boxes = merge_tile_boxes(parts, det_.nms_iou, det_.railcar_nms)
     det = boxes_to_detections(boxes, scene.gsd_m, crs.to_wkt(), transform)
     same = abs(f - 1.0) <= 1e-3
     det.meta.update(

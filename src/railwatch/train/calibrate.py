@@ -24,21 +24,32 @@ from railwatch.train.testsets import write_own_scene, write_sim_scene
 THRESHOLDS = tuple(np.round(np.arange(0.15, 0.66, 0.05), 2))
 
 
+def write_validation_scenes(folder: Path, per_gsd: int = 2, size_m: float = 300.0,
+                            ) -> list[str]:
+    """Write fresh validation scenes of both renderers at 0.3/0.5/0.8 m; their names."""
+    names = []
+    for gi, gsd in enumerate((0.3, 0.5, 0.8)):
+        for k in range(per_gsd):
+            seed = 600000 + 100 * gi + k
+            for writer, tag in ((write_own_scene, "own"), (write_sim_scene, "sim")):
+                name = f"{tag}_{gsd:g}_{k}"
+                writer(folder, name, seed, round(size_m / gsd), gsd)
+                names.append(name)
+    return names
+
+
+def scene_pairs(folder: Path, names: list[str], det: Detector) -> list[tuple[Any, Any]]:
+    """(truth, prediction) for the scenes ``names`` in ``folder``."""
+    return [(from_geojson(folder / f"{n}.truth.geojson"),
+             detect(folder / f"{n}.tif", det).to_crs(4326)) for n in names]
+
+
 def validation_pairs(det: Detector, per_gsd: int = 2, size_m: float = 300.0,
                      ) -> list[tuple[Any, Any]]:
     """(truth, prediction) for fresh validation scenes of both renderers at 0.3/0.5/0.8 m."""
-    pairs = []
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        for gi, gsd in enumerate((0.3, 0.5, 0.8)):
-            for k in range(per_gsd):
-                seed = 600000 + 100 * gi + k
-                for writer, tag in ((write_own_scene, "own"), (write_sim_scene, "sim")):
-                    name = f"{tag}_{gsd:g}_{k}"
-                    writer(d, name, seed, round(size_m / gsd), gsd)
-                    truth = from_geojson(d / f"{name}.truth.geojson")
-                    pairs.append((truth, detect(d / f"{name}.tif", det).to_crs(4326)))
-    return pairs
+        return scene_pairs(d, write_validation_scenes(d, per_gsd, size_m), det)
 
 
 def _objective(s: dict[str, Any]) -> float:
@@ -108,5 +119,33 @@ def calibrate_verifier(model: str | os.PathLike[str], candidate_threshold: float
         _store(model_path, verifier={
             "candidate_threshold": candidate_threshold, "max_background": best[0],
             "min_score": best[1],
+            "sweep": {f"{k[0]:g}/{k[1]:g}": v for k, v in table.items()}})
+    return {"best": best, "table": table}
+
+
+#: Railcar-pair NMS sweep (iou, iomin): the common rule (0.3, 0.5) down to strict.
+RAILCAR_NMS = ((0.3, 0.5), (0.3, 0.4), (0.25, 0.3), (0.2, 0.25), (0.2, 0.2), (0.15, 0.15),
+               (0.1, 0.1), (0.05, 0.05))
+
+
+def calibrate_railcar_nms(model: str | os.PathLike[str], per_gsd: int = 2,
+                          size_m: float = 300.0, write: bool = True) -> dict[str, Any]:
+    """Choose how much two railcar boxes may overlap before the weaker is a duplicate
+    (model.json ``railcar_nms``), on validation scenes with the model's own two stages."""
+    model_path = Path(model)
+    det = Detector(model_path)
+    table = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        names = write_validation_scenes(d, per_gsd, size_m)
+        for rule in RAILCAR_NMS:
+            det.railcar_nms = rule
+            s = summarise([evaluate_pair(t, p) for t, p in scene_pairs(d, names, det)])
+            table[rule] = {"f1": s["f1"], "container_f1": s["container_f1"],
+                           "count_error": s["count_error"]}
+    best = max(table, key=lambda k: (_objective(table[k]), k[1]))
+    if write:
+        _store(model_path, railcar_nms={
+            "iou": best[0], "iomin": best[1],
             "sweep": {f"{k[0]:g}/{k[1]:g}": v for k, v in table.items()}})
     return {"best": best, "table": table}
