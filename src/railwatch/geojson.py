@@ -134,8 +134,10 @@ def write_geojson(det: Detections, path: str | os.PathLike[str], **kw: Any) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # dumps, not dump: json.dump streams through the pure-Python encoder (5x slower)
+        text = json.dumps(to_geojson(det, **kw))
         with os.fdopen(fd, "w") as fh:
-            json.dump(to_geojson(det, **kw), fh)
+            fh.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
