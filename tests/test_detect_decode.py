@@ -109,6 +109,28 @@ def test_rotated_nms_railcar_rule_drops_a_box_across_a_coupling_but_not_containe
     assert len(rotated_nms(mixed, 0.3, railcar=(0.15, 0.15))) == 3
 
 
+def test_rotated_nms_railcar_rule_drops_a_parallel_box_closer_than_a_track_spacing():
+    # 1 m pixels: a car, a weaker parallel box 3.2 m across (on its shadow; the boxes do
+    # not touch), a car on the next track 4.6 m across the other way, a coupled car 16 m
+    # along
+    cars = _boxes([50, 50, 50, 66], [50, 53.2, 45.4, 50], 15, 3, 0.0, [0.9, 0.6, 0.8, 0.7])
+    rule = (0.15, 0.15, 4.0)
+    kept = rotated_nms(cars, 0.3, railcar=rule, px_m=1.0)
+    assert sorted(kept.score.tolist()) == [0.7, 0.8, 0.9]
+    # the spacing is in metres: at 0.5 m pixels the same boxes are 1.6 m across (dropped)
+    # and 2.3 m across (kept) under a 2 m spacing
+    assert len(rotated_nms(cars, 0.3, railcar=(0.15, 0.15, 2.0), px_m=0.5)) == 3
+    # no spacing, or containers: all four stay
+    assert len(rotated_nms(cars, 0.3, railcar=(0.15, 0.15), px_m=1.0)) == 4
+    conts = _boxes([50, 50, 50, 66], [50, 53.2, 45.4, 50], 15, 3, 0.0, [0.9, 0.6, 0.8, 0.7],
+                   kind=[1, 1, 1, 1])
+    assert len(rotated_nms(conts, 0.3, railcar=rule, px_m=1.0)) == 4
+    # a crossing (perpendicular) box is not "side by side"
+    cross = Boxes.concat([_boxes([50], [50], 15, 3, 0.0, [0.9]),
+                          _boxes([50], [53.2], 15, 3, math.pi / 2, [0.6])])
+    assert len(rotated_nms(cross, 0.9, iomin=0.99, railcar=(0.9, 0.99, 4.0), px_m=1.0)) == 2
+
+
 def test_tile_cores_partition_the_image():
     tiles = plan_tiles(2500, 1300, 1024, 96)
     w = tiles[-1].window

@@ -138,9 +138,10 @@ def train_verifier_cmd(
 def _calibrate_railcar_nms(out: Path) -> None:
     from railwatch.train.calibrate import calibrate_railcar_nms
 
-    iou, iomin = calibrate_railcar_nms(out)["best"]
-    info(f"railcar duplicates: overlap above IoU {iou:g} or {iomin:g} of the smaller car "
-         "(chosen on validation scenes, stored in model.json)")
+    iou, iomin, spacing = calibrate_railcar_nms(out)["best"]
+    info(f"railcar duplicates: overlap above IoU {iou:g} or {iomin:g} of the smaller car, "
+         f"or side by side closer than {spacing:g} m (chosen on validation scenes, stored "
+         "in model.json)")
 
 
 def register(app: typer.Typer) -> None:

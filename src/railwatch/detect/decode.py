@@ -117,17 +117,26 @@ def decode(peaks: np.ndarray, maps: np.ndarray, stride: int = 2,
     return Boxes.concat(parts)
 
 
+#: Two railcars side by side must be this parallel (degrees) and share this much of the
+#: shorter one's length before their across-track distance is checked.
+SIDE_BY_SIDE_DEG, SIDE_BY_SIDE_SHARE = 20.0, 0.3
+
+
 def rotated_nms(boxes: Boxes, iou: float = 0.3, iomin: float = 0.5,
-                railcar: tuple[float, float] | None = None) -> Boxes:
+                railcar: tuple[float, ...] | None = None, px_m: float = 0.5) -> Boxes:
     """Greedy non-maximum suppression on oriented footprints (any kind against any).
 
     A box is dropped when a higher-scoring one overlaps it by more than ``iou``
     (intersection over union) or covers more than ``iomin`` of the smaller of the two:
     coupled cars and cars on neighbouring tracks never overlap, so a second peak on the
-    same car (e.g. on its roof and on its shadowed side) is a duplicate. ``railcar``:
-    stricter (iou, iomin) for two railcars, whose true footprints never overlap (a box
-    half a car along the track, across a coupling, is a duplicate); containers stand in
-    touching rows and keep ``iou``/``iomin``.
+    same car (e.g. on its roof and on its shadowed side) is a duplicate.
+
+    ``railcar`` = (iou, iomin[, spacing_m]): a stricter rule for two railcars, whose true
+    footprints never overlap (a box half a car along the track, across a coupling, is a
+    duplicate), and which never stand side by side closer than the tightest track
+    spacing: a parallel railcar whose centre is less than ``spacing_m`` across from a
+    stronger one (boxes at ``px_m`` metres per pixel) is a duplicate too, e.g. a box on
+    the car's shadow. Containers stand in touching rows and keep ``iou``/``iomin``.
     """
     n = len(boxes)
     if n < 2:
@@ -135,7 +144,11 @@ def rotated_nms(boxes: Boxes, iou: float = 0.3, iomin: float = 0.5,
     polys = shapely.polygons(boxes.corners())
     areas = shapely.area(polys)
     tree = shapely.STRtree(polys)
-    left, right = tree.query(polys, predicate="intersects")
+    spacing = railcar[2] / px_m if railcar is not None and len(railcar) > 2 else 0.0
+    if spacing > 0:  # near pairs too: side by side cars need not touch
+        left, right = tree.query(polys, predicate="dwithin", distance=spacing)
+    else:
+        left, right = tree.query(polys, predicate="intersects")
     sel = left < right
     left, right = left[sel], right[sel]
     if len(left) == 0:
@@ -149,6 +162,8 @@ def rotated_nms(boxes: Boxes, iou: float = 0.3, iomin: float = 0.5,
         both = (boxes.kind[left] == 0) & (boxes.kind[right] == 0)
         hit = (ious > np.where(both, railcar[0], iou)) | (iomins > np.where(both, railcar[1],
                                                                             iomin))
+        if spacing > 0:
+            hit |= both & _side_by_side(boxes, left, right, spacing)
     left, right = left[hit], right[hit]
     order = np.argsort(-boxes.score, kind="stable")
     rank = np.empty(n, int)
@@ -165,3 +180,17 @@ def rotated_nms(boxes: Boxes, iou: float = 0.3, iomin: float = 0.5,
             if rank[j] > rank[i]:
                 keep[j] = False
     return boxes.take(np.nonzero(keep)[0])
+
+
+def _side_by_side(boxes: Boxes, left: np.ndarray, right: np.ndarray,
+                  spacing: float) -> np.ndarray:
+    """For pairs (left, right): parallel boxes sharing much of their length whose centres
+    are less than ``spacing`` (pixels) apart across the first one's axis."""
+    a = boxes.angle[left]
+    ux, uy = np.cos(a), np.sin(a)
+    parallel = np.abs(np.cos(a - boxes.angle[right])) > np.cos(np.deg2rad(SIDE_BY_SIDE_DEG))
+    dx, dy = boxes.cx[right] - boxes.cx[left], boxes.cy[right] - boxes.cy[left]
+    along, across = np.abs(dx * ux + dy * uy), np.abs(dx * uy - dy * ux)
+    shorter = np.minimum(boxes.length[left], boxes.length[right])
+    share = ((boxes.length[left] + boxes.length[right]) / 2 - along) / np.maximum(shorter, 1e-9)
+    return parallel & (share > SIDE_BY_SIDE_SHARE) & (across < spacing)

@@ -75,8 +75,9 @@ class Detector:
         # railcar-against-railcar NMS (iou, iomin), chosen on validation scenes
         # (model.json ``railcar_nms``; absent in older models: the common rule)
         rn = self.meta.get("railcar_nms")
-        self.railcar_nms: tuple[float, float] | None = (
-            (float(rn["iou"]), float(rn["iomin"])) if rn else None)
+        self.railcar_nms: tuple[float, ...] | None = (
+            (float(rn["iou"]), float(rn["iomin"]), float(rn.get("spacing_m", 0.0)))
+            if rn else None)
         self.path = p
         self.session = open_session(p, threads, _providers(use_gpu))
         self.providers = self.session.get_providers()
@@ -127,7 +128,8 @@ class Detector:
         if self.verifier is not None:
             b = apply_verifier(tile, b, self.verifier, self.max_background, self.min_score)
         if self.railcar_nms is not None:  # on the final kinds (the verifier's, if any)
-            b = rotated_nms(b, self.nms_iou, railcar=self.railcar_nms)
+            b = rotated_nms(b, self.nms_iou, railcar=self.railcar_nms,
+                            px_m=self.native_gsd_m)
         b.color = footprint_colors(tile, b.corners())
         return b
 

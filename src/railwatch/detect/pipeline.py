@@ -89,16 +89,18 @@ def plan_tiles(width: int, height: int, size: int, overlap: int) -> list[Tile]:
 
 
 def merge_tile_boxes(parts: Sequence[tuple[Tile, Boxes]], nms_iou: float = 0.3,
-                     railcar_nms: tuple[float, float] | None = None) -> Boxes:
+                     railcar_nms: tuple[float, ...] | None = None,
+                     px_m: float = 0.5) -> Boxes:
     """Keep each tile's boxes whose centre lies in its core, then NMS across seams
-    (``railcar_nms``: the detector's stricter railcar-pair rule, see ``rotated_nms``).
+    (``railcar_nms``: the detector's stricter railcar-pair rule, see ``rotated_nms``;
+    ``px_m``: the boxes' metres per pixel).
 
     Boxes must already be in source-image pixel coordinates.
     """
     kept = [b.within(*tile.core) for tile, b in parts]
     if not kept:
         return empty_boxes()
-    return rotated_nms(Boxes.concat(kept), nms_iou, railcar=railcar_nms)
+    return rotated_nms(Boxes.concat(kept), nms_iou, railcar=railcar_nms, px_m=px_m)
 
 
 def check_gsd(gsd: float, path: str | os.PathLike[str]) -> None:
@@ -177,7 +179,7 @@ def detect(path: str | os.PathLike[str], detector: Detector | None = None,
         parts.append(part)
         if progress is not None:
             progress(i + 1, len(tiles))
-    boxes = merge_tile_boxes(parts, det_.nms_iou, det_.railcar_nms)
+    boxes = merge_tile_boxes(parts, det_.nms_iou, det_.railcar_nms, scene.gsd_m)
     det = boxes_to_detections(boxes, scene.gsd_m, crs.to_wkt(), transform)
     same = abs(f - 1.0) <= 1e-3
     det.meta.update(

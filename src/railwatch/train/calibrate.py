@@ -123,29 +123,41 @@ def calibrate_verifier(model: str | os.PathLike[str], candidate_threshold: float
     return {"best": best, "table": table}
 
 
-#: Railcar-pair NMS sweep (iou, iomin): the common rule (0.3, 0.5) down to strict.
+#: Railcar-pair NMS sweep (iou, iomin): the common rule (0.3, 0.5) down to strict; then
+#: the closest two parallel cars' centres may stand across the track (m; 0 = no rule;
+#: real track centres are at least about 4.1 m apart).
 RAILCAR_NMS = ((0.3, 0.5), (0.3, 0.4), (0.25, 0.3), (0.2, 0.25), (0.2, 0.2), (0.15, 0.15),
                (0.1, 0.1), (0.05, 0.05))
+RAILCAR_SPACING_M = (0.0, 2.7, 3.0, 3.3, 3.6, 3.9)
 
 
 def calibrate_railcar_nms(model: str | os.PathLike[str], per_gsd: int = 2,
                           size_m: float = 300.0, write: bool = True) -> dict[str, Any]:
-    """Choose how much two railcar boxes may overlap before the weaker is a duplicate
-    (model.json ``railcar_nms``), on validation scenes with the model's own two stages."""
+    """Choose how much two railcar boxes may overlap, and how close side by side they may
+    stand, before the weaker is a duplicate (model.json ``railcar_nms``), on validation
+    scenes with the model's own two stages: first the overlap, then the spacing."""
     model_path = Path(model)
     det = Detector(model_path)
-    table = {}
+    table: dict[tuple[float, ...], dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         names = write_validation_scenes(d, per_gsd, size_m)
-        for rule in RAILCAR_NMS:
+
+        def score(rule: tuple[float, ...]) -> None:
             det.railcar_nms = rule
             s = summarise([evaluate_pair(t, p) for t, p in scene_pairs(d, names, det)])
             table[rule] = {"f1": s["f1"], "container_f1": s["container_f1"],
                            "count_error": s["count_error"]}
-    best = max(table, key=lambda k: (_objective(table[k]), k[1]))
+
+        for iou, iomin in RAILCAR_NMS:
+            score((iou, iomin, 0.0))
+        iou, iomin, _ = max(table, key=lambda k: (_objective(table[k]), k[1]))
+        for spacing in RAILCAR_SPACING_M[1:]:
+            score((iou, iomin, spacing))
+    # ties: the looser rule (larger iomin, smaller spacing)
+    best = max(table, key=lambda k: (_objective(table[k]), k[1], -k[2]))
     if write:
         _store(model_path, railcar_nms={
-            "iou": best[0], "iomin": best[1],
-            "sweep": {f"{k[0]:g}/{k[1]:g}": v for k, v in table.items()}})
+            "iou": best[0], "iomin": best[1], "spacing_m": best[2],
+            "sweep": {"/".join(f"{v:g}" for v in k): v for k, v in table.items()}})
     return {"best": best, "table": table}
