@@ -163,7 +163,7 @@ def detect(path: str | os.PathLike[str], detector: Detector | None = None,
     from railwatch.imagery import band_scaling, read_scene_metadata
 
     p = Path(path)
-    scene = read_scene_metadata(p)
+    scene = read_scene_metadata(p, hash_file=False)  # the content hash is ingest's
     check_gsd(scene.gsd_m, p)
     det_ = detector or default_detector()
     f = scene.gsd_m / det_.native_gsd_m
