@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from railwatch.errors import InputError
 from railwatch.train import synth
+from railwatch.train.augment import sensor_jitter
 from railwatch.train.export import OPSET, export_onnx
 from railwatch.train.loss import detection_loss
 from railwatch.train.model import RailDet, count_parameters
@@ -52,6 +53,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     minutes: float | None = None  # wall-clock budget: the LR schedule follows elapsed time
     init_onnx: str | None = None  # warm start from an exported model (BN statistics frozen)
+    sensor_jitter: bool = True  # grey, casts, blur, noise, JPEG (railwatch.train.augment)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -172,7 +174,9 @@ class ChipStream(IterableDataset):
             if pairs is not None and n % 200 == 0:  # a folder still being written grows
                 pairs = load_chips_dir(self.cfg.chips_dir)  # type: ignore[arg-type]
             image, objs = self._sample(rng, sim, pairs)
-            if rng.random() < 0.5:  # photometric jitter: sensors and processing differ
+            if self.cfg.sensor_jitter:  # sensors and processing differ
+                image = sensor_jitter(np.ascontiguousarray(image), rng)
+            elif rng.random() < 0.5:  # the narrower colour jitter of models <= 0.2.0
                 gain = rng.uniform(0.85, 1.15, 3) * rng.uniform(0.8, 1.2)
                 gamma = rng.uniform(0.8, 1.25)
                 x = (image.astype(np.float32) / 255.0) ** gamma * gain

@@ -34,6 +34,7 @@ from railwatch.detect.model import Detector
 from railwatch.detect.session import open_session
 from railwatch.detect.verify import CROP_H, CROP_W, VERIFIER_FILE, oriented_crops
 from railwatch.train import synth
+from railwatch.train.augment import sensor_jitter
 from railwatch.train.loop import NATIVE_GSD, to_native
 from railwatch.types import RAILCAR_CLASSES
 
@@ -290,11 +291,12 @@ def train_verifier(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str
                    out_dir: str | os.PathLike[str], *,
                    minutes: float = 20.0, seed: int = 0, batch: int = 128, lr: float = 2e-3,
                    width: int = 16, threads: int = 2, val_fraction: float = 0.05,
-                   max_steps: int | None = None,
+                   max_steps: int | None = None, jitter: bool = True,
                    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
                    ) -> dict[str, Any]:
     """Train VerNet on ``build_data`` files (one or several, pooled) for ``minutes`` (or
-    ``max_steps``, whichever comes first; the learning rate follows the budget); write
+    ``max_steps``, whichever comes first; the learning rate follows the budget;
+    ``jitter``: ``railwatch.train.augment.sensor_jitter`` on every crop); write
     ``railwatch-ver.onnx`` and the ``verifier`` block of ``out_dir/model.json``. Returns
     that block."""
     torch.manual_seed(seed)
@@ -331,7 +333,9 @@ def train_verifier(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str
                 g["lr"] = lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
             idx = np.sort(perm[s * batch:(s + 1) * batch])
             x = _augment(crops[idx], rng)
-            if rng.random() < 0.5:  # photometric jitter per batch
+            if jitter:  # sensors and processing differ, crop by crop
+                x = np.stack([sensor_jitter(c, rng) for c in x])
+            elif rng.random() < 0.5:  # the per-batch colour gain of verifiers <= 0.1.1
                 x = np.clip(x.astype(np.float32) * rng.uniform(0.8, 1.2, 3), 0, 255)
             xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float()
             loss = _losses(net(xt), torch.from_numpy(labels[idx]))
