@@ -5,8 +5,12 @@ With a verifier in the model folder, the detector alone is scored on the same im
 too (its own row), so the second stage's gain is measured in the same run.
 
 Usage: .venv/bin/python bench/bench_detect.py [--per-gsd 4] [--size 1024] [--out DIR]
-       [--skip-big] [--write-metrics] [--scenario-dir DIR]
+       [--skip-big] [--write-metrics] [--scenario-dir DIR] [--robustness]
        [--peer-python /tmp/peer-venv/bin/python --peer-weights RUN/best.pt]
+
+With ``--robustness`` the test set is also scored re-sensed eight ways (blur, noise,
+JPEG, gamma both ways, a colour cast, low contrast, grey/pan): how much of the accuracy
+survives sensors and processing our renderers do not draw.
 
 With ``--peer-python`` and ``--peer-weights`` the peer baseline (YOLO11n-OBB, sliced;
 ``bench/peer_yolo.py``, run by that interpreter in its own venv) detects the same images
@@ -246,6 +250,8 @@ def markdown(res: dict[str, Any]) -> str:
     lines += _slice_rows(ours["slices"])
     lines.append(f"| all (OpenCV baseline) | {res['baseline']['overall']['images']} | "
                  f"{_row(res['baseline']['overall'])} |")
+    for pname, m in res.get("robustness", {}).items():
+        lines.append(f"| all, re-sensed: {pname} | {m['images']} | {_row(m)} |")
     if "peer" in res:
         lines.append(f"| all ({PEER_NAME}) | {res['peer']['images']} | {_row(res['peer'])} |")
     if "scenario" in res:
@@ -268,6 +274,44 @@ def markdown(res: dict[str, Any]) -> str:
                   f" | {m['megapixels']} | {m['seconds']} | {m['mp_per_s']} |"
                   for m in speeds if m]
     return "\n".join(lines)
+
+
+# -- robustness: the test set re-sensed ------------------------------------------------
+def _jpeg(a: np.ndarray, quality: int = 40) -> np.ndarray:
+    _, buf = cv2.imencode(".jpg", a.astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR).astype(np.float64)
+
+
+#: name -> f(float64 (H, W, 3) 0..255) -> same; the noise draws are seeded per image.
+PERTURBATIONS: dict[str, Any] = {
+    "blur (Gaussian sigma 1 px)": lambda a, rng: cv2.GaussianBlur(a, (0, 0), 1.0),
+    "noise (sigma 8)": lambda a, rng: a + rng.normal(0, 8, a.shape),
+    "JPEG quality 40": lambda a, rng: _jpeg(a),
+    "darker (gamma 1.5)": lambda a, rng: 255 * (a / 255) ** 1.5,
+    "brighter (gamma 0.67)": lambda a, rng: 255 * (a / 255) ** 0.67,
+    "colour cast (R x1.2, B x0.8)": lambda a, rng: a * np.array([1.2, 1.0, 0.8]),
+    "contrast x0.6": lambda a, rng: a.mean((0, 1)) + (a - a.mean((0, 1))) * 0.6,
+    "grey (pan)": lambda a, rng: np.repeat(a @ np.array([[0.299], [0.587], [0.114]]), 3, 2),
+}
+
+
+def robustness(test: Path, detector: Detector, out: Path) -> dict[str, Any]:
+    """Overall accuracy on copies of the test set under each of ``PERTURBATIONS``."""
+    res = {}
+    for k, (name, fn) in enumerate(PERTURBATIONS.items()):
+        d = out / f"r{k}"
+        (d / "pred").mkdir(parents=True, exist_ok=True)
+        for i, t in enumerate(sorted(test.glob("*.tif"))):
+            with rasterio.open(t) as ds:
+                profile, a = ds.profile, ds.read().transpose(1, 2, 0).astype(np.float64)
+            b = np.clip(fn(a, np.random.default_rng(i)), 0, 255).astype(np.uint8)
+            with rasterio.open(d / t.name, "w", **profile) as dst:
+                dst.write(b.transpose(2, 0, 1))
+            (d / f"{t.stem}.truth.geojson").write_text(
+                (test / f"{t.stem}.truth.geojson").read_text())
+            write_geojson(detect(d / t.name, detector), d / "pred" / f"{t.stem}.geojson")
+        res[name] = evaluate(d, d / "pred")["overall"]
+    return res
 
 
 def scenario_images(folder: Path) -> list[Path]:
@@ -307,6 +351,8 @@ def main() -> None:
     ap.add_argument("--scenario-dir", type=Path, default=None,
                     help="also score images rendered by `railwatch simulate tumangang-khasan`"
                          " (GeoTIFFs with *.truth.geojson beside them)")
+    ap.add_argument("--robustness", action="store_true",
+                    help="also score the test set re-sensed eight ways (PERTURBATIONS)")
     ap.add_argument("--peer-python", type=Path, default=None,
                     help="interpreter of the peer's venv (torchvision + ultralytics + "
                          "railwatch): run bench/peer_yolo.py on the same images")
@@ -351,6 +397,8 @@ def main() -> None:
         res[f"ours_{renderer}"] = evaluate(sub, root / "pred")["overall"]
         if "peer" in res:
             res[f"peer_{renderer}"] = evaluate(sub, root / "peer")["overall"]
+    if args.robustness:
+        res["robustness"] = robustness(test, detector, root / "robustness")
     if args.scenario_dir is not None:
         res["scenario"] = score_scenario(args.scenario_dir, detector, root / "scenario",
                                          one_stage)

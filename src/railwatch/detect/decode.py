@@ -7,6 +7,7 @@ covers x in [0, 1), y in [0, 1); x is the column, y the row.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import shapely
@@ -122,8 +123,17 @@ def decode(peaks: np.ndarray, maps: np.ndarray, stride: int = 2,
 SIDE_BY_SIDE_DEG, SIDE_BY_SIDE_SHARE = 20.0, 0.3
 
 
+class RailcarRule(NamedTuple):
+    """When a weaker railcar duplicates a stronger one (see ``rotated_nms``)."""
+
+    iou: float
+    iomin: float
+    spacing_m: float = 0.0  # closest two parallel cars' centres stand across the track
+
+
 def rotated_nms(boxes: Boxes, iou: float = 0.3, iomin: float = 0.5,
-                railcar: tuple[float, ...] | None = None, px_m: float = 0.5) -> Boxes:
+                railcar: RailcarRule | tuple[float, ...] | None = None,
+                px_m: float = 0.5) -> Boxes:
     """Greedy non-maximum suppression on oriented footprints (any kind against any).
 
     A box is dropped when a higher-scoring one overlaps it by more than ``iou``
@@ -131,12 +141,13 @@ def rotated_nms(boxes: Boxes, iou: float = 0.3, iomin: float = 0.5,
     coupled cars and cars on neighbouring tracks never overlap, so a second peak on the
     same car (e.g. on its roof and on its shadowed side) is a duplicate.
 
-    ``railcar`` = (iou, iomin[, spacing_m]): a stricter rule for two railcars, whose true
-    footprints never overlap (a box half a car along the track, across a coupling, is a
-    duplicate), and which never stand side by side closer than the tightest track
-    spacing: a parallel railcar whose centre is less than ``spacing_m`` across from a
-    stronger one (boxes at ``px_m`` metres per pixel) is a duplicate too, e.g. a box on
-    the car's shadow. Containers stand in touching rows and keep ``iou``/``iomin``.
+    ``railcar`` = RailcarRule(iou, iomin[, spacing_m]): a stricter rule for two railcars,
+    whose true footprints never overlap (a box half a car along the track, across a
+    coupling, is a duplicate), and which never stand side by side closer than the
+    tightest track spacing: a parallel railcar whose centre is less than ``spacing_m``
+    across from a stronger one (boxes at ``px_m`` metres per pixel) is a duplicate too,
+    e.g. a box on the car's shadow. Containers stand in touching rows and keep
+    ``iou``/``iomin``.
     """
     n = len(boxes)
     if n < 2:
@@ -144,7 +155,8 @@ def rotated_nms(boxes: Boxes, iou: float = 0.3, iomin: float = 0.5,
     polys = shapely.polygons(boxes.corners())
     areas = shapely.area(polys)
     tree = shapely.STRtree(polys)
-    spacing = railcar[2] / px_m if railcar is not None and len(railcar) > 2 else 0.0
+    rule = RailcarRule(*railcar) if railcar is not None else None
+    spacing = rule.spacing_m / px_m if rule is not None else 0.0
     if spacing > 0:  # near pairs too: side by side cars need not touch
         left, right = tree.query(polys, predicate="dwithin", distance=spacing)
     else:
@@ -156,12 +168,12 @@ def rotated_nms(boxes: Boxes, iou: float = 0.3, iomin: float = 0.5,
     inter = shapely.area(shapely.intersection(polys[left], polys[right]))
     ious = inter / np.maximum(areas[left] + areas[right] - inter, 1e-9)
     iomins = inter / np.maximum(np.minimum(areas[left], areas[right]), 1e-9)
-    if railcar is None:
+    if rule is None:
         hit = (ious > iou) | (iomins > iomin)
     else:
         both = (boxes.kind[left] == 0) & (boxes.kind[right] == 0)
-        hit = (ious > np.where(both, railcar[0], iou)) | (iomins > np.where(both, railcar[1],
-                                                                            iomin))
+        hit = ((ious > np.where(both, rule.iou, iou))
+               | (iomins > np.where(both, rule.iomin, iomin)))
         if spacing > 0:
             hit |= both & _side_by_side(boxes, left, right, spacing)
     left, right = left[hit], right[hit]

@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from railwatch.detect.decode import PIXEL_CRS, Boxes, decode, rotated_nms
+from railwatch.detect.decode import PIXEL_CRS, Boxes, RailcarRule, decode, rotated_nms
 from railwatch.detect.session import open_session
 from railwatch.detect.verify import Verifier, apply_verifier, verifier_settings
 from railwatch.errors import InputError
@@ -75,8 +75,8 @@ class Detector:
         # railcar-against-railcar NMS (iou, iomin), chosen on validation scenes
         # (model.json ``railcar_nms``; absent in older models: the common rule)
         rn = self.meta.get("railcar_nms")
-        self.railcar_nms: tuple[float, ...] | None = (
-            (float(rn["iou"]), float(rn["iomin"]), float(rn.get("spacing_m", 0.0)))
+        self.railcar_nms: RailcarRule | None = (
+            RailcarRule(float(rn["iou"]), float(rn["iomin"]), float(rn.get("spacing_m", 0.0)))
             if rn else None)
         self.path = p
         self.session = open_session(p, threads, _providers(use_gpu))

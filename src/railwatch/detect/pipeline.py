@@ -17,7 +17,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from railwatch.detect.decode import Boxes, empty_boxes, rotated_nms
+from railwatch.detect.decode import Boxes, RailcarRule, empty_boxes, rotated_nms
 from railwatch.detect.model import Detector, boxes_to_detections
 from railwatch.errors import InputError
 from railwatch.geojson import write_geojson
@@ -89,7 +89,7 @@ def plan_tiles(width: int, height: int, size: int, overlap: int) -> list[Tile]:
 
 
 def merge_tile_boxes(parts: Sequence[tuple[Tile, Boxes]], nms_iou: float = 0.3,
-                     railcar_nms: tuple[float, ...] | None = None,
+                     railcar_nms: RailcarRule | None = None,
                      px_m: float = 0.5) -> Boxes:
     """Keep each tile's boxes whose centre lies in its core, then NMS across seams
     (``railcar_nms``: the detector's stricter railcar-pair rule, see ``rotated_nms``;

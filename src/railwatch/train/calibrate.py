@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from railwatch.detect.decode import RailcarRule
 from railwatch.detect.model import Detector
 from railwatch.detect.pipeline import detect
 from railwatch.evaluate import evaluate_pair, summarise
@@ -144,7 +145,7 @@ def calibrate_railcar_nms(model: str | os.PathLike[str], per_gsd: int = 2,
         names = write_validation_scenes(d, per_gsd, size_m)
 
         def score(rule: tuple[float, ...]) -> None:
-            det.railcar_nms = rule
+            det.railcar_nms = RailcarRule(*rule)
             s = summarise([evaluate_pair(t, p) for t, p in scene_pairs(d, names, det)])
             table[rule] = {"f1": s["f1"], "container_f1": s["container_f1"],
                            "count_error": s["count_error"]}
