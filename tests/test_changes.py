@@ -367,3 +367,56 @@ def test_cloud_shadow_is_found_and_a_dark_roof_is_not_taken_for_one():
     assert shade[dist > 130].sum() == 0  # not the lit ground
     roof_and_shadow = (rows > 400 - 110) & (cols < 120)
     assert shade[roof_and_shadow].sum() == 0
+
+
+def test_patchy_snow_hides_only_the_snowy_places():
+    # Snow patches over the west 250 m of the site (about a third of the image white): the
+    # patches and the ground between them prove nothing, the snow-free east still does.
+    # An image that is mostly white proves nothing anywhere.
+    from railwatch.analytics.changes.find import _snow
+
+    data, _, _ = S.render(S.base_world(), S.Conditions(seed=1))
+    rgb = data.transpose(1, 2, 0).astype(np.float32) / 255
+    valid = np.ones(rgb.shape[:2], bool)
+    rng = np.random.default_rng(0)
+    patchy = rgb.copy()
+    rows, cols = np.ogrid[:400, :400]
+    for _ in range(900):  # round patches 6-16 m across, west of x = 250 m
+        r, c, rad = rng.integers(0, 400), rng.integers(0, 250), rng.integers(3, 8)
+        patchy[(rows - r) ** 2 + (cols - c) ** 2 <= rad**2] = 0.92
+    white = (patchy == np.float32(0.92)).all(axis=-1)
+    assert 0.25 < white.mean() < 0.45
+    hidden = _snow(patchy, valid, 1.0)
+    assert hidden[white].all()
+    assert hidden[:, :230].mean() > 0.95  # between the patches too
+    assert not hidden[:, 290:].any()  # the snow-free east still shows the ground
+    deep = rgb.copy()
+    deep[:, :300] = 0.92
+    assert _snow(deep, valid, 1.0).all()
+
+
+def test_a_light_roof_in_summer_is_not_snow():
+    # A light grey roof joined by a thin strip to a light yard, and light gravel patches
+    # elsewhere (over 5 % of the image white, as in a summer image with concrete and
+    # ballast): the patches are taken for snow, the roof is not, so its place can show
+    # that it was built or removed.
+    from railwatch.analytics.changes.find import _snow
+
+    w = S.base_world()
+    roof = box(200, 60, 240, 85)
+    w.buildings.append(S.Building(roof, 6.0, (0.85, 0.85, 0.86)))
+    data, _, _ = S.render(w, S.Conditions(seed=4))
+    rgb = data.transpose(1, 2, 0).astype(np.float32) / 255
+    rows, cols = np.mgrid[0:400, 0:400]
+    rgb[(rows - 330) ** 2 + (cols - 80) ** 2 <= 45**2] = 0.9  # a light yard, north-west
+    rgb[320:330, 100:130] = 0.9
+    rgb[(rows - 300) ** 2 + (cols - 330) ** 2 <= 30**2] = 0.9
+    # The roof covers pixel rows 315-340, columns 200-240: a strip 5 px wide from the
+    # yard passes 5 px south of it, and a bridge 2 px wide joins it to the roof.
+    rgb[345:350, 120:330] = 0.9
+    rgb[340:345, 222:224] = 0.9
+    white = (rgb > 0.8).all(axis=-1)
+    assert white.mean() > 0.05
+    hidden = _snow(rgb, np.ones(white.shape, bool), 1.0)
+    assert not hidden[315 + 7 : 340 - 7, 200 + 7 : 240 - 7].any()
+    assert hidden[(rows - 330) ** 2 + (cols - 80) ** 2 <= 40**2].all()

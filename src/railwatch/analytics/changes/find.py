@@ -221,23 +221,67 @@ def _cloud_shadow(
     return np.isin(rim, np.unique(rim[core])) & (rim > 0)
 
 
+def _roof_like(
+    white: np.ndarray,
+    gsd_m: float,
+    *,
+    min_area_m2: float = 30.0,
+    max_area_m2: float = 5000.0,
+    min_fill: float = 0.85,
+) -> np.ndarray:
+    """The connected pieces of ``white`` that are rectangles of roof size: at least
+    ``min_fill`` of their minimum-area rotated rectangle, ``min_area_m2``..``max_area_m2``.
+    A light roof in a summer image is as white and grey as snow; snow patches are blobs."""
+    out = np.zeros(white.shape, bool)
+    # Cut thin bridges (a roof beside a light yard): pieces are taken 2 px in, then grown.
+    core = ndimage.binary_erosion(white, iterations=2)
+    _, lab, stats, _ = cv2.connectedComponentsWithStats(core.astype(np.uint8), connectivity=4)
+    area = stats[:, cv2.CC_STAT_AREA] * gsd_m * gsd_m
+    for k in np.flatnonzero((area >= min_area_m2) & (area <= max_area_m2)):
+        if k == 0:
+            continue
+        x, y, w, h = stats[k, :4]
+        comp = lab[y : y + h, x : x + w] == k
+        rows, cols = np.nonzero(comp)
+        (_, _), (rw, rh), _ = cv2.minAreaRect(np.stack([cols, rows], axis=1).astype(np.float32))
+        if stats[k, cv2.CC_STAT_AREA] >= min_fill * (rw + 1) * (rh + 1):
+            out[y : y + h, x : x + w] |= comp
+    return ndimage.binary_dilation(out, iterations=3) & white
+
+
 def _snow(
-    rgb: np.ndarray, valid: np.ndarray, *, min_share: float = 0.05, max_share: float = 0.25
+    rgb: np.ndarray,
+    valid: np.ndarray,
+    gsd_m: float = 1.0,
+    *,
+    min_share: float = 0.05,
+    max_share: float = 0.45,
+    local_share: float = 0.3,
+    window_m: float = 40.0,
 ) -> np.ndarray:
     """Snow: bright, nearly grey pixels (and a margin), in an image where they are common
     (at least ``min_share`` of it; nothing otherwise, so that a white roof in summer stays
-    a roof); the whole image where they cover more than ``max_share``."""
+    a roof), and the places where they cover more than ``local_share`` of the ground
+    around (``window_m`` across): between dense patches the outlines are snow's own. The
+    whole image where snow covers more than ``max_share`` of it. White rectangles of roof
+    size are roofs, not snow (:func:`_roof_like`)."""
     g = gray(rgb)
     mx, mn = rgb.max(axis=-1), rgb.min(axis=-1)
     white = (g > 0.6) & ((mx - mn) < 0.12 * np.maximum(mx, 1e-6)) & valid
+    white &= ~_roof_like(white, gsd_m)
     share = white.sum() / max(valid.sum(), 1)
     if share < min_share:
         return np.zeros(valid.shape, bool)
     if share > max_share:
         # Deep snow: the outlines left to see are snow's own; the image proves nothing.
         return valid.copy()
+    size = max(3, round(window_m / gsd_m)) | 1
+    w = ndimage.uniform_filter(valid.astype(np.float32), size=size)
+    dense = ndimage.uniform_filter(white.astype(np.float32), size=size) > local_share * np.maximum(
+        w, 1e-3
+    )
     white = ndimage.binary_opening(white, iterations=1)
-    return ndimage.binary_dilation(white, iterations=6)
+    return (ndimage.binary_dilation(white, iterations=6) | dense) & valid
 
 
 def _prepare(
@@ -274,7 +318,7 @@ def _prepare(
             out.append(info)
             continue
         usable = valid.copy()
-        occluded = _snow(rgb, valid)
+        occluded = _snow(rgb, valid, grid.gsd_m)
         masks = _cloud(rgb, valid, grid.gsd_m)
         if masks is not None:
             cloud, cloud_or_snow = masks
