@@ -255,7 +255,7 @@ def _snow(
     gsd_m: float = 1.0,
     *,
     min_share: float = 0.05,
-    max_share: float = 0.45,
+    max_share: float = 0.25,
     local_share: float = 0.3,
     window_m: float = 40.0,
 ) -> np.ndarray:
