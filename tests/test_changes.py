@@ -108,6 +108,43 @@ def test_misaligned_pair_is_aligned_and_building_still_found(tmp_path):
     assert c.area_m2 == pytest.approx(1200, rel=0.12)
 
 
+def test_image_too_far_off_the_reference_is_aligned_through_its_neighbour(tmp_path):
+    # The middle image sits 36 px right and 30 px down of the reference: beyond the 30 px
+    # search, so it cannot be aligned to it directly; the next image (18, 15 px off, and
+    # aligned to the reference) is 18, 15 px from it and bridges the two.
+    images = [
+        shot(tmp_path, "a", S.base_world(), S.Conditions(seed=1), 0),
+        shot(tmp_path, "b", with_new(), S.Conditions(seed=2, sun_az=170, shift_px=(36, 30)), 1),
+        shot(tmp_path, "c", with_new(), S.Conditions(seed=3, sun_az=150, shift_px=(18, 15)), 2),
+    ]
+    result = find_changes(images, S.site(), persist=2)
+    assert result.skipped == []
+    direct = result.images[2].alignment
+    assert direct is not None and direct.ok and direct.via == ""
+    assert direct.dx == pytest.approx(-18, abs=0.6) and direct.dy == pytest.approx(-15, abs=0.6)
+    chained = result.images[1].alignment
+    assert chained is not None and chained.ok and chained.via == "c.tif"
+    assert chained.dx == pytest.approx(-36, abs=0.8) and chained.dy == pytest.approx(-30, abs=0.8)
+    assert chained.residual_px < 0.5
+    # The building is found where it is and dated from the chained image (persist 2 needs
+    # all three images).
+    assert [c.kind for c in result.changes] == ["new structure"]
+    c = result.changes[0]
+    assert c.last_absent == S.day(0) and c.first_seen == S.day(1)
+    assert c.geometry.centroid.distance(true_geom().centroid) < 2.0
+    assert c.area_m2 == pytest.approx(1200, rel=0.12)
+    # An image that aligns neither with the reference nor with its neighbours is skipped,
+    # with both reasons.
+    blank = _flat_image(tmp_path / "blank.tif", 400, S.X0, S.Y0 + S.SIZE)
+    result = find_changes(
+        [images[0], (blank, S.day(1), None), images[2]], S.site(), persist=1
+    )
+    assert [Path(im.path).name for im in result.skipped] == ["blank.tif"]
+    reason = result.skipped[0].skipped
+    assert reason.startswith("not aligned: too weak a correlation with the reference")
+    assert "nor through its neighbour(s) in time (a.tif, c.tif)" in reason
+
+
 def test_persistence_rule_and_bracket(tmp_path):
     w0, w1 = S.base_world(), with_new()
     cond = [S.Conditions(seed=k, sun_az=140 + 10 * k) for k in range(5)]

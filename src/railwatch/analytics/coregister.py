@@ -192,7 +192,10 @@ class Alignment:
 
     ``dx``/``dy`` is how far the image content sits right/down of the reference;
     ``residual_px`` is what a second correlation still measures after the correction;
-    ``ok`` False means the image was not used, for the stated ``reason``.
+    ``ok`` False means the image was not used, for the stated ``reason``. ``via`` names
+    the image it was aligned through (already aligned to the reference) when it could not
+    be aligned to the reference directly; then ``response`` and ``residual_px`` are those
+    against that image.
     """
 
     dx: float
@@ -201,6 +204,7 @@ class Alignment:
     residual_px: float
     ok: bool
     reason: str = ""
+    via: str = ""
 
 
 def _ncc_shift(a: np.ndarray, b: np.ndarray, margin: int) -> tuple[float, float, float]:
