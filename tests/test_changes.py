@@ -373,6 +373,50 @@ def test_a_new_outline_counts_only_when_the_roof_stands_out(hue):
     assert kind == ("new structure" if hue else None)
 
 
+def test_a_removed_roof_seen_from_one_lost_side_is_grown_into_its_rectangle():
+    # Only the roof's west side was lost (the rest was masked or in a shadow margin). The
+    # earlier image still shows the 32 x 24 m roof beside it: grown from the strip into
+    # what looks like the ground right beside it, it is that rectangle, and the rectangle
+    # classifies as a removed roof. Ground of roof colour that is no rectangle (an L-shaped
+    # yard) beside such a strip gives nothing.
+    from shapely.geometry import Polygon
+
+    from railwatch.analytics.changes.find import _classify, _roof_beside
+
+    rng = np.random.default_rng(0)
+    ground = np.full((3, 80, 80), -1.0, np.float32) + rng.normal(0, 0.01, (3, 80, 80)).astype(
+        np.float32
+    )
+    roof = np.zeros((80, 80), bool)
+    roof[20:44, 30:62] = True
+    before_bands = ground.copy()
+    before_bands[:, roof] = np.array([-0.6, -0.7, -0.9], np.float32)[:, None]
+    strip = np.zeros((80, 80), bool)
+    strip[19:45, 28:32] = True  # the lost edge straddles the outline
+    before = _features(before_bands, strip.copy())
+    after = _features(ground, np.zeros((80, 80), bool))
+    found = _roof_beside(strip, [before])
+    assert found, "no roof grown from the strip"
+    grown = found[0]
+    iou = (grown & roof).sum() / (grown | roof).sum()
+    assert iou > 0.9
+    rows, cols = np.nonzero(grown)
+    geom = Polygon(
+        [(cols.min(), rows.min()), (cols.max() + 1, rows.min()),
+         (cols.max() + 1, rows.max() + 1), (cols.min(), rows.max() + 1)]
+    )
+    kind, cues = _classify(grown, geom, [before], [after], np.zeros_like(strip), strip, 1.0)
+    assert kind == "removed structure"
+    assert cues["contrast_before"] - cues["contrast_after"] > 0.2
+    # The same strip beside an L-shaped patch of the same colour: not a roof.
+    yard = np.zeros((80, 80), bool)
+    yard[20:44, 31:40] = True
+    yard[35:75, 31:75] = True
+    l_bands = ground.copy()
+    l_bands[:, yard] = np.array([-0.6, -0.7, -0.9], np.float32)[:, None]
+    assert _roof_beside(strip, [_features(l_bands, strip.copy())]) == []
+
+
 def test_a_change_the_first_later_image_cannot_see_is_dated_from_the_next(tmp_path):
     # The building stands from image 3 on; image 2 has a cloud over its place. Images 3
     # and 4 show it, image 1 is the last that shows the ground: the bracket is (1, 3],

@@ -458,8 +458,13 @@ def _classify(
     dark: float = 0.35,
     contrast_min: float = 0.2,
     min_fill: float = 0.9,
+    one_side: bool = False,
 ) -> tuple[str | None, dict[str, float]]:
-    """The kind of change of one region, or None when it is not a facility change."""
+    """The kind of change of one region, or None when it is not a facility change.
+
+    ``one_side``: the region is a roof grown from one lost side (:func:`_roof_beside`);
+    its shadow then need not be gone entirely, only down to a quarter (what is left
+    nearby may be another building's)."""
     ring = ndimage.binary_dilation(region, iterations=2) & ~ndimage.binary_erosion(
         region, iterations=2
     )
@@ -568,7 +573,7 @@ def _classify(
         )
         # A removed roof: its rectangle stood out from the ground and no longer does.
         lost_roof = (
-            flat_after
+            (flat_after or (one_side and max(sa) < 0.25 * cues["shadow_before"]))
             and cues["fill"] >= min_fill
             and lost >= 1.25 * min_edges
             and cues["contrast_before"] - cues["contrast_after"] >= contrast_min / 2
@@ -592,6 +597,11 @@ def _score(kind: str, cues: dict[str, float], threshold: float) -> float:
     edge = float(np.clip(max(cues["new_edges"], cues["lost_edges"]) / 0.5, 0, 1))
     height = float(np.clip(abs(cues["shadow_after"] - cues["shadow_before"]) / 2.0, 0, 1))
     look = float(np.clip(cues["appearance"] / (2 * threshold), 0, 1))
+    if cues.get("one_side"):
+        # A roof found from one lost side: its outline is one side by nature; that the
+        # rectangle stood out from the ground and no longer does is the look change.
+        drop = cues["contrast_before"] - cues["contrast_after"]
+        look = max(look, float(np.clip(drop / (2 * threshold), 0, 1)))
     if kind in ("new track", "cleared/graded ground", "other"):
         height = 1.0 - height
     return round(0.4 * edge + 0.35 * height + 0.25 * look, 3)
@@ -697,6 +707,75 @@ def _hull_mask(comp: np.ndarray, edges: np.ndarray | None = None) -> np.ndarray:
     out = np.zeros(comp.shape, np.uint8)
     cv2.fillPoly(out, [np.round(box_pts).astype(np.int32)], 1)
     return out.astype(bool) | comp
+
+
+def _roof_beside(
+    strip: np.ndarray,
+    views: list[ImageFeatures],
+    *,
+    tolerance: float = 0.07,
+    max_px: float = 5000.0,
+    min_fill: float = 0.8,
+) -> list[np.ndarray]:
+    """The roofs a thin lost strip bordered: on each side of it, the pixels that look like
+    the ground right beside the strip (each log colour band within ``tolerance`` of its
+    median there, not shadow, in every one of ``views``), connected to that side. Kept are the
+    ones that nearly fill their minimum-area rectangle (``min_fill``), of roof size, with
+    the strip along one of their sides: that rectangle, best first.
+
+    A removed warehouse often shows only one lost side: the yard side is traffic ground
+    and the far side lies in its own shadow's margin. The earlier images still show the
+    whole roof beside that side.
+    """
+    rows, cols = np.nonzero(strip)
+    if len(rows) < 6 or not views:
+        return []
+    pts = np.stack([cols, rows], axis=-1).astype(np.float64)
+    centre = pts.mean(axis=0)
+    _, vecs = np.linalg.eigh(np.cov((pts - centre).T))
+    normal = vecs[:, 0]  # across the strip
+    yy, xx = np.mgrid[: strip.shape[0], : strip.shape[1]]
+    across = (xx - centre[0]) * normal[0] + (yy - centre[1]) * normal[1]
+    dist = ndimage.distance_transform_edt(~strip)
+    band = (dist >= 2) & (dist <= 4)
+    out: list[tuple[float, np.ndarray]] = []
+    for side in (1.0, -1.0):
+        seed = band & (side * across > 0)
+        like = ~strip
+        for f in views:
+            s = seed & f.usable & ~f.shadow
+            if s.sum() < 6:
+                like = np.zeros_like(strip)
+                break
+            for x in [f.log] if f.bands is None else list(f.bands):
+                like &= np.abs(x - float(np.median(x[s]))) < tolerance
+            like &= f.usable & ~f.shadow
+        like = ndimage.binary_opening(like, iterations=2)  # no thin bridges to the yard
+        lab, _ = ndimage.label(like)
+        keep = np.unique(lab[seed & like])
+        roof = np.isin(lab, keep[keep > 0])
+        area = float(roof.sum())
+        if area < 4 * strip.sum() ** 0.5 or area > max_px:
+            continue
+        # The lost edge straddles the roof's outline: its inner half is roof. Close notches
+        # (a pixel of noise, a corner cut by the opening) before measuring.
+        roof |= strip & ndimage.binary_dilation(roof, iterations=2)
+        roof = ndimage.binary_fill_holes(ndimage.binary_closing(roof, iterations=2))
+        r, c = np.nonzero(roof)
+        rect = cv2.minAreaRect(np.stack([c, r], axis=-1).astype(np.float32))
+        (_, _), (w, h), _ = rect
+        fill = float(roof.sum()) / max((w + 1) * (h + 1), 1.0)
+        # The strip lies along the rectangle's side: most of it on the roof's rim.
+        rim = ndimage.binary_dilation(roof, iterations=2) & ~ndimage.binary_erosion(
+            roof, iterations=3
+        )
+        on_rim = float((strip & rim).sum()) / max(float(strip.sum()), 1.0)
+        if fill >= min_fill and on_rim >= 0.6:
+            # The roof is the rectangle (its corners and a rim pixel lost to noise too).
+            box = np.zeros(roof.shape, np.uint8)
+            cv2.fillPoly(box, [np.round(cv2.boxPoints(rect)).astype(np.int32)], 1)
+            out.append((fill, box.astype(bool) | roof))
+    return [m for _, m in sorted(out, key=lambda t: -t[0])]
 
 
 def _refine(
@@ -876,6 +955,9 @@ def _changes_over_time(
     n = len(used)
     out: list[Change] = []
     min_px = min_area_m2 / gsd**2
+    h_img, w_img = grid.shape
+    reach = round(60 / gsd)  # how far a lost side may reach into its roof
+    thin_m = 8.0  # a lost outline this narrow is one side at most
     for i in range(1, n - persist + 1):
         before = list(range(max(0, i - persist), i))
         after = list(range(i, i + persist))
@@ -899,6 +981,33 @@ def _changes_over_time(
                 kind, cues = _classify(
                     outline, _polygon(outline, tr, 0.0), bfc, afc, new_all[win], lost_all[win], gsd
                 )
+                if sign == "lost" and kind != "removed structure" and cues["width_m"] <= thin_m:
+                    # One lost side of a roof: grow it into the roof it bordered before
+                    # and test that rectangle as a removed roof.
+                    big = (
+                        slice(max(0, win[0].start - reach), min(h_img, win[0].stop + reach)),
+                        slice(max(0, win[1].start - reach), min(w_img, win[1].stop + reach)),
+                    )
+                    strip = np.zeros((big[0].stop - big[0].start, big[1].stop - big[1].start), bool)
+                    r0, c0 = win[0].start - big[0].start, win[1].start - big[1].start
+                    strip[r0 : r0 + outline.shape[0], c0 : c0 + outline.shape[1]] = outline
+                    bfb = [_crop(f, big) for f in bf]
+                    afb = [_crop(f, big) for f in af]
+                    trb = grid.transform @ Affine.translation(big[1].start, big[0].start)
+                    clear_b = [
+                        f for f in bfb if f.occluded is None or f.occluded[strip].mean() <= 0.3
+                    ]
+                    for roof in _roof_beside(strip, clear_b):
+                        geom2 = _polygon(roof, trb, 0.0)
+                        k2, c2 = _classify(
+                            roof, geom2, bfb, afb, new_all[big], lost_all[big], gsd,
+                            one_side=True,
+                        )
+                        if k2 == "removed structure":
+                            c2["one_side"] = 1.0
+                            win, outline, tr, kind, cues = big, roof, trb, k2, c2
+                            bfc, afc = bfb, afb
+                            break
                 if kind is None or (sign == "lost") != (kind == "removed structure"):
                     continue
                 region = _refine(outline, afc if sign == "new" else bfc)
