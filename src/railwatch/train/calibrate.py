@@ -89,6 +89,8 @@ def calibrate(model: str | os.PathLike[str], per_gsd: int = 2, size_m: float = 3
     return {"best": best, "table": table}
 
 
+#: Objective differences below this are noise on the validation scenes.
+TIE = 0.001
 #: Verifier sweep: largest background probability kept, and the floor on the joint score.
 MAX_BACKGROUND = (0.3, 0.5, 0.7, 0.9)
 MIN_SCORES = tuple(np.round(np.arange(0.2, 0.61, 0.05), 2))
@@ -115,7 +117,11 @@ def calibrate_verifier(model: str | os.PathLike[str], candidate_threshold: float
                                      "count_error": s["count_error"],
                                      "class_accuracy": s.get("class_accuracy"),
                                      "covered_accuracy": s.get("covered_accuracy")}
-    best = max(table, key=lambda k: _objective(table[k]))
+    # near-ties (within TIE of the best): the stricter setting, i.e. the smallest
+    # max_background, then the highest min_score (e.g. 0.5/0.4, 0.7/0.4 and 0.9/0.4 within 0.0002)
+    top = max(_objective(v) for v in table.values())
+    best = min((k for k in table if _objective(table[k]) >= top - TIE),
+               key=lambda k: (k[0], -k[1]))
     if write:
         _store(model_path, verifier={
             "candidate_threshold": candidate_threshold, "max_background": best[0],
