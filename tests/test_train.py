@@ -299,3 +299,18 @@ def test_train_verifier_command_writes_a_verifier_the_detector_loads(tmp_path):
     p = det.verifier.predict(np.full((3, 32, 96, 3), 90, np.uint8))
     assert p["kind"].shape == (3, 3) and p["cls"].shape == (3, 7) and p["covered"].shape == (3,)
     np.testing.assert_allclose(p["kind"].sum(axis=1), 1, atol=1e-5)  # probabilities
+
+
+def test_verifier_thresholds_near_ties_go_to_the_stricter_setting():
+    from railwatch.train.calibrate import strictest_near_best
+
+    def row(f1, cf1):
+        return {"f1": f1, "container_f1": cf1}
+
+    table = {(0.9, 0.4): row(0.8555, 0.8655), (0.7, 0.4): row(0.8555, 0.8655),
+             (0.5, 0.4): row(0.8568, 0.8639), (0.5, 0.35): row(0.8625, 0.8475),
+             (0.3, 0.5): row(0.80, 0.80)}
+    assert strictest_near_best(table) == (0.5, 0.4)  # 0.0002 below the best: a tie
+    assert strictest_near_best(table, tie=0.0) in {(0.9, 0.4), (0.7, 0.4)}
+    assert strictest_near_best({(0.5, 0.3): row(0.9, 0.9), (0.5, 0.35): row(0.9, 0.9)}) \
+        == (0.5, 0.35)

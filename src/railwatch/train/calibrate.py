@@ -96,6 +96,16 @@ MAX_BACKGROUND = (0.3, 0.5, 0.7, 0.9)
 MIN_SCORES = tuple(np.round(np.arange(0.2, 0.61, 0.05), 2))
 
 
+def strictest_near_best(table: dict[tuple[float, float], dict[str, Any]],
+                        tie: float = TIE) -> tuple[float, float]:
+    """The (max_background, min_score) to use: among settings whose objective is within
+    ``tie`` of the best, the strictest (smallest max_background, then highest min_score).
+    For railwatch-det 0.3.0, 0.5/0.4, 0.7/0.4 and 0.9/0.4 came within 0.0002."""
+    top = max(_objective(v) for v in table.values())
+    return min((k for k in table if _objective(table[k]) >= top - tie),
+               key=lambda k: (k[0], -k[1]))
+
+
 def calibrate_verifier(model: str | os.PathLike[str], candidate_threshold: float = 0.15,
                        per_gsd: int = 2, size_m: float = 300.0,
                        write: bool = True) -> dict[str, Any]:
@@ -117,12 +127,7 @@ def calibrate_verifier(model: str | os.PathLike[str], candidate_threshold: float
                                      "count_error": s["count_error"],
                                      "class_accuracy": s.get("class_accuracy"),
                                      "covered_accuracy": s.get("covered_accuracy")}
-    # near-ties (within TIE of the best): the stricter setting, i.e. the smallest
-    # max_background, then the highest min_score (0.5/0.4, 0.7/0.4 and 0.9/0.4 came
-    # within 0.0002 of each other for railwatch-det 0.3.0)
-    top = max(_objective(v) for v in table.values())
-    best = min((k for k in table if _objective(table[k]) >= top - TIE),
-               key=lambda k: (k[0], -k[1]))
+    best = strictest_near_best(table)
     if write:
         _store(model_path, verifier={
             "candidate_threshold": candidate_threshold, "max_background": best[0],
