@@ -42,19 +42,17 @@ def test_shipped_model_files():
 
 
 def test_shipped_model_f1_on_fresh_scenes(scenes, detector, tmp_path):
-    """Regression guard at the level the shipped model really reaches (see the model card).
-
-    The issue's target is F1 >= 0.9; the model does NOT meet it yet (see
-    docs/model-card.md, "Known failure modes"); raise this bound with a better model.
-    """
+    """The issue's bar: the shipped model's F1 >= 0.9 on a small freshly simulated set
+    (measured 0.92 with railwatch-det 0.3.0; 0.89 with 0.2.0 and the railcar-pair NMS
+    rule, 0.86 before it). The full benchmark is bench/bench_detect.py."""
     for tif in sorted(scenes.glob("*.tif")):
         write_geojson(detect(tif, detector), tmp_path / f"{tif.stem}.geojson")
     res = evaluate(scenes, tmp_path)
     o = res["overall"]
     assert o["by_kind"]["railcar"]["truth"] > 20
-    assert o["f1"] >= 0.83, o  # measured 0.89 (0.86 before the railcar-pair NMS rules)
+    assert o["f1"] >= 0.9, o
     assert o["recall"] >= 0.85, o
-    # the verifier's class and covered calls (measured 0.92 and 0.93; 0.74 and 0.88 without)
+    # the verifier's class and covered calls (measured 0.92 and 0.93)
     assert o["class_accuracy"] >= 0.8 and o["covered_accuracy"] >= 0.85, o
 
 
