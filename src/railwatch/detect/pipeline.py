@@ -14,7 +14,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import rasterio
 from rasterio.windows import Window
 
 from railwatch.detect.decode import Boxes, RailcarRule, empty_boxes, rotated_nms
@@ -95,11 +94,14 @@ def merge_tile_boxes(parts: Sequence[tuple[Tile, Boxes]], nms_iou: float = 0.3,
     (``railcar_nms``: the detector's stricter railcar-pair rule, see ``rotated_nms``;
     ``px_m``: the boxes' metres per pixel).
 
-    Boxes must already be in source-image pixel coordinates.
+    Boxes must already be in source-image pixel coordinates, each tile's NMS-filtered
+    by the detector with the same rules (``Detector.boxes``).
     """
     kept = [b.within(*tile.core) for tile, b in parts]
     if not kept:
         return empty_boxes()
+    if len(kept) == 1:  # one tile: the detector's own NMS (same rules) already ran
+        return kept[0]
     return rotated_nms(Boxes.concat(kept), nms_iou, railcar=railcar_nms, px_m=px_m)
 
 
@@ -171,8 +173,6 @@ def detect(path: str | os.PathLike[str], detector: Detector | None = None,
     src_overlap = max(8, round(overlap_px / f))
     tiles = plan_tiles(scene.width, scene.height, src_tile, src_overlap)
     scaling = band_scaling(p)
-    with rasterio.open(p) as ds:
-        transform, crs = ds.transform, ds.crs
     parts = []
     for i, part in enumerate(iter_tile_boxes(str(p), det_, scene.gsd_m, scene.width,
                                              scene.height, scaling, tiles)):
@@ -180,7 +180,7 @@ def detect(path: str | os.PathLike[str], detector: Detector | None = None,
         if progress is not None:
             progress(i + 1, len(tiles))
     boxes = merge_tile_boxes(parts, det_.nms_iou, det_.railcar_nms, scene.gsd_m)
-    det = boxes_to_detections(boxes, scene.gsd_m, crs.to_wkt(), transform)
+    det = boxes_to_detections(boxes, scene.gsd_m, scene.crs_wkt, scene.transform)
     same = abs(f - 1.0) <= 1e-3
     det.meta.update(
         image=str(p), gsd_m=round(scene.gsd_m, 4), native_gsd_m=det_.native_gsd_m,

@@ -433,8 +433,7 @@ def quantize_verifier(src: str | os.PathLike[str], out: str | os.PathLike[str],
     crops = np.concatenate([np.load(f)["crops"] for f in files])
     n = min(n, len(crops) // 2)
     pick = np.sort(np.random.default_rng(seed).choice(len(crops), 2 * n, replace=False))
-    x = np.ascontiguousarray(crops[pick][:, MARGIN:-MARGIN, MARGIN:-MARGIN]
-                             .transpose(0, 3, 1, 2), np.float32)
+    x = np.ascontiguousarray(_center(crops[pick]).transpose(0, 3, 1, 2), np.float32)
     del crops
     cal, check = x[:n], x[n:]
 

@@ -353,7 +353,6 @@ def _align(prepared: list[_Prepared], **kw: Any) -> list[_Prepared]:
     # that positions are in the frame of an early, well-covered image.
     best = max(p.usable.mean() for p in prepared)
     ref = next(p for p in prepared if p.usable.mean() >= 0.9 * best)
-    ref_g = gray(ref.rgb)
     aligned: set[int] = set()
     failed: dict[int, str] = {}
     tried: dict[int, set[str]] = {}
@@ -380,7 +379,7 @@ def _align(prepared: list[_Prepared], **kw: Any) -> list[_Prepared]:
             p.info.alignment = Alignment(0.0, 0.0, 1.0, 0.0, True)
             aligned.add(id(p))
             continue
-        al = estimate_shift(ref_g, raw[id(p)][0], ref.usable, p.usable, **kw)
+        al = estimate_shift(raw[id(ref)][0], raw[id(p)][0], ref.usable, p.usable, **kw)
         p.info.alignment = al
         if al.ok:
             move(p, al)
@@ -707,6 +706,11 @@ def _hull_mask(comp: np.ndarray, edges: np.ndarray | None = None) -> np.ndarray:
     out = np.zeros(comp.shape, np.uint8)
     cv2.fillPoly(out, [np.round(box_pts).astype(np.int32)], 1)
     return out.astype(bool) | comp
+
+
+def _can(pm: PairMaps, sign: str) -> np.ndarray:
+    """Where an image pair can show a change of this ``sign`` ("new" or "lost")."""
+    return pm.can_new if sign == "new" else pm.can_lost
 
 
 def _roof_beside(
@@ -1042,9 +1046,9 @@ def _changes_over_time(
                         a
                         for a in after
                         if drawn.any()
-                        and np.logical_or.reduce([pair(b, a).can_new[win] for b in before])[
-                            drawn
-                        ].mean()
+                        and np.logical_or.reduce(
+                            [_can(pair(b, a), sign)[win] for b in before]
+                        )[drawn].mean()
                         >= first_visible
                     ),
                     i,
@@ -1052,14 +1056,8 @@ def _changes_over_time(
                 # The bracket opens at the last earlier image that could show the
                 # change's absence there (snow or cloud over it proves nothing).
                 b_last = next(
-                    (
-                        b
-                        for b in reversed(before)
-                        if (
-                            pair(b, a_first).can_new if sign == "new" else pair(b, a_first).can_lost
-                        )[win][region].mean()
-                        >= 0.5
-                    ),
+                    (b for b in reversed(before)
+                     if _can(pair(b, a_first), sign)[win][region].mean() >= 0.5),
                     i - 1,
                 )
                 out.append(
