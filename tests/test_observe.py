@@ -3,6 +3,7 @@ clouds found at coarse scale from a decimated read."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -26,6 +27,12 @@ TO_LL = Transformer.from_crs(UTM, "EPSG:4326", always_xy=True)
 # Tumangang AOI (local UTM 52N): x 631245..632445, y 4697443..4698243; track_area y
 # 4697693..4697893; freight_handling x 631445..632145, y 4697893..4698143.
 X0, Y0 = 631245.0, 4697443.0
+
+
+def _site():
+    """Tumangang without its track map: these tests' cars stand where no track runs (the
+    map's own test is in test_trackmap.py)."""
+    return dataclasses.replace(get_site("tumangang"), tracks=None)
 
 
 def _box_fp(cx: float, cy: float, length: float = 15.0, width: float = 3.2) -> np.ndarray:
@@ -66,7 +73,7 @@ RATES = {"precision": 0.9, "recall": 0.8}
 
 
 def test_counts_in_aoi_zones_and_range() -> None:
-    site = get_site("tumangang")
+    site = _site()
     obs = observe(site, _scene(FULL), _detections(), error_rates=RATES)
     assert obs.total == 10 and obs.counts["hopper"] == 4 and obs.counts["tank"] == 2
     assert obs.counts["covered"] == 3 and obs.counts["containers"] == 4
@@ -86,7 +93,7 @@ def test_range_formula_and_coverage_scaling() -> None:
 
 
 def test_half_footprint_is_partial_lower_bound_with_wider_high(tmp_path) -> None:
-    site = get_site("tumangang")
+    site = _site()
     half = box(X0 - 500, Y0 - 500, X0 + 600, Y0 + 1300)  # the western half of the AOI
     # no detector metrics at all: the range covers the unseen area only
     obs = observe(site, _scene(half), _detections(), metrics_path=tmp_path / "none.json")
@@ -100,7 +107,7 @@ def test_half_footprint_is_partial_lower_bound_with_wider_high(tmp_path) -> None
 
 
 def test_missing_metrics_is_said_not_invented(tmp_path, caplog) -> None:
-    site = get_site("tumangang")
+    site = _site()
     with caplog.at_level(logging.WARNING):
         obs = observe(site, _scene(FULL), _detections(), metrics_path=tmp_path / "none.json")
     assert "error rates not found" in caplog.text
@@ -162,14 +169,14 @@ def test_cloud_fraction_in_a_decimated_read(tmp_path) -> None:
     img[:, c0:c1] = 0.92 + rng.normal(0, 0.01, (h, c1 - c0, 3))
     path = tmp_path / "img.tif"
     _write_tif(path, img, from_origin(left, top, gsd, gsd), nodata_cols=int(250 / gsd))
-    aoi = get_site("tumangang").aoi
+    aoi = _site().aoi
     cov = cloud_fraction_in(path, aoi, max_side=256)
     assert cov.decimation >= 2  # not read at full resolution
     assert cov.inside == pytest.approx(1.0, abs=0.01)
     assert cov.cloud == pytest.approx(0.25, abs=0.05)
     assert cov.nodata == pytest.approx(150 / 1200, abs=0.04)  # x from X0 to X0+150
     assert cov.usable == pytest.approx(1 - 0.25 - 0.125, abs=0.06)
-    obs = observe(get_site("tumangang"), _scene(FULL, str(path)), _detections(),
+    obs = observe(_site(), _scene(FULL, str(path)), _detections(),
                   image_path=path, error_rates=RATES)
     assert obs.partial and obs.usable_fraction == pytest.approx(cov.usable, abs=0.03)
     assert obs.count_high > count_range(10, RATES)[1]

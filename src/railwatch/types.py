@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from pyproj import CRS
-from shapely.geometry import Polygon
+from shapely.geometry import MultiLineString, Polygon
 
 #: Railcar classes (contract, see design.md). Order fixes the class ids used by models.
 RAILCAR_CLASSES: tuple[str, ...] = (
@@ -196,7 +196,8 @@ class Event:
 
 @dataclass(frozen=True)
 class Site:
-    """A watched place: AOI and zones as EPSG:4326 polygons, a timezone, named events."""
+    """A watched place: AOI and zones as EPSG:4326 polygons, a timezone, named events, and
+    optionally its track map (centrelines, EPSG:4326; e.g. OpenStreetMap ``railway=rail``)."""
 
     name: str
     title: str
@@ -206,6 +207,7 @@ class Site:
     events: tuple[Event, ...] = ()
     notes: str = ""
     properties: Mapping[str, Any] = field(default_factory=dict)
+    tracks: MultiLineString | None = None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Observe: one site in one image -> counts, coverage and the range the count carries.
 
 * Railcars and containers count when their footprint centre lies in the AOI (containers
-  also per zone), in the site's local metric CRS.
+  also per zone), in the site's local metric CRS. When the site has a track map, railcars
+  count only on a track (`railwatch.analytics.trackmap`); those set aside are counted as
+  ``off_track``.
 * Usable fraction: the share of the AOI inside the image footprint and not cloud or
   no-data (`railwatch.imagery.cloud.cloud_fraction_in` on a decimated read, or a given
   cloud fraction). Below ``partial_threshold`` (0.95) the observation is ``partial``: a
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 import shapely
 
+from railwatch.analytics.trackmap import track_fit
 from railwatch.errors import InputError
 from railwatch.types import RAILCAR_CLASSES, Detections, Observation, Scene, Site
 
@@ -133,10 +136,17 @@ def observe(
     in_aoi = shapely.contains_xy(aoi, c[:, 0], c[:, 1]) if len(det) else np.zeros(0, bool)
     rail = in_aoi & (det.kind == "railcar")
     cont = in_aoi & (det.kind == "container")
+    fit = track_fit(det[in_aoi], site) if site.tracks is not None and len(det) else None
+    off = np.zeros(len(det), bool)
+    if fit is not None:
+        off[np.flatnonzero(in_aoi)[~fit.on_track]] = True
+        rail &= ~off
     counts = {k: int(np.sum(det.cls[rail] == k)) for k in RAILCAR_CLASSES}
     counts["total"] = int(rail.sum())
     counts["covered"] = int(np.sum(det.covered[rail]))
     counts["containers"] = int(cont.sum())
+    if fit is not None:
+        counts["off_track"] = int(off.sum())
     by_zone = {
         name: int(np.sum(cont & shapely.contains_xy(z, c[:, 0], c[:, 1]))) if len(det) else 0
         for name, z in zones.items()

@@ -13,9 +13,9 @@ from typing import Any, Protocol
 
 import numpy as np
 import shapely
-from shapely.geometry import Polygon
 
 from railwatch import __version__
+from railwatch.analytics.trackmap import track_fit
 from railwatch.errors import InputError
 from railwatch.report import annotate, charts, exports
 from railwatch.report.analysis import Analysis, analyse
@@ -144,11 +144,15 @@ def combine_observations(
     return out
 
 
-def _in_aoi(det: Detections, aoi: Polygon) -> Detections:
+def _counted(det: Detections, site: Site) -> Detections:
+    """The detections the site's count is made of: in the AOI and, with a track map,
+    railcars on a track (`railwatch.analytics.trackmap`), so pictures match the counts."""
     if len(det) == 0:
         return det
     c = det.to_crs(4326).centers
-    return det[shapely.contains_xy(aoi, c[:, 0], c[:, 1])]
+    det = det[shapely.contains_xy(site.aoi, c[:, 0], c[:, 1])]
+    fit = track_fit(det, site) if site.tracks is not None and len(det) else None
+    return det if fit is None else det[fit.on_track]
 
 
 def _filter(obs: Sequence[Observation], start: dt.date | None, end: dt.date | None,
@@ -196,7 +200,7 @@ class _Images:
         if key not in self._det:
             det = self.store.get_detections(int(scene_id))
             s = self.sites.get(site)
-            self._det[key] = _in_aoi(det, s.aoi) if (det is not None and s is not None) else det
+            self._det[key] = _counted(det, s) if (det is not None and s is not None) else det
         return self._det[key]
 
 
@@ -234,6 +238,8 @@ def _latest(img: _Images, site: Site, obs: Sequence[Observation]) -> dict[str, A
             f" {int(c.get('containers', 0))} containers;"
             f" {lo.usable_fraction:.0%} of the site usable"
             + (" — the count is a lower bound." if lo.partial else ".")
+            + (f" {int(c['off_track'])} railcar-like detections off the site's tracks are"
+               " neither counted nor drawn." if c.get("off_track") else "")
         ),
         "chip_uri": annotate.to_data_uri(chip) if chip is not None else None,
         "chip_caption": "Zoom on the busiest stretch of track (about 220 m across),"

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from shapely.geometry import Point
+from shapely.geometry import MultiLineString, Point
 
 from railwatch.errors import InputError
 from railwatch.simulate.scenario_schema import ScenarioSpec, SiteSpec, parse_scenario
@@ -126,6 +126,19 @@ def _zones_local(name: str) -> dict[str, Any]:
     site = _site_record(name)
     _, (e, n), _ = site_frame(name)
     return {z: affinity.translate(to_local(poly, site), -e, -n) for z, poly in site.zones.items()}
+
+
+def track_map(spec: ScenarioSpec, site: str) -> MultiLineString:
+    """Every track of ``site`` in the scenario (as built by its end), as lon/lat
+    centrelines: the map an analyst would take from OpenStreetMap (the built-in site
+    files carry it as ``role: track`` features)."""
+    from pyproj import Transformer
+
+    crs, (e, n), _ = site_frame(site)
+    tr = Transformer.from_crs(crs, 4326, always_xy=True)
+    return MultiLineString([
+        np.round(np.stack(tr.transform(*np.add(t.points, [e, n]).T), -1), 7)
+        for t in spec.sites[site].tracks])
 
 
 def zone_of(name: str, x: float, y: float) -> str:

@@ -1,10 +1,12 @@
 """The site registry: built-in sites (package data) plus sites users add to the store.
 
 A site file is a GeoJSON FeatureCollection in WGS84 lon/lat (RFC 7946) with exactly one
-Feature whose ``properties.role`` is ``aoi`` (a Polygon) and any number of ``role: zone``
-Polygons, each with a ``name``. Site-level fields are foreign members of the collection:
-``name``, ``title``, ``timezone``, ``center``, ``local_crs``, ``approximate``, ``notes`` and
-``events`` (a list of ``{date, name}``).
+Feature whose ``properties.role`` is ``aoi`` (a Polygon), any number of ``role: zone``
+Polygons, each with a ``name``, and optionally ``role: track`` LineStrings (the centrelines
+of the site's tracks, e.g. OpenStreetMap ``railway=rail`` ways): with a track map, railcars
+count only on a track (`railwatch.analytics.trackmap`). Site-level fields are foreign
+members of the collection: ``name``, ``title``, ``timezone``, ``center``, ``local_crs``,
+``approximate``, ``notes`` and ``events`` (a list of ``{date, name}``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import shapely
 from pyproj import CRS, Transformer
 from pyproj.aoi import AreaOfInterest
 from pyproj.database import query_utm_crs_info
-from shapely.geometry import Polygon, mapping, shape
+from shapely.geometry import LineString, MultiLineString, Polygon, mapping, shape
 from shapely.validation import explain_validity
 
 from railwatch.errors import InputError, NotFoundError
@@ -96,6 +98,7 @@ def parse_site(data: Mapping[str, Any], source: str = "<site>", default_name: st
     aoi_props: Mapping[str, Any] = {}
     zones: dict[str, Polygon] = {}
     descriptions: dict[str, str] = {}
+    tracks: list[LineString] = []
     for n, feat in enumerate(features):
         if not isinstance(feat, Mapping):
             raise InputError(f"feature {n} is not an object", source)
@@ -115,8 +118,11 @@ def parse_site(data: Mapping[str, Any], source: str = "<site>", default_name: st
             zones[zname] = _polygon(feat.get("geometry"), f"zone {zname!r}", source)
             if props.get("description"):
                 descriptions[zname] = str(props["description"])
+        elif role == "track":
+            tracks.extend(_lines(feat.get("geometry"), f"track feature {n}", source))
         else:
-            raise InputError(f"feature {n} has role {role!r}, expected 'aoi' or 'zone'", source)
+            raise InputError(
+                f"feature {n} has role {role!r}, expected 'aoi', 'zone' or 'track'", source)
     if aoi is None:
         raise InputError("no feature with role 'aoi' (exactly one AOI Polygon is required)", source)
 
@@ -159,7 +165,26 @@ def parse_site(data: Mapping[str, Any], source: str = "<site>", default_name: st
         events=tuple(events),
         notes=str(data.get("notes") or ""),
         properties=properties,
+        tracks=MultiLineString(tracks) if tracks else None,
     )
+
+
+def _lines(geom: Any, what: str, source: str) -> list[LineString]:
+    """The LineStrings of a track feature's (Multi)LineString geometry."""
+    try:
+        g = shape(geom)
+    except Exception as exc:
+        raise InputError(f"{what}: invalid geometry ({exc})", source) from exc
+    parts = list(g.geoms) if isinstance(g, MultiLineString) else [g]
+    if not parts or any(not isinstance(p, LineString) or p.is_empty or p.length == 0
+                        for p in parts):
+        raise InputError(f"{what} must be a non-empty LineString or MultiLineString, got "
+                         f"{g.geom_type}", source)
+    for p in parts:
+        x, y = shapely.get_coordinates(p).T
+        if not (abs(x) <= 180).all() or not (abs(y) <= 90).all():
+            raise InputError(f"{what}: coordinates are not lon/lat (EPSG:4326)", source)
+    return parts
 
 
 def load_site_geojson(path: str | Path) -> Site:
@@ -187,6 +212,9 @@ def site_to_geojson(site: Site) -> dict[str, Any]:
         if zname in descriptions:
             zp["description"] = descriptions[zname]
         features.append({"type": "Feature", "properties": zp, "geometry": mapping(poly)})
+    if site.tracks is not None:
+        features.append({"type": "Feature", "properties": {"role": "track"},
+                         "geometry": mapping(site.tracks)})
     out: dict[str, Any] = {"type": "FeatureCollection", "name": site.name, "title": site.title,
                            "timezone": site.timezone}
     out.update(props)
