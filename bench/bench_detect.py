@@ -42,10 +42,12 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
+from railwatch.analytics.trackmap import track_fit
 from railwatch.detect import Detector, detect, model_dir
 from railwatch.evaluate import evaluate
-from railwatch.geojson import write_geojson
+from railwatch.geojson import from_geojson, write_geojson
 from railwatch.imagery import read_scene_metadata, read_window
+from railwatch.sites import get_site
 from railwatch.train.testsets import write_own_scene, write_sim_scene
 from railwatch.types import Detections
 
@@ -258,6 +260,9 @@ def markdown(res: dict[str, Any]) -> str:
         sc = res["scenario"]
         lines.append(f"| tumangang-khasan scenario images ({name}) | {sc['overall']['images']}"
                      f" | {_row(sc['overall'])} |")
+        if "track_map" in sc:
+            lines.append(f"| scenario images ({name}), railcars on the site's track map | "
+                         f"{sc['track_map']['images']} | {_row(sc['track_map'])} |")
         if "one_stage" in sc:
             lines.append(f"| scenario images (RailDet alone) | {sc['one_stage']['images']}"
                          f" | {_row(sc['one_stage'])} |")
@@ -321,6 +326,17 @@ def scenario_images(folder: Path) -> list[Path]:
     return [p for p in images if 0.25 <= read_scene_metadata(p).gsd_m <= 1.0]
 
 
+def on_site_tracks(pred: Path, out: Path) -> Path:
+    """The predictions as the site's count sees them: railcars off the site's track map
+    set aside (`railwatch.analytics.trackmap`); the site is the file name's prefix."""
+    out.mkdir(parents=True, exist_ok=True)
+    for p in sorted(pred.glob("*.geojson")):
+        det = from_geojson(p)
+        fit = track_fit(det, get_site(p.name.split("_", 1)[0]))
+        write_geojson(det if fit is None else det[fit.on_track], out / p.name)
+    return out
+
+
 def score_scenario(folder: Path, detector: Detector, out: Path,
                    one_stage: Detector | None = None) -> dict[str, Any]:
     """Accuracy on full scenario images (0.3-0.8 m) with their truth files."""
@@ -335,6 +351,8 @@ def score_scenario(folder: Path, detector: Detector, out: Path,
     ev = evaluate(truth, out / "pred")
     ev.pop("per_image", None)
     res = {"speed": speed, "overall": ev["overall"], "slices": ev["slices"]}
+    res["track_map"] = evaluate(truth, on_site_tracks(out / "pred", out / "pred_tracks"))[
+        "overall"]
     if one_stage is not None:
         run_method("RailDet alone", lambda p: detect(p, one_stage), images, out / "pred1")
         res["one_stage"] = evaluate(truth, out / "pred1")["overall"]
