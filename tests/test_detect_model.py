@@ -148,3 +148,9 @@ def test_cli_detect_stdout_and_file(scenes, tmp_path):
     assert r.exit_code == 2 and "no such file" in r.output
     r = runner.invoke(app, ["detect", tif, tif])
     assert r.exit_code == 2 and "--out-dir" in r.output
+    # several images, two at once: the same detections as one by one
+    d = tmp_path / "many"
+    r = runner.invoke(app, ["detect", str(scenes / "own_a.tif"), tif, "--out-dir", str(d),
+                            "--workers", "2"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((d / "own_a.geojson").read_text())["features"] == fc["features"]

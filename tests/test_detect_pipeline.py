@@ -13,7 +13,7 @@ from rasterio.transform import from_origin
 
 from railwatch.detect.decode import Boxes, empty_boxes, rotated_nms
 from railwatch.detect.model import footprint_colors
-from railwatch.detect.pipeline import detect, detect_many
+from railwatch.detect.pipeline import detect, detect_each, detect_many
 from railwatch.errors import InputError
 from railwatch.geojson import to_geojson
 
@@ -116,6 +116,29 @@ def test_detect_many_writes_one_file_per_image(tmp_path):
     out = detect_many([a, b], tmp_path / "out", BlobDetector())
     assert [p.name for p in out] == ["a.geojson", "b.geojson"]
     assert len(json.loads(out[0].read_text())["features"]) == 1
+
+
+def test_detect_each_runs_images_at_once_in_order_with_errors_in_place(tmp_path):
+    """Four workers over seven images: the same detections as one by one, in the input
+    order, and a corrupt file yields its error in its place without stopping the rest."""
+    paths = []
+    for k in range(7):
+        img = np.full((200 + 40 * k, 300, 3), 60, np.uint8)
+        for j in range(k % 3 + 1):
+            _car(img, 20 + 60 * j, 50 + 10 * k, 30, 6)
+        paths.append(_write(tmp_path / f"i{k}.tif", img, 0.5))
+    bad = tmp_path / "i3.tif"
+    bad.write_bytes(bad.read_bytes()[:300])  # truncated
+    stub = BlobDetector()
+    got = list(detect_each(paths, stub, workers=4))
+    assert [p for p, _ in got] == paths
+    assert isinstance(got[3][1], InputError) and "i3.tif" in str(got[3][1])
+    for k, (p, det) in enumerate(got):
+        if k != 3:
+            one = detect(p, BlobDetector())
+            assert len(det) == len(one) == k % 3 + 1
+            np.testing.assert_allclose(det.footprints, one.footprints)
+    assert stub.calls >= 6
 
 
 @pytest.mark.parametrize("gsd,msg", [(3.0, "too coarse"), (0.1, "finer than")])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -23,34 +24,53 @@ def detect_cmd(
     verify: bool = typer.Option(
         None, "--verify/--no-verify", help="Check candidates with the second-stage verifier "
         "(default: when the model has one)."),
+    workers: int = typer.Option(
+        0, "--workers", help="Images detected at once, one core each (default: one per core,"
+        " at most 4)."),
 ) -> None:
     """Detect railcars and containers; GeoJSON to stdout, -o FILE or --out-dir DIR."""
-    from railwatch.detect import Detector, detect
+    from railwatch.detect import Detector, detect, detect_each
+    from railwatch.detect.pipeline import default_workers
     from railwatch.geojson import to_geojson, write_geojson
 
     if out is not None and out_dir is not None:
         raise InputError("give either -o FILE or --out-dir DIR, not both")
     if len(images) > 1 and out_dir is None:
         raise InputError("several images need --out-dir DIR (one GeoJSON per image)")
-    detector = Detector(model, threshold=threshold, verify=verify)
+    n = min(workers or default_workers(), len(images))
+    detector = Detector(model, threshold=threshold, verify=verify,
+                        threads=1 if n > 1 else None)
+
+    def report(path: Path, det: Any) -> None:
+        c = det.counts()
+        info(f"{path.name}: {c['total']} railcars ({c['covered']} covered), "
+             f"{c['containers']} containers")
+
     with progress() as bar:
-        for path in images:
-            task = bar.add_task(f"detect {path.name}", total=None)
+        if n == 1:
+            for path in images:
+                task = bar.add_task(f"detect {path.name}", total=None)
 
-            def cb(done: int, total: int, task: int = task) -> None:
-                bar.update(task, completed=done, total=total)
+                def cb(done: int, total: int, task: int = task) -> None:
+                    bar.update(task, completed=done, total=total)
 
-            det = detect(path, detector, progress=cb)
-            if out_dir is not None:
-                write_geojson(det, out_dir / f"{path.stem}.geojson")
-            elif out is not None:
-                write_geojson(det, out)
-            else:
-                json.dump(to_geojson(det), sys.stdout)
-                sys.stdout.write("\n")
-            c = det.counts()
-            info(f"{path.name}: {c['total']} railcars ({c['covered']} covered), "
-                 f"{c['containers']} containers")
+                det = detect(path, detector, progress=cb)
+                if out_dir is not None:
+                    write_geojson(det, out_dir / f"{path.stem}.geojson")
+                elif out is not None:
+                    write_geojson(det, out)
+                else:
+                    json.dump(to_geojson(det), sys.stdout)
+                    sys.stdout.write("\n")
+                report(path, det)
+            return
+        task = bar.add_task(f"detect {len(images)} images ({n} at once)", total=len(images))
+        for path, result in detect_each(images, detector, n):
+            if isinstance(result, Exception):
+                raise result
+            write_geojson(result, out_dir / f"{path.stem}.geojson")
+            bar.advance(task)
+            report(path, result)
 
 
 def register(app: typer.Typer) -> None:

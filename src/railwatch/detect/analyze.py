@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from railwatch.detect.model import Detector
-from railwatch.detect.pipeline import GSD_RANGE, check_gsd, default_detector, detect
+from railwatch.detect.pipeline import GSD_RANGE, check_gsd, detect_each
 from railwatch.errors import RailwatchError
 from railwatch.types import Detections, Observation, Scene
 
@@ -44,31 +44,46 @@ def _observe(fn: Callable[..., Any], store: Any, scene: Scene, det: Detections,
 
 
 def analyze(store: Any, site: str | None = None, detector: Detector | None = None,
-            progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+            progress: Callable[[int, int, str], None] | None = None,
+            workers: int | None = None) -> dict[str, Any]:
     """Detect all scenes (of ``site``) without detections; store detections (+observations).
 
     Returns a summary: scenes processed, skipped (with reasons), railcars found.
-    ``progress(done, total, name)`` is called after each scene.
+    ``progress(done, total, name)`` is called after each scene. ``workers`` images are
+    detected at once (`railwatch.detect.pipeline.detect_each`); storing stays in order.
     """
     scenes = store.scenes_without_detections(site)
-    det_ = detector or (default_detector() if scenes else None)
     observe = _observer()
     run_id = store.start_run("analyze", {"site": site, "scenes": len(scenes)})
-    done, skipped, railcars = 0, [], 0
+    done, skipped, railcars, seen = 0, [], 0, 0
+
+    def skip(scene: Scene, exc: RailwatchError) -> None:
+        # images coarser than the model's range are expected in mixed archives
+        # (e.g. 3 m PlanetScope): counted in the summary rather than warned about
+        coarse = scene.gsd_m > GSD_RANGE[1]
+        skipped.append({"scene": scene.id, "reason": str(exc), "coarse": coarse})
+        log.log(logging.INFO if coarse else logging.WARNING, "skipped %s", exc)
+
+    def tick(scene: Scene) -> None:
+        nonlocal seen
+        seen += 1
+        if progress is not None:
+            progress(seen, len(scenes), scene.path.rsplit("/", 1)[-1])
+
     try:
-        for i, scene in enumerate(scenes):
-            name = scene.path.rsplit("/", 1)[-1]
+        runnable = []
+        for scene in scenes:
             try:
                 check_gsd(scene.gsd_m, scene.path)
-                det = detect(scene.path, det_)
+                runnable.append(scene)
             except RailwatchError as exc:
-                # images coarser than the model's range are expected in mixed archives
-                # (e.g. 3 m PlanetScope): counted in the summary rather than warned about
-                coarse = scene.gsd_m > GSD_RANGE[1]
-                skipped.append({"scene": scene.id, "reason": str(exc), "coarse": coarse})
-                log.log(logging.INFO if coarse else logging.WARNING, "skipped %s", exc)
-                if progress is not None:
-                    progress(i + 1, len(scenes), name)
+                skip(scene, exc)
+                tick(scene)
+        results = detect_each([s.path for s in runnable], detector, workers) if runnable else []
+        for scene, (_, det) in zip(runnable, results, strict=True):
+            if isinstance(det, RailwatchError):
+                skip(scene, det)
+                tick(scene)
                 continue
             det.meta["scene_id"] = scene.id
             with store.transaction():
@@ -80,8 +95,7 @@ def analyze(store: Any, site: str | None = None, detector: Detector | None = Non
                             store.put_observation(obs)
             done += 1
             railcars += int((det.kind == "railcar").sum())
-            if progress is not None:
-                progress(i + 1, len(scenes), name)
+            tick(scene)
     except BaseException:
         store.finish_run(run_id, "error", {"processed": done})
         raise
