@@ -78,6 +78,9 @@ def test_seam_car_found_once_at_the_right_lonlat(tmp_path):
     det = detect(tif, stub, tile_px=1024, overlap_px=96)
     assert stub.calls > 2
     assert len(det) == 2
+    # tiles three at once: the same detections
+    par = detect(tif, BlobDetector(), tile_px=1024, overlap_px=96, workers=3)
+    np.testing.assert_array_equal(par.footprints, det.footprints)
     assert det.meta["resampling"].startswith("none")
     # the seam car: pixel centre (1015, 603) -> map -> lon/lat
     x = ORIGIN[0] + 1015 * 0.5

@@ -25,8 +25,8 @@ def detect_cmd(
         None, "--verify/--no-verify", help="Check candidates with the second-stage verifier "
         "(default: when the model has one)."),
     workers: int = typer.Option(
-        0, "--workers", help="Images detected at once, one core each (default: one per core,"
-        " at most 4)."),
+        0, "--workers", help="Images (or, for one image, tiles) detected at once, one core "
+        "each (default: one per core, at most 4)."),
 ) -> None:
     """Detect railcars and containers; GeoJSON to stdout, -o FILE or --out-dir DIR."""
     from railwatch.detect import Detector, detect, detect_each
@@ -37,7 +37,7 @@ def detect_cmd(
         raise InputError("give either -o FILE or --out-dir DIR, not both")
     if len(images) > 1 and out_dir is None:
         raise InputError("several images need --out-dir DIR (one GeoJSON per image)")
-    n = min(workers or default_workers(), len(images))
+    n = workers or default_workers()
     detector = Detector(model, threshold=threshold, verify=verify,
                         threads=1 if n > 1 else None)
 
@@ -47,14 +47,14 @@ def detect_cmd(
              f"{c['containers']} containers")
 
     with progress() as bar:
-        if n == 1:
+        if n == 1 or len(images) == 1:
             for path in images:
                 task = bar.add_task(f"detect {path.name}", total=None)
 
                 def cb(done: int, total: int, task: int = task) -> None:
                     bar.update(task, completed=done, total=total)
 
-                det = detect(path, detector, progress=cb)
+                det = detect(path, detector, progress=cb, workers=n)
                 if out_dir is not None:
                     write_geojson(det, out_dir / f"{path.stem}.geojson")
                 elif out is not None:
@@ -64,6 +64,7 @@ def detect_cmd(
                     sys.stdout.write("\n")
                 report(path, det)
             return
+        n = min(n, len(images))
         task = bar.add_task(f"detect {len(images)} images ({n} at once)", total=len(images))
         for path, result in detect_each(images, detector, n):
             if isinstance(result, Exception):

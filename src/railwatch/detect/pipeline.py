@@ -131,43 +131,73 @@ def _read_rgb(path: str, window: Window, scaling: Any) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(data[:3], (1, 2, 0)))
 
 
-def iter_tile_boxes(path: str, detector: Detector, gsd: float, width: int, height: int,
-                    scaling: Any, tiles: list[Tile]) -> Iterator[tuple[Tile, Boxes]]:
-    """Run the detector tile by tile; boxes come back in source pixel coordinates."""
+def tile_boxes(path: str, detector: Detector, gsd: float, scaling: Any, tile: Tile) -> Boxes:
+    """The detector's boxes in one tile of the image, in source pixel coordinates."""
     f = gsd / detector.native_gsd_m  # native px per source px
-    for tile in tiles:
-        win = tile.window
-        rgb = _read_rgb(path, win, scaling)
-        if rgb.size == 0 or int(rgb.max()) == 0 or float(rgb[::4, ::4].std()) < 1.0:
-            yield tile, empty_boxes()  # nodata or featureless: nothing to find
-            continue
-        if abs(f - 1.0) > 1e-3:
-            nw, nh = max(16, round(rgb.shape[1] * f)), max(16, round(rgb.shape[0] * f))
-            interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
-            native = cv2.resize(rgb, (nw, nh), interpolation=interp)
-        else:
-            native = rgb
-        sx, sy = rgb.shape[1] / native.shape[1], rgb.shape[0] / native.shape[0]
-        # the tile's core in its native pixels, widened by 2 px: boxes beyond it belong
-        # to a neighbour tile (merge_tile_boxes drops them), so they are not verified
-        x0, y0, x1, y1 = tile.core
-        region = ((x0 - win.col_off) / sx - 2, (y0 - win.row_off) / sy - 2,
-                  (x1 - win.col_off) / sx + 2, (y1 - win.row_off) / sy + 2)
-        b = detector.boxes(native, region)
-        b.cx = b.cx * sx + win.col_off
-        b.cy = b.cy * sy + win.row_off
-        b.length = b.length * sx
-        b.width = b.width * sx
-        yield tile, b
+    win = tile.window
+    rgb = _read_rgb(path, win, scaling)
+    if rgb.size == 0 or int(rgb.max()) == 0 or float(rgb[::4, ::4].std()) < 1.0:
+        return empty_boxes()  # nodata or featureless: nothing to find
+    if abs(f - 1.0) > 1e-3:
+        nw, nh = max(16, round(rgb.shape[1] * f)), max(16, round(rgb.shape[0] * f))
+        interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
+        native = cv2.resize(rgb, (nw, nh), interpolation=interp)
+    else:
+        native = rgb
+    sx, sy = rgb.shape[1] / native.shape[1], rgb.shape[0] / native.shape[0]
+    # the tile's core in its native pixels, widened by 2 px: boxes beyond it belong
+    # to a neighbour tile (merge_tile_boxes drops them), so they are not verified
+    x0, y0, x1, y1 = tile.core
+    region = ((x0 - win.col_off) / sx - 2, (y0 - win.row_off) / sy - 2,
+              (x1 - win.col_off) / sx + 2, (y1 - win.row_off) / sy + 2)
+    b = detector.boxes(native, region)
+    b.cx = b.cx * sx + win.col_off
+    b.cy = b.cy * sy + win.row_off
+    b.length = b.length * sx
+    b.width = b.width * sx
+    return b
+
+
+def _in_order(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> Iterator[Any]:
+    """``fn(item)`` for each item, in order, ``workers`` threads at once, at most
+    ``2 * workers`` results in flight (memory stays bounded whatever the number of items)."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="railwatch") as pool:
+        pending: deque[Future[Any]] = deque()
+        it = iter(items)
+        for item in itertools.islice(it, 2 * workers):
+            pending.append(pool.submit(fn, item))
+        while pending:
+            fut = pending.popleft()
+            nxt = next(it, _END)
+            if nxt is not _END:
+                pending.append(pool.submit(fn, nxt))
+            yield fut.result()
+
+
+_END = object()
+
+
+def iter_tile_boxes(path: str, detector: Detector, gsd: float, width: int, height: int,
+                    scaling: Any, tiles: list[Tile], workers: int = 1,
+                    ) -> Iterator[tuple[Tile, Boxes]]:
+    """Run the detector tile by tile (``workers`` tiles at once); boxes come back in source
+    pixel coordinates, in tile order."""
+    boxes = _in_order(lambda t: tile_boxes(path, detector, gsd, scaling, t), tiles, workers)
+    yield from zip(tiles, boxes, strict=True)
 
 
 def detect(path: str | os.PathLike[str], detector: Detector | None = None,
            progress: Progress | None = None, *, tile_px: int = TILE_PX,
-           overlap_px: int = OVERLAP_PX) -> Detections:
+           overlap_px: int = OVERLAP_PX, workers: int = 1) -> Detections:
     """Detect railcars and containers in a GeoTIFF; footprints in the image's CRS.
 
     Images at 0.25-1.0 m GSD are resampled tile by tile to the model's native GSD
     (recorded in ``meta['resampling']``). ``progress(done, total)`` is called per tile.
+    ``workers`` tiles run at once (give the detector one ONNX thread then); the result
+    does not depend on it.
     """
     from railwatch.imagery import band_scaling, read_scene_metadata
 
@@ -182,7 +212,7 @@ def detect(path: str | os.PathLike[str], detector: Detector | None = None,
     scaling = band_scaling(p)
     parts = []
     for i, part in enumerate(iter_tile_boxes(str(p), det_, scene.gsd_m, scene.width,
-                                             scene.height, scaling, tiles)):
+                                             scene.height, scaling, tiles, workers)):
         parts.append(part)
         if progress is not None:
             progress(i + 1, len(tiles))
@@ -212,8 +242,8 @@ def detect_each(paths: Iterable[str | os.PathLike[str]], detector: Detector | No
     threaded operators (small convolutions and the per-image Python work do not split
     well over cores). Without a ``detector`` each stream gets the shipped model on one
     ONNX thread. An image that fails with a ``RailwatchError`` yields the error in its
-    place (the caller decides); at most ``2 * workers`` images are in flight, so memory
-    stays bounded by a few tiles.
+    place (the caller decides); at most ``2 * workers`` images are in flight, and each
+    holds one tile at a time, so memory stays bounded.
     """
     n = workers or default_workers()
     det_ = detector or default_detector(1 if n > 1 else None)
@@ -225,21 +255,7 @@ def detect_each(paths: Iterable[str | os.PathLike[str]], detector: Detector | No
             return exc
 
     items = [Path(p) for p in paths]
-    if n == 1:
-        for p in items:
-            yield p, one(p)
-        return
-    with ThreadPoolExecutor(n, thread_name_prefix="detect") as pool:
-        pending: deque[tuple[Path, Future[Detections | RailwatchError]]] = deque()
-        it = iter(items)
-        for p in itertools.islice(it, 2 * n):
-            pending.append((p, pool.submit(one, p)))
-        while pending:
-            p, fut = pending.popleft()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(one, nxt)))
-            yield p, fut.result()
+    yield from zip(items, _in_order(one, items, n), strict=True)
 
 
 def detect_many(paths: Iterable[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
