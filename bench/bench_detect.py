@@ -225,20 +225,22 @@ def big_image(path: Path, side: int = 30000) -> Path:
     return path
 
 
-def peak_memory(path: Path, out: Path) -> dict[str, Any]:
-    """Peak RSS of a child process running ``railwatch detect`` on ``path``."""
+def peak_memory(path: Path, out: Path, workers: int = BATCH_WORKERS) -> dict[str, Any]:
+    """Peak RSS of a child process detecting ``path`` as ``railwatch detect`` does
+    (``workers`` tiles at once, one ONNX thread each)."""
     code = ("import sys, time\n"
-            "from railwatch.detect import detect\n"
+            "from railwatch.detect import Detector, detect\n"
             "from railwatch.geojson import write_geojson\n"
+            f"det = Detector(threads=1 if {workers} > 1 else None)\n"
             "t = time.perf_counter()\n"
-            "d = detect(sys.argv[1])\n"
+            f"d = detect(sys.argv[1], det, workers={workers})\n"
             "write_geojson(d, sys.argv[2])\n"
             "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0]\n"
             "print(len(d), time.perf_counter() - t, hwm.split()[1])\n")
     r = subprocess.run([sys.executable, "-c", code, str(path), str(out)], check=True,
                        capture_output=True, text=True)
     n, sec, rss_kb = r.stdout.split()
-    return {"pixels": "30000 x 30000 (sparse: 6 rendered 2048 px patches)",
+    return {"pixels": "30000 x 30000 (sparse: 6 rendered 2048 px patches)", "workers": workers,
             "detections": int(n), "seconds": round(float(sec), 1),
             "peak_rss_mb": round(int(rss_kb) / 1024, 1)}
 
