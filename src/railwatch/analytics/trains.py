@@ -611,10 +611,17 @@ def _trains_of_site(
     min_cars: int,
     progress: Callable[[int, int, str], None] | None,
 ) -> list[TrainString]:
+    from railwatch.analytics.trackmap import track_fit
+    from railwatch.sites import get_site
+
     scenes = store.scenes(site, start, end)
+    where = get_site(site, store)
     out: list[TrainString] = []
     for k, scene in enumerate(scenes):
         det = store.get_detections(int(scene.id or 0)) if scene.id is not None else None
+        fit = track_fit(det, where) if det is not None and len(det) else None
+        if fit is not None:  # railcars off the site's track map are not in any train
+            det = det[fit.on_track]
         if det is not None and len(det):
             out += label_trains(extract_trains(det, max_gap_m, min_cars), site,
                                 scene.acquired, scene.id, scene.path)
