@@ -415,6 +415,59 @@ def test_a_removed_roof_seen_from_one_lost_side_is_grown_into_its_rectangle():
     l_bands = ground.copy()
     l_bands[:, yard] = np.array([-0.6, -0.7, -0.9], np.float32)[:, None]
     assert _roof_beside(strip, [_features(l_bands, strip.copy())]) == []
+    # An earlier image that ends across the roof (its footprint stops at column 50): the
+    # roof is grown and boxed up to that edge, not past it.
+    within = np.zeros((80, 80), bool)
+    within[:, :50] = True
+    cut = _roof_beside(strip, [before], within=within)
+    assert cut and not (cut[0] & ~within).any()
+    assert (cut[0] & roof).sum() / (roof & within).sum() > 0.9
+
+
+def test_a_removed_warehouse_seen_from_one_side_is_found_through_find_changes(tmp_path):
+    # A 30 x 85 m warehouse stands in months 0 and 1 and is gone from month 2. Detected
+    # containers line its north, east and south sides in every image (masked, so those
+    # sides never show), and the sun from the south-west keeps its west side lit: only
+    # the west side is a lost outline. The earlier images still show the roof beside it,
+    # so it is reported as one removed structure, the whole roof, dated (1, 2].
+    from shapely.affinity import translate
+
+    from railwatch.types import Detections
+
+    roof = box(220, 195, 250, 280)
+    x0, y0, x1, y1 = roof.bounds
+    sides = [
+        box(x0 - 1, y1 - 1, x1 + 1, y1 + 1),
+        box(x1 - 1, y0 - 1, x1 + 1, y1 + 1),
+        box(x0 - 1, y0 - 1, x1 + 1, y0 + 1),
+    ]
+    corners = np.array([np.asarray(p.exterior.coords)[:4] for p in sides])
+    corners += np.array([S.X0, S.Y0])
+    masks = Detections(
+        footprints=corners,
+        kind=["container"] * 3,
+        cls=["other"] * 3,
+        score=np.ones(3),
+        covered=np.zeros(3, bool),
+        color=np.zeros((3, 3)),
+        length_m=np.full(3, 40.0),
+        crs=S.CRS,
+    )
+    standing = S.base_world()
+    standing.buildings.append(S.Building(roof, 4.0, (0.62, 0.60, 0.58)))
+    images = []
+    for k in range(4):
+        cond = S.Conditions(seed=k, sun_az=215 + 10 * k, sun_el=60)
+        world = standing if k < 2 else S.base_world()
+        path = S.write(tmp_path / f"w{k}.tif", world, cond, S.day(k))
+        images.append((path, S.day(k), masks))
+    changes = find_changes(images, S.site(), persist=2).changes
+    assert [c.kind for c in changes] == ["removed structure"]
+    c = changes[0]
+    assert c.cues.get("one_side") == 1.0  # found from its one lost side
+    truth = translate(roof, S.X0, S.Y0)
+    assert c.geometry.intersection(truth).area / c.geometry.union(truth).area > 0.6
+    assert c.last_absent == S.day(1) and c.first_seen == S.day(2)
 
 
 def test_a_change_the_first_later_image_cannot_see_is_dated_from_the_next(tmp_path):

@@ -128,6 +128,7 @@ class _Prepared:
     usable: np.ndarray
     occluded: np.ndarray  # snow- or cloud-like: shows no ground detail, proves no absence
     objects: np.ndarray  # under detected railcars and containers (dilated)
+    footprint: np.ndarray | None = None  # inside the image and the AOI
 
 
 def _native_gsd(path: str) -> float:
@@ -335,7 +336,7 @@ def _prepare(
                 continue
         objects = _mask_objects(det, grid, object_buffer_m)
         usable &= ~objects
-        out.append(_Prepared(info, rgb, usable, occluded, objects))
+        out.append(_Prepared(info, rgb, usable, occluded, objects, valid.copy()))
         if on_image:
             on_image(path)
     return out
@@ -372,6 +373,8 @@ def _align(prepared: list[_Prepared], **kw: Any) -> list[_Prepared]:
         p.usable = apply_shift(p.usable, al.dx, al.dy, order=0)
         p.occluded = apply_shift(p.occluded, al.dx, al.dy, order=0)
         p.objects = apply_shift(p.objects, al.dx, al.dy, order=0)
+        if p.footprint is not None:
+            p.footprint = apply_shift(p.footprint, al.dx, al.dy, order=0)
         aligned.add(id(p))
 
     for p in prepared:
@@ -457,6 +460,7 @@ def _classify(
     dark: float = 0.35,
     contrast_min: float = 0.2,
     min_fill: float = 0.9,
+    max_texture: float = 0.3,
     one_side: bool = False,
 ) -> tuple[str | None, dict[str, float]]:
     """The kind of change of one region, or None when it is not a facility change.
@@ -548,6 +552,11 @@ def _classify(
             return None, cues
         if cues["dark_after"] < -dark:
             return None, cues
+        # A new roof replaces ground: before, its footprint neither stood out from the
+        # ground around it nor was full of straight edges. One that did was there already
+        # (a parked truck, a wall's end, a roof in other light or at another GSD).
+        if cues["contrast_before"] >= contrast_min / 2 or cues["texture_before"] >= max_texture:
+            return None, cues
         height = gained_shadow >= shadow_min and cues["shadow_before"] < 1.5 * shadow_min
         open_ground = flat_before and new >= 1.5 * min_edges
         # A roof stands out from the ground: some shadow gained, or the footprint now
@@ -577,7 +586,11 @@ def _classify(
             and lost >= 1.25 * min_edges
             and cues["contrast_before"] - cues["contrast_after"] >= contrast_min / 2
         )
-        if lost_height or lost_roof:
+        # Where a structure went, the ground looks like the ground around it: a footprint
+        # that still stands out, or is darker than around it, is still there (a shadow, a
+        # dark truck seen in other light).
+        gone = cues["contrast_after"] < contrast_min and cues["dark_after"] >= -dark
+        if (lost_height or lost_roof) and gone:
             return "removed structure", cues
         if (
             lost >= 1.5 * min_edges
@@ -720,10 +733,12 @@ def _roof_beside(
     tolerance: float = 0.07,
     max_px: float = 5000.0,
     min_fill: float = 0.8,
+    within: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """The roofs a thin lost strip bordered: on each side of it, the pixels that look like
     the ground right beside the strip (each log colour band within ``tolerance`` of its
-    median there, not shadow, in every one of ``views``), connected to that side. Kept are the
+    median there, not shadow, in every one of ``views``, and inside ``within``: the earlier
+    images' footprint), connected to that side. Kept are the
     ones that nearly fill their minimum-area rectangle (``min_fill``), of roof size, with
     the strip along one of their sides: that rectangle, best first.
 
@@ -745,7 +760,7 @@ def _roof_beside(
     out: list[tuple[float, np.ndarray]] = []
     for side in (1.0, -1.0):
         seed = band & (side * across > 0)
-        like = ~strip
+        like = ~strip if within is None else ~strip & within
         for f in views:
             s = seed & f.usable & ~f.shadow
             if s.sum() < 6:
@@ -778,7 +793,8 @@ def _roof_beside(
             # The roof is the rectangle (its corners and a rim pixel lost to noise too).
             box = np.zeros(roof.shape, np.uint8)
             cv2.fillPoly(box, [np.round(cv2.boxPoints(rect)).astype(np.int32)], 1)
-            out.append((fill, box.astype(bool) | roof))
+            grown = box.astype(bool) | roof
+            out.append((fill, grown if within is None else grown & within))
     return [m for _, m in sorted(out, key=lambda t: -t[0])]
 
 
@@ -1001,7 +1017,13 @@ def _changes_over_time(
                     clear_b = [
                         f for f in bfb if f.occluded is None or f.occluded[strip].mean() <= 0.3
                     ]
-                    for roof in _roof_beside(strip, clear_b):
+                    # Within the earlier images: a roof cut by an image's edge is not
+                    # grown (nor boxed) past it.
+                    within = np.logical_and.reduce(
+                        [used[b].footprint[big] for b in before if used[b].footprint is not None]
+                        or [np.ones(strip.shape, bool)]
+                    )
+                    for roof in _roof_beside(strip, clear_b, within=within):
                         geom2 = _polygon(roof, trb, 0.0)
                         k2, c2 = _classify(
                             roof, geom2, bfb, afb, new_all[big], lost_all[big], gsd,
