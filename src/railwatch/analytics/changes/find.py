@@ -1076,12 +1076,15 @@ def _changes_over_time(
                     i,
                 )
                 # The bracket opens at the last earlier image that could show the
-                # change's absence there (snow or cloud over it proves nothing).
+                # change's absence there (snow or cloud over it proves nothing), before
+                # the window too. Where none could, it cannot be dated: not reported.
                 b_last = next(
-                    (b for b in reversed(before)
+                    (b for b in range(i - 1, -1, -1)
                      if _can(pair(b, a_first), sign)[win][region].mean() >= 0.5),
-                    i - 1,
+                    None,
                 )
+                if b_last is None:
+                    continue
                 out.append(
                     Change(
                         geometry=geom,
