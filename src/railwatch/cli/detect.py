@@ -30,7 +30,7 @@ def detect_cmd(
 ) -> None:
     """Detect railcars and containers; GeoJSON to stdout, -o FILE or --out-dir DIR."""
     from railwatch.detect import Detector, detect, detect_each
-    from railwatch.detect.pipeline import default_workers
+    from railwatch.detect.pipeline import default_workers, image_tiles
     from railwatch.geojson import to_geojson, write_geojson
 
     if out is not None and out_dir is not None:
@@ -38,6 +38,11 @@ def detect_cmd(
     if len(images) > 1 and out_dir is None:
         raise InputError("several images need --out-dir DIR (one GeoJSON per image)")
     n = workers or default_workers()
+    if len(images) == 1:  # one image: its tiles at once, if it has several
+        from railwatch.imagery import read_scene_metadata
+
+        scene = read_scene_metadata(images[0], hash_file=False)
+        n = min(n, len(image_tiles(scene, images[0], Detector.native_gsd(model))))
     detector = Detector(model, threshold=threshold, verify=verify,
                         threads=1 if n > 1 else None)
 

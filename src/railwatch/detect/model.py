@@ -43,6 +43,17 @@ class Detector:
     is used when onnxruntime offers it (``use_gpu=False`` forces CPU).
     """
 
+    @staticmethod
+    def native_gsd(path: str | os.PathLike[str] | None = None) -> float:
+        """The native GSD (m) of a model (file or folder; default: the shipped one),
+        without loading it."""
+        p = Path(path) if path is not None else model_dir() / MODEL_FILE
+        meta = (p if p.is_dir() else p.parent) / "model.json"
+        try:
+            return float(json.loads(meta.read_text()).get("native_gsd_m", 0.5))
+        except (OSError, ValueError):
+            return 0.5
+
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  threshold: float | None = None, nms_iou: float = 0.3,
                  threads: int | None = None,

@@ -189,6 +189,15 @@ def iter_tile_boxes(path: str, detector: Detector, gsd: float, width: int, heigh
     yield from zip(tiles, boxes, strict=True)
 
 
+def image_tiles(scene: Any, path: str | os.PathLike[str], native_gsd_m: float,
+                tile_px: int = TILE_PX, overlap_px: int = OVERLAP_PX) -> list[Tile]:
+    """The tiles ``detect`` reads from an image (``scene``: its metadata); checks the GSD."""
+    check_gsd(scene.gsd_m, path)
+    f = scene.gsd_m / native_gsd_m
+    return plan_tiles(scene.width, scene.height, max(64, round(tile_px / f)),
+                      max(8, round(overlap_px / f)))
+
+
 def detect(path: str | os.PathLike[str], detector: Detector | None = None,
            progress: Progress | None = None, *, tile_px: int = TILE_PX,
            overlap_px: int = OVERLAP_PX, workers: int = 1) -> Detections:
@@ -203,12 +212,9 @@ def detect(path: str | os.PathLike[str], detector: Detector | None = None,
 
     p = Path(path)
     scene = read_scene_metadata(p, hash_file=False)  # the content hash is ingest's
-    check_gsd(scene.gsd_m, p)
     det_ = detector or default_detector()
+    tiles = image_tiles(scene, p, det_.native_gsd_m, tile_px, overlap_px)
     f = scene.gsd_m / det_.native_gsd_m
-    src_tile = max(64, round(tile_px / f))
-    src_overlap = max(8, round(overlap_px / f))
-    tiles = plan_tiles(scene.width, scene.height, src_tile, src_overlap)
     scaling = band_scaling(p)
     parts = []
     for i, part in enumerate(iter_tile_boxes(str(p), det_, scene.gsd_m, scene.width,
