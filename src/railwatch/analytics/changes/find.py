@@ -1075,12 +1075,12 @@ def _changes_over_time(
                     ),
                     i,
                 )
-                # The bracket opens at the last earlier image that could show the
-                # change's absence there (snow or cloud over it proves nothing), before
-                # the window too. Where none could, it cannot be dated: not reported.
+                # The bracket opens at the last earlier image that saw the place (snow,
+                # cloud or its shadow over it, or outside the image, proves nothing),
+                # before the window too. Where none did, it cannot be dated: not reported.
                 b_last = next(
                     (b for b in range(i - 1, -1, -1)
-                     if _can(pair(b, a_first), sign)[win][region].mean() >= 0.5),
+                     if (used[b].usable[win] & ~used[b].occluded[win])[region].mean() >= 0.5),
                     None,
                 )
                 if b_last is None:
