@@ -122,15 +122,16 @@ def fit_tracks(det: Detections, tracks: Any, tolerance_m: float = TOLERANCE_M,
     c = det.centers[rail]
     dist[rail] = shapely.distance(tracks, shapely.points(c))
     shift = (0.0, 0.0)
-    if rail.sum() >= 5 and np.mean(dist[rail] > tolerance_m) > max_off_share:
-        log.warning("%d of %d railcar detections lie off the site's track map (by more "
-                    "than %.1f m): set aside; if the image is misregistered, pass search_m",
-                    int((dist[rail] > tolerance_m).sum()), int(rail.sum()), tolerance_m)
     if search_m > 0 and rail.any() and np.mean(dist[rail] > tolerance_m) > max_off_share:
         s = register_to_tracks(c, tracks, search_m)
         moved = shapely.distance(tracks, shapely.points(c + np.asarray(s)))
         if s != (0.0, 0.0) and np.mean(moved <= tolerance_m) >= FITS_SHARE:
             shift, dist[rail] = s, moved
+    if rail.sum() >= 5 and np.mean(dist[rail] > tolerance_m) > max_off_share:
+        log.warning("%d of %d railcar detections lie off the site's track map (by more "
+                    "than %.1f m): set aside%s", int((dist[rail] > tolerance_m).sum()),
+                    int(rail.sum()), tolerance_m,
+                    "" if search_m > 0 else "; if the image is misregistered, pass search_m")
     return TrackFit(~rail | (dist <= tolerance_m), dist, shift)
 
 
