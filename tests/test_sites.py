@@ -170,6 +170,7 @@ def test_cli_sites_list_show_add(tmp_path):
     assert res.exit_code == 0, res.output
     assert "0.96" in res.output and "freight_handling" in res.output
     assert "approximate" in res.output.lower()
+    assert "track map: 28 lines" in res.output
     res = runner.invoke(app, ["--db", db, "sites", "show", "nowhere"])
     assert res.exit_code == 2
     assert "unknown site 'nowhere'" in res.output

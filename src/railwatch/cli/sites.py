@@ -15,6 +15,7 @@ from railwatch.sites import (
     list_sites,
     site_area_km2,
     site_local_crs,
+    to_local,
     zone_areas_km2,
 )
 from railwatch.store import Store
@@ -43,6 +44,12 @@ def show_cmd(name: str = typer.Argument(..., help="Site name.")) -> None:
     console.print(f"[bold]{site.name}[/]: {site.title}")
     console.print(f"AOI area: {site_area_km2(site):.3f} km²  (local CRS {site_local_crs(site)})")
     console.print(f"timezone: {site.timezone}")
+    if site.tracks is not None:
+        km = to_local(site.tracks, site).length / 1000
+        console.print(f"track map: {len(site.tracks.geoms)} lines, {km:.1f} km (railcars "
+                      "count only on a track)")
+    else:
+        console.print("track map: none (every railcar in the AOI counts)")
     if site.properties.get("approximate"):
         console.print("[yellow]coordinates are approximate[/]")
     if site.notes:
