@@ -504,6 +504,21 @@ def test_cloud_shadow_is_found_and_a_dark_roof_is_not_taken_for_one():
     assert shade[roof_and_shadow].sum() == 0
 
 
+def test_cloud_shadow_cut_by_the_image_edge_is_found_a_small_one_inside_is_not():
+    from railwatch.analytics.changes.find import _cloud_shadow
+
+    rows, cols = np.mgrid[0:400, 0:400] + 0.5
+    for (cx, cy, rad), expect in (((200.0, 0.0, 45.0), True), ((200.0, 200.0, 32.0), False)):
+        # Half a shadow at the image's edge (its dark core about 3,000 m², under the
+        # 5,000 m² a whole one needs) and a whole one of that size inside the image.
+        cond = S.Conditions(seed=3, sun_el=30, shade=(cx, cy, rad, 0.5))
+        data, _, _ = S.render(S.base_world(), cond)
+        rgb = data.transpose(1, 2, 0).astype(np.float32) / 255
+        shade = _cloud_shadow(rgb, np.ones(rgb.shape[:2], bool), 1.0)
+        core = np.hypot(cols - cx, (400 - rows) - cy) < 0.6 * rad
+        assert bool(shade[core].mean() > 0.95) == expect
+
+
 def test_patchy_snow_hides_only_the_snowy_places():
     # Snow patches over the west 150 m of the site (under a quarter of the image white):
     # the patches, their margin and the ground between them prove nothing, the snow-free

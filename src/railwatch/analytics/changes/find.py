@@ -216,7 +216,11 @@ def _cloud_shadow(
         return dark
     index = np.arange(1, n + 1)
     sizes = ndimage.sum_labels(dark, lab, index=index) * gsd_m * gsd_m
-    core = np.isin(lab, index[sizes >= min_area_m2])
+    # A patch cut by the edge of the image (or of the site) goes on beyond it: half the
+    # area seen is enough there.
+    rim_px = valid & ~ndimage.binary_erosion(valid, iterations=2, border_value=0)
+    cut = ndimage.maximum(rim_px, lab, index=index).astype(bool)
+    core = np.isin(lab, index[(sizes >= min_area_m2) | (cut & (sizes >= min_area_m2 / 2))])
     # The rim fades out: grow the core over connected ground that is still darker.
     rim, _ = ndimage.label((smooth < ref - rim_darker) & valid)
     return np.isin(rim, np.unique(rim[core])) & (rim > 0)
