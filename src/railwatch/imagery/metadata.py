@@ -39,8 +39,12 @@ DATETIME_TAGS = ("ACQUISITION_DATETIME", "ACQUISITION_TIME", "ACQUIRED", "DATETI
 SENSOR_TAGS = ("SENSOR", "SATELLITE", "PLATFORM", "INSTRUMENT")
 _MAXAR_SAT = {"WV01": "WorldView-1", "WV02": "WorldView-2", "WV03": "WorldView-3",
               "WV04": "WorldView-4", "GE01": "GeoEye-1", "QB02": "QuickBird-2"}
-# Rasterio env for metadata reads: a small block cache keeps memory flat on huge files.
-_ENV = {"GDAL_CACHEMAX": 64, "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+# Rasterio env for metadata reads. No GDAL_CACHEMAX here: the block cache size is
+# process-wide in GDAL, and a rasterio.Env that sets it from a worker thread (detect_each
+# reads metadata in threads) left it tiny for the whole process: decimated reads
+# (cloud_fraction_in) then decoded every tile again for each output row, 50x slower.
+# The metadata checks read two blocks per band, so the cache size does not matter here.
+_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 
 
 @dataclass(frozen=True)
