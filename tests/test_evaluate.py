@@ -74,14 +74,15 @@ def test_metrics_occluded_confusion_and_count_error(tmp_path):
 
 
 def test_slices_from_manifest(tmp_path):
-    for i in range(2):
+    names = ["sim_0.3_0", "sim_0.5_1"]  # dots in the names, as the bench's test sets have
+    for i, name in enumerate(names):
         t = _dets([(X0 + 16 * k, Y0) for k in range(3)])
         p = _dets([(X0 + 16 * k, Y0) for k in range(3 - i)])
-        _write(tmp_path, f"im{i}", t, p)
+        _write(tmp_path, name, t, p)
     manifest = {"images": [
-        {"file": "im0.tif", "gsd_m": 0.31, "snow": 0.0, "cloud_fraction": 0.0,
+        {"file": "sim_0.3_0.tif", "gsd_m": 0.31, "snow": 0.0, "cloud_fraction": 0.0,
          "datetime": "2023-07-01T02:00:00Z"},
-        {"file": "im1.tif", "gsd_m": 0.5, "snow": 0.8, "cloud_fraction": 0.3,
+        {"file": "sim_0.5_1.tif", "gsd_m": 0.5, "snow": 0.8, "cloud_fraction": 0.3,
          "datetime": "2024-01-10T02:00:00Z"}]}
     (tmp_path / "t" / "manifest.json").write_text(json.dumps(manifest))
     res = evaluate(tmp_path / "t", tmp_path / "p")

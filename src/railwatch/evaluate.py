@@ -196,6 +196,16 @@ def image_slices(cond: Mapping[str, Any], truth: Detections, pred_meta: Mapping[
     return s
 
 
+def _stem(name: str) -> str:
+    """A manifest entry's image stem: its file name less the extension only (names such
+    as ``sim_0.5_1.tif`` hold dots)."""
+    base = Path(name).name
+    for suffix in (".truth.geojson", ".geojson", ".tiff", ".tif"):
+        if base.lower().endswith(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
 def read_manifest(truth_dir: Path) -> dict[str, dict[str, Any]]:
     """Per-image conditions by image stem from ``manifest.json`` (tolerant of layouts)."""
     path = truth_dir / "manifest.json"
@@ -213,7 +223,7 @@ def read_manifest(truth_dir: Path) -> dict[str, dict[str, Any]]:
         name = next((e[k] for k in ("name", "image", "path", "file", "tif") if k in e), None)
         if not name:
             continue
-        stem = Path(str(name)).name.split(".")[0]
+        stem = _stem(str(name))
         cond = dict(e)
         if isinstance(e.get("conditions"), dict):
             cond.update(e["conditions"])
