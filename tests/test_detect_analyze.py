@@ -51,3 +51,21 @@ def test_analyze_counts_too_coarse_images_as_skipped(tmp_path):
     assert summary["processed"] == 1
     [skip] = summary["skipped"]
     assert skip["coarse"] is True and "too coarse" in skip["reason"]
+
+
+def test_analyze_two_at_once_skips_a_file_broken_after_ingest(tmp_path):
+    """Images detected two at once: a file truncated after ingest is skipped with its
+    reason, the others are stored, and progress reaches the total."""
+    paths = [_tif(tmp_path / f"s{k}.tif", k + 1) for k in range(4)]
+    calls = []
+    with Store(tmp_path / "rw.db") as store:
+        ingest(paths, store)
+        paths[1].write_bytes(paths[1].read_bytes()[:400])
+        summary = analyze(store, detector=BlobDetector(), workers=2,
+                          progress=lambda d, t, n: calls.append((d, t)))
+        assert summary["processed"] == 3 and summary["railcars"] == 1 + 3 + 4
+        [skip] = summary["skipped"]
+        assert "s1.tif" in skip["reason"] and skip["coarse"] is False
+        assert calls[-1] == (4, 4) and [d for d, _ in calls] == [1, 2, 3, 4]
+        left = store.scenes_without_detections()
+        assert [s.path.rsplit("/", 1)[-1] for s in left] == ["s1.tif"]
