@@ -14,7 +14,7 @@ import shapely
 from pyproj import Transformer
 from shapely.geometry import LineString, MultiLineString, box
 
-from railwatch.analytics.observe import observe
+from railwatch.analytics.observe import count_range, observe
 from railwatch.analytics.trackmap import fit_tracks, register_to_tracks, track_fit
 from railwatch.errors import InputError
 from railwatch.simulate.scenario import load_scenario, track_map
@@ -110,7 +110,7 @@ def test_site_file_round_trips_tracks_and_rejects_bad_ones(tmp_path) -> None:
         load_site_geojson(path)
 
 
-def test_observe_counts_railcars_on_the_map_only() -> None:
+def test_observe_counts_railcars_on_the_map_only(tmp_path) -> None:
     """Ten cars on a real Tumangang track and five in a row 20 m off every track: the
     total is ten, five are reported off the track."""
     site = get_site("tumangang")
@@ -139,3 +139,13 @@ def test_observe_counts_railcars_on_the_map_only() -> None:
     bare = observe(dataclasses.replace(site, tracks=None), scene, det, cloud=0.0,
                    error_rates={"precision": 1.0, "recall": 1.0})
     assert bare.total == 15 and "off_track" not in bare.counts
+    # the count range comes from the rates measured with a track map, when there are some
+    rates = {"precision": 0.9, "recall": 0.8}
+    mapped = {"precision": 0.99, "recall": 0.8}
+    m = tmp_path / "metrics.json"
+    m.write_text(json.dumps({"overall": rates, "with_track_map": {"overall": mapped}}))
+    obs = observe(site, scene, det, cloud=0.0, metrics_path=m)
+    assert (obs.count_low, obs.count_high) == count_range(10, mapped)
+    obs = observe(dataclasses.replace(site, tracks=None), scene, det, cloud=0.0,
+                  metrics_path=m)
+    assert (obs.count_low, obs.count_high) == count_range(15, rates)

@@ -9,7 +9,8 @@
   cloud fraction). Below ``partial_threshold`` (0.95) the observation is ``partial``: a
   lower bound.
 * Count range, from the detector's *measured* error rates (``detect/model/metrics.json``,
-  the row for the nearest GSD) — precision ``p``, recall ``r``, ``n`` cars detected:
+  the row for the nearest GSD; with a track map, the rates measured with one) —
+  precision ``p``, recall ``r``, ``n`` cars detected:
   the rate-corrected count is ``n p / r``; with ``sd = sqrt(n p (1-p) + (n p / r)(1-r))``
   the range is ``[min(n, np/r) - 1.96 sd, max(n, np/r) + 1.96 sd]``. Without measured
   rates the range is the coverage part alone (and a warning says so). Then the high end
@@ -55,12 +56,15 @@ def load_metrics(path: str | Path | None = None) -> dict[str, Any] | None:
 
 
 def error_rates_for(
-    gsd_m: float | None, metrics: Mapping[str, Any] | None
+    gsd_m: float | None, metrics: Mapping[str, Any] | None, track_map: bool = False
 ) -> dict[str, float] | None:
     """The measured rates (precision, recall, ...) for the nearest evaluated GSD, else the
-    overall row; None when there are no usable measurements."""
+    overall row; None when there are no usable measurements. ``track_map``: the rates
+    measured with railcars off a track map set aside (``with_track_map``), when there."""
     if not metrics:
         return None
+    if track_map and isinstance(metrics.get("with_track_map"), Mapping):
+        metrics = metrics["with_track_map"]
     by = metrics.get("by_gsd") or {}
     row = None
     if by and gsd_m is not None:
@@ -179,7 +183,7 @@ def observe(
                         " only", scene.path, exc)
     rates = error_rates
     if rates is None:
-        rates = error_rates_for(scene.gsd_m, load_metrics(metrics_path))
+        rates = error_rates_for(scene.gsd_m, load_metrics(metrics_path), fit is not None)
         if rates is None:
             log.warning("detector error rates not found (detect/model/metrics.json missing):"
                         " count range covers the unseen area only")

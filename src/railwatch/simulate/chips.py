@@ -102,7 +102,12 @@ def chip_from_world(world: World, cond: Conditions, chip_px: int = 256,
     info = {"gsd_m": round(cond.gsd_m, 5), "conditions": conditions_dict(cond),
             "sun_azimuth_deg": round(rendered.sun_azimuth_deg, 2),
             "sun_elevation_deg": round(rendered.sun_elevation_deg, 2),
-            "cloud_fraction": round(rendered.cloud_fraction, 4)}
+            "cloud_fraction": round(rendered.cloud_fraction, 4),
+            # track centrelines in chip pixels (col, row; 0.0 = a pixel's outer corner)
+            "tracks_px": [np.round(np.column_stack(
+                [(t.vertices[:, 0] - extent[0]) / cond.gsd_m,
+                 (extent[3] - t.vertices[:, 1]) / cond.gsd_m]), 2).tolist()
+                for t in world.tracks]}
     return image, _objects(rendered, chip_px), info
 
 

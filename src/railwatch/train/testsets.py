@@ -7,6 +7,7 @@ measured on imagery the model was not tuned to. Seeds here are never used in tra
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,23 @@ def _write_tif(path: Path, image: np.ndarray, gsd: float) -> Any:
                        blockysize=256, compress="deflate") as ds:
         ds.write(np.transpose(image[..., :3], (2, 0, 1)))
     return transform
+
+
+def _write_tracks(path: Path, tracks_px: list[Any], transform: Any) -> None:
+    """The scene's track centrelines as lon/lat LineStrings (its track map)."""
+    from pyproj import Transformer
+
+    tr = Transformer.from_crs(CRS, 4326, always_xy=True)
+    feats = []
+    for line in tracks_px:
+        xy = np.asarray(line, float)
+        x, y = transform * (xy[:, 0], xy[:, 1])
+        lon, lat = tr.transform(x, y)
+        feats.append({"type": "Feature", "properties": {"role": "track"},
+                      "geometry": {"type": "LineString",
+                                   "coordinates": np.round(np.column_stack([lon, lat]),
+                                                           8).tolist()}})
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
 
 
 def write_own_scene(out_dir: str | os.PathLike[str], name: str, seed: int,
@@ -62,8 +80,10 @@ def write_sim_scene(out_dir: str | os.PathLike[str], name: str, seed: int,
     transform = _write_tif(out / f"{name}.tif", image, gsd)
     write_geojson(objects_to_detections(recs, transform, CRS),
                   out / f"{name}.truth.geojson", include_score=False)
+    _write_tracks(out / f"{name}.tracks.geojson", info.get("tracks_px", []), transform)
     cond = info.get("conditions", {})
     return {"file": f"{name}.tif", "gsd_m": gsd, "renderer": "railwatch.simulate",
+            "tracks": f"{name}.tracks.geojson",
             "seed": seed, "width": size_px, "height": size_px,
             "datetime": cond.get("datetime"), "snow": cond.get("snow", 0.0),
             "haze": cond.get("haze", 0.0),
