@@ -122,8 +122,9 @@ def test_missing_metrics_is_said_not_invented(tmp_path, caplog) -> None:
     assert error_rates_for(None, metrics)["precision"] == 0.7
     assert error_rates_for(0.6, metrics, track_map=True)["precision"] == 0.9  # none measured
     with_map = {**metrics, "with_track_map": {"by_gsd": {"0.5": {"precision": 0.98,
-                                                                 "recall": 0.8}}}}
-    assert error_rates_for(0.6, with_map, track_map=True)["precision"] == 0.98
+                                                                 "recall": 0.95}}}}
+    assert error_rates_for(0.6, with_map, track_map=True) == {"precision": 0.98,
+                                                               "recall": 0.8}
     assert error_rates_for(0.6, with_map)["precision"] == 0.9
     obs = observe(site, _scene(FULL), _detections(), metrics_path=m)
     assert (obs.count_low, obs.count_high) == count_range(10, RATES)

@@ -139,13 +139,14 @@ def test_observe_counts_railcars_on_the_map_only(tmp_path) -> None:
     bare = observe(dataclasses.replace(site, tracks=None), scene, det, cloud=0.0,
                    error_rates={"precision": 1.0, "recall": 1.0})
     assert bare.total == 15 and "off_track" not in bare.counts
-    # the count range comes from the rates measured with a track map, when there are some
+    # the count range takes the precision measured with a track map, when there is one
     rates = {"precision": 0.9, "recall": 0.8}
-    mapped = {"precision": 0.99, "recall": 0.8}
     m = tmp_path / "metrics.json"
-    m.write_text(json.dumps({"overall": rates, "with_track_map": {"overall": mapped}}))
+    m.write_text(json.dumps({"overall": rates, "with_track_map": {
+        "overall": {"precision": 0.99, "recall": 0.97}}}))
     obs = observe(site, scene, det, cloud=0.0, metrics_path=m)
-    assert (obs.count_low, obs.count_high) == count_range(10, mapped)
+    assert (obs.count_low, obs.count_high) == count_range(10, {"precision": 0.99,
+                                                               "recall": 0.8})
     obs = observe(dataclasses.replace(site, tracks=None), scene, det, cloud=0.0,
                   metrics_path=m)
     assert (obs.count_low, obs.count_high) == count_range(15, rates)

@@ -9,7 +9,7 @@
   cloud fraction). Below ``partial_threshold`` (0.95) the observation is ``partial``: a
   lower bound.
 * Count range, from the detector's *measured* error rates (``detect/model/metrics.json``,
-  the row for the nearest GSD; with a track map, the rates measured with one) —
+  the row for the nearest GSD; with a track map, the precision measured with one) —
   precision ``p``, recall ``r``, ``n`` cars detected:
   the rate-corrected count is ``n p / r``; with ``sd = sqrt(n p (1-p) + (n p / r)(1-r))``
   the range is ``[min(n, np/r) - 1.96 sd, max(n, np/r) + 1.96 sd]``. Without measured
@@ -59,12 +59,22 @@ def error_rates_for(
     gsd_m: float | None, metrics: Mapping[str, Any] | None, track_map: bool = False
 ) -> dict[str, float] | None:
     """The measured rates (precision, recall, ...) for the nearest evaluated GSD, else the
-    overall row; None when there are no usable measurements. ``track_map``: the rates
-    measured with railcars off a track map set aside (``with_track_map``), when there."""
+    overall row; None when there are no usable measurements. ``track_map``: precision as
+    measured with railcars off a track map set aside (``with_track_map``, when there);
+    recall stays the main measurement's (setting detections aside does not find more,
+    and the with-map set is the simulator's scenes only, easier than the mixed set)."""
     if not metrics:
         return None
-    if track_map and isinstance(metrics.get("with_track_map"), Mapping):
-        metrics = metrics["with_track_map"]
+    rates = _rates_row(metrics, gsd_m)
+    mapped = metrics.get("with_track_map")
+    if rates is not None and track_map and isinstance(mapped, Mapping):
+        row = _rates_row(mapped, gsd_m)
+        if row is not None:
+            rates["precision"] = row["precision"]
+    return rates
+
+
+def _rates_row(metrics: Mapping[str, Any], gsd_m: float | None) -> dict[str, float] | None:
     by = metrics.get("by_gsd") or {}
     row = None
     if by and gsd_m is not None:
