@@ -173,3 +173,15 @@ def test_cli_detect_stdout_and_file(scenes, tmp_path):
                             "--workers", "2"])
     assert r.exit_code == 0, r.output
     assert json.loads((d / "own_a.geojson").read_text())["features"] == fc["features"]
+    # --site marks railcars off that site's track map (this scene lies far from it)
+    marked = tmp_path / "m.geojson"
+    r = runner.invoke(app, ["--db", str(tmp_path / "rw.db"), "detect", tif, "-o", str(marked),
+                            "--site", "tumangang"])
+    assert r.exit_code == 0, r.output
+    mc = json.loads(marked.read_text())
+    rail = [f for f in mc["features"] if f["properties"]["kind"] == "railcar"]
+    assert rail and all(f["properties"]["off_track"] for f in rail)
+    assert mc["railwatch"]["track_map"] == "tumangang"
+    assert mc["railwatch"]["off_track"] == len(rail)
+    r = runner.invoke(app, ["--db", str(tmp_path / "rw.db"), "detect", tif, "--site", "nowhere"])
+    assert r.exit_code == 2 and "nowhere" in r.output

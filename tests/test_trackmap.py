@@ -15,7 +15,12 @@ from pyproj import Transformer
 from shapely.geometry import LineString, MultiLineString, box
 
 from railwatch.analytics.observe import count_range, observe
-from railwatch.analytics.trackmap import fit_tracks, register_to_tracks, track_fit
+from railwatch.analytics.trackmap import (
+    fit_tracks,
+    mark_off_track,
+    register_to_tracks,
+    track_fit,
+)
 from railwatch.errors import InputError
 from railwatch.simulate.scenario import load_scenario, track_map
 from railwatch.sites import get_site, load_site_geojson, site_local_crs, site_to_geojson
@@ -129,6 +134,12 @@ def test_observe_counts_railcars_on_the_map_only(tmp_path) -> None:
     assert len(off) == 5
     fit = track_fit(det, site)
     assert fit is not None and fit.set_aside == 5
+    marked = mark_off_track(det, site)
+    assert "off_track" not in det.extra  # a copy
+    assert marked.extra["off_track"].tolist() == [False] * 10 + [True] * 5
+    assert marked.meta["off_track"] == 5 and marked.meta["track_map"] == "tumangang"
+    bare_site = dataclasses.replace(site, tracks=None)
+    assert mark_off_track(det, bare_site) is det
     foot = site.aoi.buffer(0.01)
     scene = Scene(id=1, path="x.tif", sha256="0" * 64, crs_wkt=crs.to_wkt(),
                   transform=(0,) * 6, width=1, height=1, band_count=3, dtype="uint8",

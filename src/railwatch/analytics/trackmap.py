@@ -160,3 +160,16 @@ def track_fit(det: Detections, site: Site, tolerance_m: float = TOLERANCE_M,
 
     local = det.to_crs(site_local_crs(site)) if len(det) else det
     return fit_tracks(local, tracks, tolerance_m, search_m)
+
+
+def mark_off_track(det: Detections, site: Site, tolerance_m: float = TOLERANCE_M) -> Detections:
+    """A copy of ``det`` with an ``off_track`` column (True for railcars off ``site``'s
+    track map) and the site and the number set aside in ``meta``; ``det`` itself without
+    a map."""
+    fit = track_fit(det, site, tolerance_m)
+    if fit is None:
+        return det
+    out = det[slice(None)]
+    out.extra["off_track"] = ~fit.on_track
+    out.meta.update(track_map=site.name, off_track=fit.set_aside)
+    return out

@@ -24,6 +24,9 @@ def detect_cmd(
     verify: bool = typer.Option(
         None, "--verify/--no-verify", help="Check candidates with the second-stage verifier "
         "(default: when the model has one)."),
+    site: str = typer.Option(
+        None, "--site", help="Mark railcars off this site's track map (off_track: true; "
+        "they are not counted for the site)."),
     workers: int = typer.Option(
         0, "--workers", help="Images (or, for one image, tiles) detected at once, one core "
         "each (default: one per core, at most 4)."),
@@ -37,6 +40,16 @@ def detect_cmd(
         raise InputError("give either -o FILE or --out-dir DIR, not both")
     if len(images) > 1 and out_dir is None:
         raise InputError("several images need --out-dir DIR (one GeoJSON per image)")
+    where = None
+    if site is not None:
+        from railwatch.cli.options import state
+        from railwatch.sites import get_site
+        from railwatch.store import Store
+
+        with Store(state.db) as store:
+            where = get_site(site, store)
+        if where.tracks is None:
+            raise InputError(f"site {site!r} has no track map (role: track features)")
     n = workers or default_workers()
     if len(images) == 1:  # one image: its tiles at once, if it has several
         from railwatch.imagery import read_scene_metadata
@@ -46,9 +59,17 @@ def detect_cmd(
     detector = Detector(model, threshold=threshold, verify=verify,
                         threads=1 if n > 1 else None)
 
+    def mark(det: Any) -> Any:
+        if where is None:
+            return det
+        from railwatch.analytics.trackmap import mark_off_track
+
+        return mark_off_track(det, where)
+
     def report(path: Path, det: Any) -> None:
         c = det.counts()
-        info(f"{path.name}: {c['total']} railcars ({c['covered']} covered), "
+        off = f", {det.meta['off_track']} off the site's tracks" if "off_track" in det.meta else ""
+        info(f"{path.name}: {c['total']} railcars ({c['covered']} covered{off}), "
              f"{c['containers']} containers")
 
     with progress() as bar:
@@ -59,7 +80,7 @@ def detect_cmd(
                 def cb(done: int, total: int, task: int = task) -> None:
                     bar.update(task, completed=done, total=total)
 
-                det = detect(path, detector, progress=cb, workers=n)
+                det = mark(detect(path, detector, progress=cb, workers=n))
                 if out_dir is not None:
                     write_geojson(det, out_dir / f"{path.stem}.geojson")
                 elif out is not None:
@@ -74,6 +95,7 @@ def detect_cmd(
         for path, result in detect_each(images, detector, n):
             if isinstance(result, Exception):
                 raise result
+            result = mark(result)
             write_geojson(result, out_dir / f"{path.stem}.geojson")
             bar.advance(task)
             report(path, result)
