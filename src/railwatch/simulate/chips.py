@@ -255,8 +255,11 @@ position (shadows), haze, partial clouds, off-nadir lean, blur, noise and JPEG a
                 "off_nadir_deg", "off_nadir_azimuth_deg", "noise", "blur", "jpeg_quality",
                 "seed"}},
  "sun_azimuth_deg": .., "sun_elevation_deg": .., "cloud_fraction": ..,
+ "tracks_px": [ [[col, row], ...], ... ],
  "objects": [ {{...}}, ... ]}}
 ```
+
+`tracks_px`: the centrelines of the tracks, in the pixel coordinates below.
 
 Each object, in PIXEL coordinates (x right, y down; pixel (0, 0) covers [0, 1) x [0, 1),
 so the centre of the top-left pixel is (0.5, 0.5)):
