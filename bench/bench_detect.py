@@ -271,11 +271,12 @@ def markdown(res: dict[str, Any]) -> str:
         lines.append(f"| all (RailDet alone, no verifier) | {res['one_stage']['images']} | "
                      f"{_row(res['one_stage'])} |")
     lines += _slice_rows(ours["slices"])
-    if "ours_sim_tracks" in res:
-        lines.append(f"| simulator scenes only | {res['ours_sim']['images']} | "
-                     f"{_row(res['ours_sim'])} |")
-        lines.append(f"| simulator scenes, railcars on the scene's track map | "
-                     f"{res['ours_sim_tracks']['images']} | {_row(res['ours_sim_tracks'])} |")
+    if "ours_tracks" in res:
+        lines.append(f"| all, railcars on each scene's track map | "
+                     f"{res['ours_tracks']['images']} | {_row(res['ours_tracks'])} |")
+        for renderer, label in (("sim", "simulator"), ("own", "own-renderer")):
+            lines.append(f"| {label} scenes only | {res[f'ours_{renderer}']['images']} | "
+                         f"{_row(res[f'ours_{renderer}'])} |")
     lines.append(f"| all (OpenCV baseline) | {res['baseline']['overall']['images']} | "
                  f"{_row(res['baseline']['overall'])} |")
     for pname, m in res.get("robustness", {}).items():
@@ -365,8 +366,9 @@ def on_site_tracks(pred: Path, out: Path) -> Path:
 
 
 def on_scene_tracks(test: Path, pred: Path, out: Path) -> Path:
-    """Predictions of the scenes that have a track map (``<stem>.tracks.geojson``, the
-    simulator's), railcars off it set aside as `observe` does on a mapped site."""
+    """Predictions of the scenes that have a track map (``<stem>.tracks.geojson``),
+    railcars off it set aside as `observe` does on a mapped site (all of them in a scene
+    without a track)."""
     from pyproj import Transformer
     from shapely.geometry import MultiLineString, shape
 
@@ -377,7 +379,9 @@ def on_scene_tracks(test: Path, pred: Path, out: Path) -> Path:
         lines = [shapely.transform(shape(f["geometry"]), to_utm, interleaved=False)
                  for f in json.loads(tracks.read_text())["features"]]
         det = from_geojson(pred / f"{stem}.geojson").to_crs("EPSG:32652")
-        if lines and len(det):
+        if not lines:
+            det = det[det.kind != "railcar"]
+        elif len(det):
             det = det[fit_tracks(det, MultiLineString(lines)).on_track]
         write_geojson(det, out / f"{stem}.geojson")
     return out
@@ -466,9 +470,9 @@ def main() -> None:
         res[f"ours_{renderer}"] = evaluate(sub, root / "pred")["overall"]
         if "peer" in res:
             res[f"peer_{renderer}"] = evaluate(sub, root / "peer")["overall"]
-    # the simulator's scenes carry their track map: railcars as a mapped site counts them
-    ev_t = evaluate(root / "test_sim", on_scene_tracks(test, root / "pred", root / "pred_tracks"))
-    res["ours_sim_tracks"], res["ours_sim_tracks_by_gsd"] = ev_t["overall"], ev_t["by_gsd"]
+    # every scene carries its track map: railcars as a mapped site counts them
+    ev_t = evaluate(test, on_scene_tracks(test, root / "pred", root / "pred_tracks"))
+    res["ours_tracks"], res["ours_tracks_by_gsd"] = ev_t["overall"], ev_t["by_gsd"]
     if args.robustness:
         res["robustness"] = robustness(test, detector, root / "robustness")
     if args.scenario_dir is not None:
@@ -507,11 +511,11 @@ def write_metrics(ev: dict[str, Any], path: Path, res: dict[str, Any]) -> None:
                          for lab, m in by.items()}
                    for dim, by in ev["slices"].items() if dim != "gsd"},
         "with_track_map": {
-            "by_gsd": {g: {k: res["ours_sim_tracks_by_gsd"].get(g, {}).get(k)
+            "by_gsd": {g: {k: res["ours_tracks_by_gsd"].get(g, {}).get(k)
                            for k in (*keys, "images")} for g in ("0.3", "0.5", "0.8")},
-            "overall": {k: res["ours_sim_tracks"][k] for k in keys},
-            "test_set": "the simulator's scenes of the same set, railcars off each scene's "
-                        "track map set aside (railwatch.analytics.trackmap)"},
+            "overall": {k: res["ours_tracks"][k] for k in keys},
+            "test_set": "the same scenes, railcars off each scene's track map set aside "
+                        "(railwatch.analytics.trackmap)"},
         "test_set": f"{res['images']} fresh scenes (seeds 700000+), half from "
                     "railwatch.train.synth, half from railwatch.simulate; "
                     "bench/bench_detect.py",

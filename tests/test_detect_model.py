@@ -103,8 +103,9 @@ def test_shipped_model_leaves_no_railcars_overlapping_past_its_rule(scenes, dete
     assert cars_seen > 20
 
 
-def test_simulator_scenes_carry_their_track_map(scenes):
-    """Each simulator scene's tracks come with it, and its true railcars stand on them."""
+def test_test_scenes_carry_their_track_map(scenes):
+    """Each test scene's tracks come with it (both renderers), and its true railcars stand
+    on them."""
     import shapely
     from pyproj import Transformer
     from shapely.geometry import MultiLineString, shape
@@ -112,14 +113,14 @@ def test_simulator_scenes_carry_their_track_map(scenes):
     from railwatch.geojson import from_geojson
 
     to_utm = Transformer.from_crs(4326, "EPSG:32652", always_xy=True).transform
-    for name in ("sim_a", "sim_b"):
+    for name in ("sim_a", "sim_b", "own_a", "own_b"):
         feats = json.loads((scenes / f"{name}.tracks.geojson").read_text())["features"]
         lines = MultiLineString([shapely.transform(shape(f["geometry"]), to_utm,
                                                    interleaved=False) for f in feats])
         truth = from_geojson(scenes / f"{name}.truth.geojson").to_crs("EPSG:32652")
         rail = truth.centers[truth.kind == "railcar"]
-        assert len(lines.geoms) >= 1 and len(rail) >= 5
-        assert shapely.distance(lines, shapely.points(rail)).max() < 1.5  # metres
+        assert len(lines.geoms) >= 1 and len(rail) >= 2, name
+        assert shapely.distance(lines, shapely.points(rail)).max() < 1.5, name  # metres
 
 
 def test_predict_tile_pixel_coordinates(detector):

@@ -61,8 +61,7 @@ def error_rates_for(
     """The measured rates (precision, recall, ...) for the nearest evaluated GSD, else the
     overall row; None when there are no usable measurements. ``track_map``: precision as
     measured with railcars off a track map set aside (``with_track_map``, when there);
-    recall stays the main measurement's (setting detections aside does not find more,
-    and the with-map set is the simulator's scenes only, easier than the mixed set)."""
+    recall stays the main measurement's (setting detections aside finds no more cars)."""
     if not metrics:
         return None
     rates = _rates_row(metrics, gsd_m)

@@ -189,13 +189,16 @@ def _shadow(img: np.ndarray, pts: np.ndarray, offset: np.ndarray, strength: floa
 
 
 def generate_chip(
-    rng: np.random.Generator, chip_px: int = 256, gsd: float = 0.5
+    rng: np.random.Generator, chip_px: int = 256, gsd: float = 0.5,
+    tracks_out: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Render one RGB uint8 chip at ``gsd`` metres/pixel and its objects (pixel coords).
 
     Scenes mix parallel tracks with trains (dense or sparse, mixed or homogeneous),
     container yards, buildings, roads and trucks (negatives), shadows, snow, haze,
     cloud (objects under thick cloud are ``occluded``), blur, noise and compression.
+    ``tracks_out``, when given, receives each track's centreline ((N, 2) chip pixels, in
+    the objects' convention); the chip itself does not depend on it.
     """
     px_m = 1.0 / gsd  # pixels per metre
     h = w = chip_px
@@ -260,6 +263,8 @@ def generate_chip(
 
         ballast = _jit(rng, (120, 110, 100) if not snow else (200, 200, 205), 15)
         _polyline(img, path(us), ballast, max(1, round(3.4 * px_m)))
+        if tracks_out is not None:
+            tracks_out.append(path(us) - pad)
         rail = _jit(rng, (55, 50, 45), 10)
         gauge = 0.76 * px_m
         for sg in (-1, 1):

@@ -55,11 +55,15 @@ def write_own_scene(out_dir: str | os.PathLike[str], name: str, seed: int,
     """A scene from our renderer; returns its manifest entry."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    image, objects = generate_chip(np.random.default_rng([seed, 77]), size_px, gsd)
+    tracks: list[np.ndarray] = []
+    image, objects = generate_chip(np.random.default_rng([seed, 77]), size_px, gsd, tracks)
     transform = _write_tif(out / f"{name}.tif", image, gsd)
     write_geojson(objects_to_detections(objects, transform, CRS),
                   out / f"{name}.truth.geojson", include_score=False)
+    # this renderer's pixel centres are whole numbers (objects_to_detections adds 0.5 too)
+    _write_tracks(out / f"{name}.tracks.geojson", [t + 0.5 for t in tracks], transform)
     return {"file": f"{name}.tif", "gsd_m": gsd, "renderer": "railwatch.train.synth",
+            "tracks": f"{name}.tracks.geojson",
             "seed": seed, "width": size_px, "height": size_px}
 
 
