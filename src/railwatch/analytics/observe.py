@@ -104,6 +104,23 @@ def count_range(
     return max(0, math.floor(lo)), max(math.ceil(hi - 1e-9), n)
 
 
+def site_masks(det: Detections, site: Site) -> tuple[np.ndarray, np.ndarray]:
+    """For each detection (any CRS): is its centre in the AOI, and is it a railcar there
+    set aside off the site's track map; what ``observe`` counts, for pictures to match."""
+    from railwatch.sites import site_local_crs, to_local
+
+    if not len(det):
+        return np.zeros(0, bool), np.zeros(0, bool)
+    local = det.to_crs(site_local_crs(site))
+    c = local.centers
+    in_aoi = shapely.contains_xy(to_local(site.aoi, site), c[:, 0], c[:, 1])
+    off = np.zeros(len(det), bool)
+    fit = track_fit(local[in_aoi], site)
+    if fit is not None:
+        off[np.flatnonzero(in_aoi)[~fit.on_track]] = True
+    return in_aoi, off
+
+
 def _local(site: Site) -> tuple[Any, Any, dict[str, Any]]:
     from railwatch.sites import site_local_crs, to_local
 
@@ -146,19 +163,14 @@ def observe(
     crs, aoi, zones = _local(site)
     det = detections.to_crs(crs) if len(detections) else detections
     c = det.centers if len(det) else np.zeros((0, 2))
-    in_aoi = shapely.contains_xy(aoi, c[:, 0], c[:, 1]) if len(det) else np.zeros(0, bool)
-    rail = in_aoi & (det.kind == "railcar")
+    in_aoi, off = site_masks(det, site)
+    rail = in_aoi & (det.kind == "railcar") & ~off
     cont = in_aoi & (det.kind == "container")
-    fit = track_fit(det[in_aoi], site) if site.tracks is not None and len(det) else None
-    off = np.zeros(len(det), bool)
-    if fit is not None:
-        off[np.flatnonzero(in_aoi)[~fit.on_track]] = True
-        rail &= ~off
     counts = {k: int(np.sum(det.cls[rail] == k)) for k in RAILCAR_CLASSES}
     counts["total"] = int(rail.sum())
     counts["covered"] = int(np.sum(det.covered[rail]))
     counts["containers"] = int(cont.sum())
-    if fit is not None:
+    if site.tracks is not None:
         counts["off_track"] = int(off.sum())
     by_zone = {
         name: int(np.sum(cont & shapely.contains_xy(z, c[:, 0], c[:, 1]))) if len(det) else 0
@@ -192,7 +204,8 @@ def observe(
                         " only", scene.path, exc)
     rates = error_rates
     if rates is None:
-        rates = error_rates_for(scene.gsd_m, load_metrics(metrics_path), fit is not None)
+        rates = error_rates_for(scene.gsd_m, load_metrics(metrics_path),
+                                site.tracks is not None)
         if rates is None:
             log.warning("detector error rates not found (detect/model/metrics.json missing):"
                         " count range covers the unseen area only")

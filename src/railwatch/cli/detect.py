@@ -54,7 +54,7 @@ def detect_cmd(
     if len(images) == 1:  # one image: its tiles at once, if it has several
         from railwatch.imagery import read_scene_metadata
 
-        scene = read_scene_metadata(images[0], hash_file=False)
+        scene = read_scene_metadata(images[0], check=False, hash_file=False)
         n = min(n, len(image_tiles(scene, images[0], Detector.native_gsd(model))))
     detector = Detector(model, threshold=threshold, verify=verify,
                         threads=1 if n > 1 else None)

@@ -47,25 +47,17 @@ class Detector:
     def native_gsd(path: str | os.PathLike[str] | None = None) -> float:
         """The native GSD (m) of a model (file or folder; default: the shipped one),
         without loading it."""
-        p = Path(path) if path is not None else model_dir() / MODEL_FILE
-        meta = (p if p.is_dir() else p.parent) / "model.json"
-        try:
-            return float(json.loads(meta.read_text()).get("native_gsd_m", 0.5))
-        except (OSError, ValueError):
-            return 0.5
+        return float(_model_meta(_model_file(path)).get("native_gsd_m", 0.5))
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  threshold: float | None = None, nms_iou: float = 0.3,
                  threads: int | None = None,
                  use_gpu: bool | None = None, verify: bool | None = None) -> None:
 
-        p = Path(path) if path is not None else model_dir() / MODEL_FILE
-        if p.is_dir():
-            p = p / MODEL_FILE
+        p = _model_file(path)
         if not p.exists():
             raise InputError("detector model not found (train one with `railwatch train`)", p)
-        meta_path = p.with_name("model.json")
-        self.meta: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        self.meta: dict[str, Any] = _model_meta(p)
         self.native_gsd_m = float(self.meta.get("native_gsd_m", 0.5))
         self.stride = int(self.meta.get("stride", 2))
         self.multiple = int(self.meta.get("input", {}).get("multiple_of", 16))
@@ -148,6 +140,18 @@ class Detector:
         """Detections of one native-GSD RGB tile, in its pixel coordinates (PIXEL_CRS)."""
         b = self.boxes(tile)
         return boxes_to_detections(b, self.native_gsd_m)
+
+
+def _model_file(path: str | os.PathLike[str] | None) -> Path:
+    """The ONNX file of a model given as a file or a folder (default: the shipped one)."""
+    p = Path(path) if path is not None else model_dir() / MODEL_FILE
+    return p / MODEL_FILE if p.is_dir() else p
+
+
+def _model_meta(onnx_file: Path) -> dict[str, Any]:
+    """The ``model.json`` beside a model's ONNX file ({} when there is none)."""
+    meta = onnx_file.with_name("model.json")
+    return json.loads(meta.read_text()) if meta.exists() else {}
 
 
 def footprint_colors(image: np.ndarray, corners: np.ndarray, shrink: float = 0.6) -> np.ndarray:

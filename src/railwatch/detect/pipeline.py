@@ -180,9 +180,8 @@ def _in_order(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> I
 _END = object()
 
 
-def iter_tile_boxes(path: str, detector: Detector, gsd: float, width: int, height: int,
-                    scaling: Any, tiles: list[Tile], workers: int = 1,
-                    ) -> Iterator[tuple[Tile, Boxes]]:
+def iter_tile_boxes(path: str, detector: Detector, gsd: float, scaling: Any,
+                    tiles: list[Tile], workers: int = 1) -> Iterator[tuple[Tile, Boxes]]:
     """Run the detector tile by tile (``workers`` tiles at once); boxes come back in source
     pixel coordinates, in tile order."""
     boxes = _in_order(lambda t: tile_boxes(path, detector, gsd, scaling, t), tiles, workers)
@@ -217,8 +216,8 @@ def detect(path: str | os.PathLike[str], detector: Detector | None = None,
     f = scene.gsd_m / det_.native_gsd_m
     scaling = band_scaling(p)
     parts = []
-    for i, part in enumerate(iter_tile_boxes(str(p), det_, scene.gsd_m, scene.width,
-                                             scene.height, scaling, tiles, workers)):
+    for i, part in enumerate(iter_tile_boxes(str(p), det_, scene.gsd_m, scaling, tiles,
+                                             workers)):
         parts.append(part)
         if progress is not None:
             progress(i + 1, len(tiles))

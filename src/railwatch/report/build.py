@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import shapely
 
 from railwatch import __version__
-from railwatch.analytics.trackmap import track_fit
+from railwatch.analytics.observe import site_masks
 from railwatch.errors import InputError
 from railwatch.report import annotate, charts, exports
 from railwatch.report.analysis import Analysis, analyse
@@ -147,12 +146,8 @@ def combine_observations(
 def _counted(det: Detections, site: Site) -> Detections:
     """The detections the site's count is made of: in the AOI and, with a track map,
     railcars on a track (`railwatch.analytics.trackmap`), so pictures match the counts."""
-    if len(det) == 0:
-        return det
-    c = det.to_crs(4326).centers
-    det = det[shapely.contains_xy(site.aoi, c[:, 0], c[:, 1])]
-    fit = track_fit(det, site) if site.tracks is not None and len(det) else None
-    return det if fit is None else det[fit.on_track]
+    in_aoi, off = site_masks(det, site)
+    return det[in_aoi & ~off]
 
 
 def _filter(obs: Sequence[Observation], start: dt.date | None, end: dt.date | None,
