@@ -4,7 +4,7 @@
 With a verifier in the model folder, the detector alone is scored on the same images
 too (its own row), so the second stage's gain is measured in the same run.
 
-Usage: .venv/bin/python bench/bench_detect.py [--per-gsd 4] [--size 1024] [--out DIR]
+Usage: .venv/bin/python bench/bench_detect.py [--per-gsd 8] [--size-m 400] [--out DIR]
        [--skip-big] [--write-metrics] [--scenario-dir DIR] [--robustness]
        [--peer-python /tmp/peer-venv/bin/python --peer-weights RUN/best.pt]
 
@@ -17,7 +17,9 @@ With ``--peer-python`` and ``--peer-weights`` the peer baseline (YOLO11n-OBB, sl
 in the same run and is scored with the same ``evaluate()``.
 
 The test set is freshly rendered (seeds 700000+, never used in training) by two
-renderers: our training renderer and the project simulator (different code). Results
+renderers: our training renderer and the project simulator (different code); 8 scenes
+per GSD and renderer (48) by default. The main rows carry 95 % bootstrap intervals over
+the scenes (``evaluate(bootstrap=)``): one scene's look can move a 24-scene number by 0.02. Results
 print as JSON and Markdown; ``--write-metrics`` also writes the shipped
 ``detect/model/metrics.json``.
 """
@@ -53,6 +55,8 @@ from railwatch.train.testsets import write_own_scene, write_sim_scene
 from railwatch.types import Detections
 
 GSDS = (0.3, 0.5, 0.8)
+#: Bootstrap resamples of the scenes for the 95 % intervals of the main rows.
+BOOTSTRAP = 2000
 
 
 # -- test set --------------------------------------------------------------------------
@@ -247,12 +251,18 @@ def peak_memory(path: Path, out: Path, workers: int = BATCH_WORKERS) -> dict[str
 
 
 def _row(m: dict[str, Any]) -> str:
-    def f(v: Any) -> str:
-        return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+    """A table row's metrics; with a bootstrap interval (``ci``) F1 and the target metrics
+    show it, ``0.902 (0.87-0.93)``."""
+    def f(k: str) -> str:
+        v = m.get(k)
+        text = "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+        ci = (m.get("ci") or {}).get(k)
+        if ci and k in ("f1", "class_accuracy", "covered_accuracy", "container_f1"):
+            text += f" ({ci[0]:.2f}-{ci[1]:.2f})"
+        return text
 
-    return " | ".join(f(m.get(k)) for k in ("precision", "recall", "f1", "count_error",
-                                             "class_accuracy", "covered_accuracy",
-                                             "container_f1"))
+    return " | ".join(f(k) for k in ("precision", "recall", "f1", "count_error",
+                                     "class_accuracy", "covered_accuracy", "container_f1"))
 
 
 def _slice_rows(slices: dict[str, Any], prefix: str = "") -> list[str]:
@@ -398,7 +408,7 @@ def score_scenario(folder: Path, detector: Detector, out: Path,
             (p.parent / f"{p.stem}.truth.geojson").read_text())
     speed = run_method("RailDet (ONNX), scenario", lambda p: detect(p, detector), images,
                        out / "pred")
-    ev = evaluate(truth, out / "pred")
+    ev = evaluate(truth, out / "pred", bootstrap=BOOTSTRAP)
     ev.pop("per_image", None)
     res = {"speed": speed, "overall": ev["overall"], "slices": ev["slices"]}
     res["speed_batch"] = run_batch(
@@ -414,7 +424,7 @@ def score_scenario(folder: Path, detector: Detector, out: Path,
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--per-gsd", type=int, default=4)
+    ap.add_argument("--per-gsd", type=int, default=8)
     ap.add_argument("--size-m", type=float, default=400.0)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--skip-big", action="store_true")
@@ -457,7 +467,7 @@ def main() -> None:
                                      root / "peer")
         peer = evaluate(test, root / "peer")
         res["peer"], res["peer_by_gsd"] = peer["overall"], peer["by_gsd"]
-    res["ours"] = evaluate(test, root / "pred")
+    res["ours"] = evaluate(test, root / "pred", bootstrap=BOOTSTRAP)
     res["baseline"] = evaluate(test, root / "base")
     for key in ("ours", "baseline"):
         res[key].pop("per_image", None)
@@ -471,7 +481,8 @@ def main() -> None:
         if "peer" in res:
             res[f"peer_{renderer}"] = evaluate(sub, root / "peer")["overall"]
     # every scene carries its track map: railcars as a mapped site counts them
-    ev_t = evaluate(test, on_scene_tracks(test, root / "pred", root / "pred_tracks"))
+    ev_t = evaluate(test, on_scene_tracks(test, root / "pred", root / "pred_tracks"),
+                    bootstrap=BOOTSTRAP)
     res["ours_tracks"], res["ours_tracks_by_gsd"] = ev_t["overall"], ev_t["by_gsd"]
     if args.robustness:
         res["robustness"] = robustness(test, detector, root / "robustness")
@@ -504,9 +515,9 @@ def write_metrics(ev: dict[str, Any], path: Path, res: dict[str, Any]) -> None:
     keys = ("precision", "recall", "f1", "count_error", "class_accuracy",
             "covered_accuracy", "container_f1")
     metrics = {
-        "by_gsd": {g: {k: ev["by_gsd"].get(g, {}).get(k) for k in (*keys, "images")}
+        "by_gsd": {g: {k: ev["by_gsd"].get(g, {}).get(k) for k in (*keys, "images", "ci")}
                    for g in ("0.3", "0.5", "0.8")},
-        "overall": {k: ev["overall"][k] for k in keys},
+        "overall": {k: ev["overall"].get(k) for k in (*keys, "ci")},
         "slices": {dim: {lab: {k: m[k] for k in ("images", "f1", "count_error")}
                          for lab, m in by.items()}
                    for dim, by in ev["slices"].items() if dim != "gsd"},

@@ -114,3 +114,34 @@ def test_no_truth_is_an_input_error(tmp_path):
     (tmp_path / "p").mkdir()
     with pytest.raises(InputError, match="truth.geojson"):
         evaluate(tmp_path / "t", tmp_path / "p")
+
+
+def test_bootstrap_intervals_over_images(tmp_path):
+    # ten images: five perfect, five finding half of their four cars (recall 0.75 overall)
+    for i in range(10):
+        t = _dets([(X0 + 16 * k, Y0) for k in range(4)])
+        p = _dets([(X0 + 16 * k, Y0) for k in range(4 if i < 5 else 2)])
+        _write(tmp_path, f"img{i}", t, p)
+    res = evaluate(tmp_path / "t", tmp_path / "p", bootstrap=500)
+    o = res["overall"]
+    assert o["recall"] == pytest.approx(0.75)
+    lo, hi = o["ci"]["recall"]
+    assert lo < 0.75 < hi  # images differ, so resamples do
+    assert lo >= 0.5 and hi <= 1.0  # no resample can do worse than all-half or better than all
+    assert o["ci"]["precision"] == [1.0, 1.0]  # no false alarm in any image
+    assert o["ci"]["class_accuracy"] == [1.0, 1.0]
+    assert o["ci"]["container_f1"] == [1.0, 1.0]  # no containers: nothing to miss
+    assert all(m["ci"]["recall"] for m in res["slices"]["density"].values())
+    # seeded: the same intervals again; without bootstrap, none
+    assert evaluate(tmp_path / "t", tmp_path / "p", bootstrap=500)["overall"]["ci"] == o["ci"]
+    assert "ci" not in evaluate(tmp_path / "t", tmp_path / "p")["overall"]
+    # more images of the same mix: a narrower interval
+    for i in range(10, 40):
+        t = _dets([(X0 + 16 * k, Y0) for k in range(4)])
+        p = _dets([(X0 + 16 * k, Y0) for k in range(4 if i % 2 else 2)])
+        _write(tmp_path, f"img{i}", t, p)
+    lo2, hi2 = evaluate(tmp_path / "t", tmp_path / "p", bootstrap=500)["overall"]["ci"]["recall"]
+    assert hi2 - lo2 < hi - lo
+    r = CliRunner().invoke(app, ["evaluate", "--truth", str(tmp_path / "t"), "--pred",
+                                 str(tmp_path / "p"), "--ci", "200"])
+    assert r.exit_code == 0 and "bootstrap" in r.stdout

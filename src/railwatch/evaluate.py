@@ -7,6 +7,11 @@ per kind, count error, the class confusion matrix, class and covered accuracy, a
 same sliced by GSD, season/snow, haze, partial cloud and train density (per-image
 conditions from the simulator's ``manifest.json`` when present). Truth marked
 ``occluded: true`` is neither required nor penalised: a prediction on it is dropped.
+
+With ``bootstrap=N`` every summary also carries ``ci``: 95 % intervals of its headline
+metrics from N resamples of the images (the image, not the object, is the unit: objects
+of one scene share its look and fail together), so a test set of a few dozen scenes says
+how far its numbers can be trusted.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from railwatch.geojson import from_geojson
 from railwatch.types import KINDS, RAILCAR_CLASSES, Detections
 
 MAX_DIST_M = 4.0
+#: The metrics that get a bootstrap interval.
+CI_METRICS = ("precision", "recall", "f1", "count_error", "class_accuracy",
+              "covered_accuracy", "container_f1")
 
 
 @dataclass
@@ -149,6 +157,25 @@ def summarise(results: list[ImageResult]) -> dict[str, Any]:
     return out
 
 
+def bootstrap_ci(results: list[ImageResult], n: int = 1000, level: float = 0.95,
+                 seed: int = 0) -> dict[str, list[float] | None]:
+    """Percentile intervals of the headline metrics over ``n`` resamples of the images
+    (with replacement; seeded, so a rerun gives the same interval). ``None`` for a metric
+    that no resample could measure (e.g. class accuracy without matched railcars)."""
+    if n < 1 or not results:
+        return dict.fromkeys(CI_METRICS)
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {k: [] for k in CI_METRICS}
+    for _ in range(n):
+        s = summarise([results[i] for i in rng.integers(len(results), size=len(results))])
+        for k in CI_METRICS:
+            if s.get(k) is not None:
+                draws[k].append(float(s[k]))
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    return {k: ([round(float(np.percentile(v, lo)), 4), round(float(np.percentile(v, hi)), 4)]
+                if v else None) for k, v in draws.items()}
+
+
 def _season(when: str | None) -> str | None:
     if not when:
         return None
@@ -232,11 +259,12 @@ def read_manifest(truth_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def evaluate(truth_dir: str | os.PathLike[str], pred_dir: str | os.PathLike[str],
-             max_dist_m: float = MAX_DIST_M) -> dict[str, Any]:
+             max_dist_m: float = MAX_DIST_M, bootstrap: int = 0) -> dict[str, Any]:
     """Metrics of the predictions in ``pred_dir`` against the truth in ``truth_dir``.
 
     Returns ``overall`` (see ``summarise``), ``slices`` {dimension: {label: metrics}},
-    ``by_gsd`` (a copy of the GSD slice) and ``per_image`` counts.
+    ``by_gsd`` (a copy of the GSD slice) and ``per_image`` counts. With ``bootstrap=N``
+    the overall and every slice also carry ``ci`` (see :func:`bootstrap_ci`).
     """
     tdir, pdir = Path(truth_dir), Path(pred_dir)
     for d, what in ((tdir, "truth"), (pdir, "predictions")):
@@ -269,10 +297,13 @@ def evaluate(truth_dir: str | os.PathLike[str], pred_dir: str | os.PathLike[str]
     for r in results:
         for dim, label in r.slices.items():
             groups[dim][label].append(r)
-    slices = {dim: {label: _slice_summary(rs) for label, rs in sorted(by.items())}
+    slices = {dim: {label: _slice_summary(rs, bootstrap) for label, rs in sorted(by.items())}
               for dim, by in sorted(groups.items())}
+    overall = summarise(results)
+    if bootstrap:
+        overall["ci"] = bootstrap_ci(results, bootstrap)
     return {
-        "overall": summarise(results),
+        "overall": overall,
         "by_gsd": slices.get("gsd", {}),
         "slices": slices,
         "missing_predictions": missing,
@@ -284,7 +315,9 @@ def evaluate(truth_dir: str | os.PathLike[str], pred_dir: str | os.PathLike[str]
     }
 
 
-def _slice_summary(rs: list[ImageResult]) -> dict[str, Any]:
+def _slice_summary(rs: list[ImageResult], bootstrap: int = 0) -> dict[str, Any]:
     s = summarise(rs)
-    return {k: s[k] for k in ("images", "precision", "recall", "f1", "count_error",
-                              "class_accuracy", "covered_accuracy", "container_f1")}
+    out = {k: s[k] for k in ("images", *CI_METRICS)}
+    if bootstrap:
+        out["ci"] = bootstrap_ci(rs, bootstrap)
+    return out

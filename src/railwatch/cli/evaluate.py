@@ -16,16 +16,26 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def _with_ci(m: dict[str, Any], key: str) -> str:
+    """``0.916 (0.894-0.937)`` when the summary carries a bootstrap interval."""
+    ci = (m.get("ci") or {}).get(key)
+    return _fmt(m.get(key)) + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+
+
 def evaluate_cmd(
     truth: Path = typer.Option(..., "--truth", help="Folder of *.truth.geojson (+ manifest)."),
     pred: Path = typer.Option(..., "--pred", help="Folder of <stem>.geojson predictions."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
     max_dist: float = typer.Option(4.0, "--max-dist", help="Match radius in metres."),
+    ci: int = typer.Option(1000, "--ci", min=0,
+                           help="Bootstrap resamples of the images for 95 % intervals "
+                                "(0: none)."),
 ) -> None:
-    """Precision, recall, F1, count error, class/covered accuracy, by slice."""
+    """Precision, recall, F1, count error, class/covered accuracy, by slice, with 95 %
+    bootstrap intervals over the images."""
     from railwatch.evaluate import evaluate
 
-    res = evaluate(truth, pred, max_dist_m=max_dist)
+    res = evaluate(truth, pred, max_dist_m=max_dist, bootstrap=ci)
     if as_json:
         typer.echo(json.dumps(res, indent=2))
         return
@@ -36,19 +46,31 @@ def evaluate_cmd(
         t.add_row(kind, *(_fmt(m[k]) for k in ("precision", "recall", "f1", "count_error",
                                                 "truth", "predicted")))
     console.print(t)
-    console.print(f"class accuracy {_fmt(o['class_accuracy'])}   covered accuracy "
-                  f"{_fmt(o['covered_accuracy'])}   container F1 {_fmt(o['container_f1'])}")
+    console.print(f"railcar F1 {_with_ci(o, 'f1')}   count error {_with_ci(o, 'count_error')}")
+    console.print(f"class accuracy {_with_ci(o, 'class_accuracy')}   covered accuracy "
+                  f"{_with_ci(o, 'covered_accuracy')}   container F1 "
+                  f"{_with_ci(o, 'container_f1')}")
+    if ci:
+        console.print(f"(95 % intervals from {ci} bootstrap resamples of the "
+                      f"{o['images']} images)")
     labels = o["confusion"]["labels"]
     c = Table("truth \\ predicted", *labels, title="railcar class confusion")
     for lab, row in zip(labels, o["confusion"]["matrix"], strict=True):
         c.add_row(lab, *(str(v) for v in row))
     console.print(c)
-    s = Table("slice", "value", "images", "precision", "recall", "F1", "count error",
-              "class acc.", title="by condition")
+    s = Table("slice", title="by condition")
+    s.add_column("value", no_wrap=True)
+    for head in ("images", "prec.", "recall", "F1"):
+        s.add_column(head)
+    s.add_column("F1 95 %", no_wrap=True)
+    s.add_column("count err.")
+    s.add_column("class acc.")
     for dim, by in res["slices"].items():
         for label, m in by.items():
-            s.add_row(dim, label, *(_fmt(m[k]) for k in ("images", "precision", "recall", "f1",
-                                                          "count_error", "class_accuracy")))
+            f1_ci = (m.get("ci") or {}).get("f1")
+            s.add_row(dim, label, *(_fmt(m[k]) for k in ("images", "precision", "recall", "f1")),
+                      f"{f1_ci[0]:.2f}-{f1_ci[1]:.2f}" if f1_ci else "-",
+                      _fmt(m["count_error"]), _fmt(m["class_accuracy"]))
     console.print(s)
     if res["missing_predictions"]:
         console.print(f"[yellow]no predictions for {len(res['missing_predictions'])} "
