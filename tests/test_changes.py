@@ -573,33 +573,3 @@ def test_a_light_roof_in_summer_is_not_snow():
     hidden = _snow(rgb, np.ones(white.shape, bool), 1.0)
     assert not hidden[315 + 7 : 340 - 7, 200 + 7 : 240 - 7].any()
     assert hidden[(rows - 330) ** 2 + (cols - 80) ** 2 <= 40**2].all()
-
-
-
-def test_a_change_one_pair_misses_is_still_a_candidate_if_every_later_image_shows_it():
-    # Earlier images b0, b1 and later images a0, a1 (persist 2): four pairs, each with
-    # (changed, can tell) for seven pixels:
-    # 0 every pair changed; 1 the pair b1 -> a1 misses (an odd edge in b1, a shadow);
-    # 2 both pairs with a1 miss (a1 shows nothing new: it did not persist);
-    # 3 a1 cannot tell (snow), so two pairs are left and one misses: both are needed;
-    # 4 b1 -> a1 cannot tell, b0 -> a1 misses: a1 can tell and shows it in no pair;
-    # 5 no pair can tell; 6 b1 -> a1 cannot tell, b1 -> a0 misses: one pair of three.
-    from railwatch.analytics.changes.find import _all_but_one
-
-    changed = {
-        (0, 0): [1, 1, 1, 1, 1, 0, 1],
-        (0, 1): [1, 1, 0, 0, 0, 0, 1],
-        (1, 0): [1, 1, 1, 0, 1, 0, 0],
-        (1, 1): [1, 0, 0, 0, 0, 0, 0],
-    }
-    can = {
-        (0, 0): [1, 1, 1, 1, 1, 0, 1],
-        (0, 1): [1, 1, 1, 0, 1, 0, 1],
-        (1, 0): [1, 1, 1, 1, 1, 0, 1],
-        (1, 1): [1, 1, 1, 0, 0, 0, 0],
-    }
-    rows = [
-        [(np.array(changed[b, a], bool), np.array(can[b, a], bool)) for a in range(2)]
-        for b in range(2)
-    ]
-    assert _all_but_one(rows).tolist() == [True, True, False, False, False, False, True]

@@ -9,11 +9,8 @@ The flow of :func:`find_changes`:
    reason;
 2. stepping through the usable images in time, the images ``B`` just before a step and
    the ``persist`` images ``A`` from it on are compared pairwise (:mod:`.maps`); a pixel
-   is a candidate for a lost outline only if it changed in *every* before/after pair
-   that can tell, and for a new one if it changed in every such pair but at most one
-   (where three or more can tell) and every image of ``A`` that can tell shows it in at
-   least one pair: one odd pair (a shadow's margin, a stray edge in one earlier image)
-   does not hide a new structure, and it must still persist;
+   is a candidate only if it changed in *every* before/after pair, so that one odd image
+   neither creates nor hides a change;
 3. candidate regions become polygons (morphology, connected components), are classified
    from their edges, shadows (height) and shape, and dated: ``last_absent`` is the last
    image before the step, ``first_seen`` the first image of the step.
@@ -906,7 +903,6 @@ def find_changes(
         threshold=threshold,
         min_edge_px=min_edge_px,
         edge_threshold=edge_threshold,
-        min_score=min_score,
     )
     changes = [c for c in changes if c.score >= min_score]
     for n, c in enumerate(changes, start=1):
@@ -925,26 +921,6 @@ def find_changes(
     return ChangeSet(site.name, changes, infos, grid, persist, ref)
 
 
-def _all_but_one(rows: list[list[tuple[np.ndarray, np.ndarray]]]) -> np.ndarray:
-    """Where a change is seen: ``rows[b][a]`` is (changed, can tell) for the pair of
-    earlier image ``b`` and later image ``a``.
-
-    Changed in every pair that can tell but at most one, where three or more can (two
-    that can tell must both agree), and every later image that can tell shows it in at
-    least one of its pairs, so that the change persists over all of them.
-    """
-    pairs = [p for r in rows for p in r]
-    can = np.sum([c for _, c in pairs], axis=0)
-    yes = np.sum([e & c for e, c in pairs], axis=0)
-    out = (can >= 1) & (yes >= can - (can >= 3))
-    for k in range(len(rows[0])):
-        col = [r[k] for r in rows]
-        tells = np.logical_or.reduce([c for _, c in col])
-        shows = np.logical_or.reduce([e & c for e, c in col])
-        out &= shows | ~tells
-    return out
-
-
 def _changes_over_time(
     used: list[_Prepared],
     site: Site,
@@ -957,7 +933,6 @@ def _changes_over_time(
     edge_threshold: float = 0.2,
     transient: float = 0.35,
     first_visible: float = 0.5,
-    min_score: float = 0.0,
 ) -> list[Change]:
     gsd = grid.gsd_m
     zones = {name: to_local(z, grid.crs) for name, z in site.zones.items()}
@@ -1013,13 +988,9 @@ def _changes_over_time(
         pms = [pair(b, a) for b in before for a in after]
         app = np.fmin.reduce([pm.appearance for pm in pms])  # NaN only where never comparable
         app = np.nan_to_num(app, nan=0.0)
-        # New: changed in every before/after pair that can tell but one (of three or
-        # more), and in every later image that can tell (tuning seeds: recall 0.78 ->
-        # 0.80). Lost: changed in every pair that can tell, and at least one can (a vote
-        # there only added a false removal).
-        new_all = _all_but_one(
-            [[(pair(b, a).new_edges, pair(b, a).can_new) for a in after] for b in before]
-        )
+        # Changed in every before/after pair that can tell, and at least one can.
+        new_all = np.logical_and.reduce([pm.new_edges | ~pm.can_new for pm in pms])
+        new_all &= np.logical_or.reduce([pm.can_new for pm in pms])
         lost_all = np.logical_and.reduce([pm.lost_edges | ~pm.can_lost for pm in pms])
         lost_all &= np.logical_or.reduce([pm.can_lost for pm in pms])
         bf = [feats(b, max(used[b].info.gsd_m, gsd)) for b in before]
@@ -1086,16 +1057,11 @@ def _changes_over_time(
                 if passing:
                     continue
                 geom = _polygon(region, tr, simplify_m=gsd * 0.7)
-                cues["appearance"] = float(app[win][region].mean())
-                # An outline that scores too low to be reported does not stand for the
-                # change either: a faint early outline (a step too early, the roof half
-                # seen) would otherwise hide the clear one at the right step.
-                if _score(kind, cues, threshold) < min_score:
-                    continue
                 # Found at an earlier step already (a later image showed more of it).
                 if any(geom.intersection(g).area > 0.3 * geom.area for g in found[sign]):
                     continue
                 found[sign].append(geom.buffer(3 * gsd))
+                cues["appearance"] = float(app[win][region].mean())
                 # The bracket closes at the first later image that can show the change
                 # there: where the step's first image cannot see the place (cloud, its
                 # shadow, snow), only the next one found it, and the change may have
