@@ -573,3 +573,20 @@ def test_a_light_roof_in_summer_is_not_snow():
     hidden = _snow(rgb, np.ones(white.shape, bool), 1.0)
     assert not hidden[315 + 7 : 340 - 7, 200 + 7 : 240 - 7].any()
     assert hidden[(rows - 330) ** 2 + (cols - 80) ** 2 <= 40**2].all()
+
+
+def test_an_outline_dropped_for_its_score_does_not_hide_the_change_at_a_later_step():
+    # A faint outline one step early (score under min_score, not reported) must not
+    # claim the place: the clear outline of the same roof at the next step is the change.
+    from shapely.geometry import box
+
+    from railwatch.analytics.changes.find import _claim
+
+    found: list = []
+    faint, clear = box(0, 0, 20, 15), box(1, 0, 21, 16)
+    assert not _claim(found, faint, 0.262, 0.3, 0.5)
+    assert _claim(found, clear, 0.57, 0.3, 0.5)
+    # Once a reported outline stands for it, the same roof at a later step is not new.
+    assert not _claim(found, box(2, 1, 22, 16), 0.9, 0.3, 0.5)
+    # Elsewhere, it is.
+    assert _claim(found, box(100, 100, 120, 115), 0.5, 0.3, 0.5)

@@ -903,6 +903,7 @@ def find_changes(
         threshold=threshold,
         min_edge_px=min_edge_px,
         edge_threshold=edge_threshold,
+        min_score=min_score,
     )
     changes = [c for c in changes if c.score >= min_score]
     for n, c in enumerate(changes, start=1):
@@ -921,6 +922,22 @@ def find_changes(
     return ChangeSet(site.name, changes, infos, grid, persist, ref)
 
 
+def _claim(found: list[Any], geom: Any, score: float, min_score: float, gsd: float) -> bool:
+    """Whether an outline stands for a change not found yet, recording it in ``found``.
+
+    Not when it overlaps (by over 0.3 of its area) one found at an earlier step (a later
+    image showed more of it). An outline scoring under ``min_score`` is dropped and does
+    not stand for the change either, so it claims nothing: a faint early outline (a step
+    too early, the roof half seen) would otherwise hide the clear one at the right step.
+    """
+    if score < min_score:
+        return False
+    if any(geom.intersection(g).area > 0.3 * geom.area for g in found):
+        return False
+    found.append(geom.buffer(3 * gsd))
+    return True
+
+
 def _changes_over_time(
     used: list[_Prepared],
     site: Site,
@@ -933,6 +950,7 @@ def _changes_over_time(
     edge_threshold: float = 0.2,
     transient: float = 0.35,
     first_visible: float = 0.5,
+    min_score: float = 0.0,
 ) -> list[Change]:
     gsd = grid.gsd_m
     zones = {name: to_local(z, grid.crs) for name, z in site.zones.items()}
@@ -1057,11 +1075,10 @@ def _changes_over_time(
                 if passing:
                     continue
                 geom = _polygon(region, tr, simplify_m=gsd * 0.7)
-                # Found at an earlier step already (a later image showed more of it).
-                if any(geom.intersection(g).area > 0.3 * geom.area for g in found[sign]):
-                    continue
-                found[sign].append(geom.buffer(3 * gsd))
                 cues["appearance"] = float(app[win][region].mean())
+                score = _score(kind, cues, threshold)
+                if not _claim(found[sign], geom, score, min_score, gsd):
+                    continue
                 # The bracket closes at the first later image that can show the change
                 # there: where the step's first image cannot see the place (cloud, its
                 # shadow, snow), only the next one found it, and the change may have
@@ -1098,7 +1115,7 @@ def _changes_over_time(
                         last_absent=used[b_last].info.acquired,
                         area_m2=float(region.sum() * gsd * gsd),
                         zone=_zone(geom, zones),
-                        score=_score(kind, cues, threshold),
+                        score=score,
                         before=used[b_last].info.path,
                         after=used[a_first].info.path,
                         seen_in=persist,
