@@ -590,3 +590,38 @@ def test_an_outline_dropped_for_its_score_does_not_hide_the_change_at_a_later_st
     assert not _claim(found, box(2, 1, 22, 16), 0.9, 0.3, 0.5)
     # Elsewhere, it is.
     assert _claim(found, box(100, 100, 120, 115), 0.5, 0.3, 0.5)
+
+
+def test_ground_in_a_shadow_before_is_no_new_roof_when_the_shadow_shortens():
+    # A roof-like outline (it stands out in hue afterwards) where, in one earlier image,
+    # the ground lay in a standing building's long winter shadow that was taken for a
+    # cloud's (so that image's shadows do not count) and, in the other, a hazy one, no
+    # shadow was seen at all. The place could not show an absence: not a new structure.
+    from scipy import ndimage
+    from shapely.geometry import Polygon
+
+    from railwatch.analytics.changes.find import _classify
+
+    region = np.zeros((40, 40), bool)
+    region[12:24, 10:26] = True
+    ring = ndimage.binary_dilation(region, iterations=1) & ~ndimage.binary_erosion(region)
+    ground = np.full((3, 40, 40), -1.0, np.float32)
+    roof = ground.copy()
+    roof[0][region] += 0.3
+    roof[2][region] -= 0.3
+    shaded = ground.copy()
+    shaded[:, 8:30, 6:30] -= 0.9
+    in_shadow = _features(shaded, np.zeros((40, 40), bool))
+    in_shadow.shadow[8:30, 6:30] = True
+    in_shadow.occluded[:] = True  # its shadow taken for a cloud's
+    hazy = _features(ground, np.zeros((40, 40), bool))
+    after = [_features(roof, ring), _features(roof, ring)]
+    geom = Polygon([(10, 12), (26, 12), (26, 24), (10, 24)])
+    none = np.zeros_like(ring)
+    kind, cues = _classify(region, geom, [in_shadow, hazy], after, ring, none, 1.0)
+    assert cues["shadow_before"] == 0.0  # the shadow was not seen as this place's
+    assert cues["shadow_in_before"] == 0.5
+    assert kind is None
+    # The same without the shadow in the earlier image: a new roof.
+    kind, _ = _classify(region, geom, [hazy, hazy], after, ring, none, 1.0)
+    assert kind == "new structure"

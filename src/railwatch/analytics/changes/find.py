@@ -465,6 +465,7 @@ def _classify(
     contrast_min: float = 0.2,
     min_fill: float = 0.9,
     max_texture: float = 0.3,
+    in_shadow: float = 0.3,
     one_side: bool = False,
 ) -> tuple[str | None, dict[str, float]]:
     """The kind of change of one region, or None when it is not a facility change.
@@ -555,6 +556,14 @@ def _classify(
                 return "new track", cues
             return None, cues
         if cues["dark_after"] < -dark:
+            return None, cues
+        # Ground that lay in a shadow in the earlier images (a low winter sun's long
+        # shadow of a standing building, taken for a cloud's there or too faint under
+        # haze to count as its shadow) shows new edges when a higher sun shortens the
+        # shadow: it could not show an absence. True new roofs: at most 0.21 of the
+        # footprint in shadow before (tuning seeds).
+        cues["shadow_in_before"] = float(np.mean([frac(f.shadow, region) for f in before]))
+        if cues["shadow_in_before"] >= in_shadow:
             return None, cues
         # A new roof replaces ground: before, its footprint neither stood out from the
         # ground around it nor was full of straight edges. One that did was there already
