@@ -644,3 +644,36 @@ def test_ground_in_a_shadow_before_is_no_new_roof_when_the_shadow_shortens():
     kind, _ = _classify(region, geom, [hazy, hazy], after, ring, none, 1.0)
     assert kind == "new structure"
 
+
+
+@pytest.mark.parametrize("width", [4, 8])
+def test_a_strip_a_few_metres_wide_beside_a_shadow_is_no_new_roof(width):
+    # A 40 m long outline appears with a shadow along it afterwards and stands out in hue:
+    # 8 m wide it is a new roof; 4 m wide (no track bed: it has a shadow) it is the side of
+    # a standing building seen in other light (its shadow under a lower sun, or through
+    # less haze; its wall leaning with the view), as on the no-construction series.
+    from scipy import ndimage
+    from shapely.geometry import Polygon
+
+    from railwatch.analytics.changes.find import _classify
+
+    region = np.zeros((60, 60), bool)
+    region[24 - width : 24, 10:50] = True
+    ring = ndimage.binary_dilation(region, iterations=1) & ~ndimage.binary_erosion(region)
+    ground = np.full((3, 60, 60), -1.0, np.float32)
+    roof = ground.copy()
+    roof[0][region] += 0.3
+    roof[2][region] -= 0.3
+    roof[:, 24:27, 10:50] -= 0.9
+    before = _features(ground, np.zeros((60, 60), bool))
+    after = [_features(roof, ring), _features(roof, ring)]
+    for f in after:
+        f.shadow[24:27, 10:50] = True
+    geom = Polygon([(10, 24 - width), (50, 24 - width), (50, 24), (10, 24)])
+    none = np.zeros_like(ring)
+    kind, cues = _classify(region, geom, [before, before], after, ring, none, 1.0)
+    assert cues["shadow_after"] > 0.4  # not flat: no track bed
+    assert kind == ("new structure" if width == 8 else None)
+    # Without the width rule the strip passed as a new roof.
+    kind, _ = _classify(region, geom, [before, before], after, ring, none, 1.0, min_roof_width_m=0)
+    assert kind == "new structure"
