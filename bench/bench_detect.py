@@ -19,8 +19,8 @@ in the same run and is scored with the same ``evaluate()``.
 The test set is freshly rendered (seeds 700000+, never used in training) by two
 renderers: our training renderer and the project simulator (different code); 8 scenes
 per GSD and renderer (48) by default. The main rows carry 95 % bootstrap intervals over
-the scenes (``evaluate(bootstrap=)``): one scene's look can move a 24-scene number by 0.02. Results
-print as JSON and Markdown; ``--write-metrics`` also writes the shipped
+the scenes (``evaluate(bootstrap=)``): one scene's look can move a 24-scene number by
+0.02. Results print as JSON and Markdown; ``--write-metrics`` also writes the shipped
 ``detect/model/metrics.json``.
 """
 
@@ -47,7 +47,7 @@ from rasterio.transform import from_origin
 
 from railwatch.analytics.trackmap import fit_tracks, track_fit
 from railwatch.detect import Detector, detect, detect_each, model_dir
-from railwatch.evaluate import evaluate
+from railwatch.evaluate import CI_METRICS, evaluate, interval_text
 from railwatch.geojson import from_geojson, write_geojson
 from railwatch.imagery import read_scene_metadata, read_window
 from railwatch.sites import get_site
@@ -256,13 +256,12 @@ def _row(m: dict[str, Any]) -> str:
     def f(k: str) -> str:
         v = m.get(k)
         text = "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
-        ci = (m.get("ci") or {}).get(k)
+        ci = interval_text(m, k)
         if ci and k in ("f1", "class_accuracy", "covered_accuracy", "container_f1"):
-            text += f" ({ci[0]:.2f}-{ci[1]:.2f})"
+            text += f" ({ci})"
         return text
 
-    return " | ".join(f(k) for k in ("precision", "recall", "f1", "count_error",
-                                     "class_accuracy", "covered_accuracy", "container_f1"))
+    return " | ".join(f(k) for k in CI_METRICS)
 
 
 def _slice_rows(slices: dict[str, Any], prefix: str = "") -> list[str]:
@@ -512,8 +511,7 @@ def main() -> None:
 
 def write_metrics(ev: dict[str, Any], path: Path, res: dict[str, Any]) -> None:
     """The shipped metrics.json: measured per-GSD and overall accuracy of this model."""
-    keys = ("precision", "recall", "f1", "count_error", "class_accuracy",
-            "covered_accuracy", "container_f1")
+    keys = CI_METRICS
     metrics = {
         "by_gsd": {g: {k: ev["by_gsd"].get(g, {}).get(k) for k in (*keys, "images", "ci")}
                    for g in ("0.3", "0.5", "0.8")},

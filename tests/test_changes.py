@@ -645,7 +645,6 @@ def test_ground_in_a_shadow_before_is_no_new_roof_when_the_shadow_shortens():
     assert kind == "new structure"
 
 
-
 @pytest.mark.parametrize("width", [4, 8])
 def test_a_strip_a_few_metres_wide_beside_a_shadow_is_no_new_roof(width):
     # A 40 m long outline appears with a shadow along it afterwards and stands out in hue:

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from railwatch.cli.main import app
 from railwatch.errors import InputError
-from railwatch.evaluate import evaluate, match
+from railwatch.evaluate import CI_METRICS, evaluate, match
 from railwatch.geojson import write_geojson
 from railwatch.types import Detections
 
@@ -71,6 +71,11 @@ def test_metrics_occluded_confusion_and_count_error(tmp_path):
     labels = o["confusion"]["labels"]
     assert m[labels.index("tank"), labels.index("hopper")] == 1
     assert m.sum() == 4
+    # one image: every bootstrap resample is that image, so each interval is the point
+    # value (the resampled metrics are computed as summarise computes them)
+    ci = evaluate(tmp_path / "t", tmp_path / "p", bootstrap=20)["overall"]["ci"]
+    for key in CI_METRICS:
+        assert ci[key] == pytest.approx([o[key], o[key]], abs=1e-4), key
 
 
 def test_slices_from_manifest(tmp_path):

@@ -17,9 +17,11 @@ def _fmt(v: Any) -> str:
 
 
 def _with_ci(m: dict[str, Any], key: str) -> str:
-    """``0.916 (0.894-0.937)`` when the summary carries a bootstrap interval."""
-    ci = (m.get("ci") or {}).get(key)
-    return _fmt(m.get(key)) + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+    """``0.916 (0.89-0.94)`` when the summary carries a bootstrap interval."""
+    from railwatch.evaluate import interval_text
+
+    ci = interval_text(m, key)
+    return _fmt(m.get(key)) + (f" ({ci})" if ci else "")
 
 
 def evaluate_cmd(
@@ -33,7 +35,7 @@ def evaluate_cmd(
 ) -> None:
     """Precision, recall, F1, count error, class/covered accuracy, by slice, with 95 %
     bootstrap intervals over the images."""
-    from railwatch.evaluate import evaluate
+    from railwatch.evaluate import evaluate, interval_text
 
     res = evaluate(truth, pred, max_dist_m=max_dist, bootstrap=ci)
     if as_json:
@@ -67,9 +69,8 @@ def evaluate_cmd(
     s.add_column("class acc.")
     for dim, by in res["slices"].items():
         for label, m in by.items():
-            f1_ci = (m.get("ci") or {}).get("f1")
             s.add_row(dim, label, *(_fmt(m[k]) for k in ("images", "precision", "recall", "f1")),
-                      f"{f1_ci[0]:.2f}-{f1_ci[1]:.2f}" if f1_ci else "-",
+                      interval_text(m, "f1") or "-",
                       _fmt(m["count_error"]), _fmt(m["class_accuracy"]))
     console.print(s)
     if res["missing_predictions"]:

@@ -927,7 +927,8 @@ def find_changes(
         edge_threshold=edge_threshold,
         min_score=min_score,
     )
-    changes = [c for c in changes if c.score >= min_score and c.area_m2 >= min_area_m2]
+    # (outlines under min_score were dropped as they were found)
+    changes = [c for c in changes if c.area_m2 >= min_area_m2]
     for n, c in enumerate(changes, start=1):
         c.id = n
     ref = next(
