@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from railwatch.simulate.layout import random_world
+from railwatch.simulate.layout import random_train, random_world
 from railwatch.simulate.render import render, truth_path, write_geotiff
 from railwatch.simulate.sun import shadow_vector, sun_position
 from railwatch.simulate.world import (
@@ -285,3 +285,19 @@ def test_container_yards_zero_keeps_the_layouts() -> None:
                      container_yards=0.0)
     np.testing.assert_array_equal(a.containers.x, b.containers.x)
     np.testing.assert_array_equal(a.cars.x, b.cars.x)
+
+
+def test_a_tarp_load_is_a_covered_load() -> None:
+    # the painters draw a tarp for load "tarp": the truth must call such a car covered,
+    # including flatcars whose train-wide load was drawn as a tarp (layout.random_train)
+    track = Track("t0", [(0.0, 0.0), (2000.0, 0.0)])
+    cars = place_train(track, ["flatcar", "flatcar", "hopper"], covered=[False, True, False],
+                       loads=["tarp", "tarp", "coal"])
+    assert cars.covered.tolist() == [True, True, False]
+    rng = np.random.default_rng(5)
+    flat_tarps = 0
+    for k in range(60):
+        train = random_train(rng, track, 0.0, 12, f"T{k}", covered_share=0.0)
+        assert (train.covered == (train.load == "tarp")).all()
+        flat_tarps += int(((train.cls == "flatcar") & (train.load == "tarp")).sum())
+    assert flat_tarps > 0

@@ -251,8 +251,9 @@ class Railcars(_Columnar):
         self.width_m = _col(self.width_m, n, np.float64)
         self.cls = _col(self.cls, n, object)
         self.color = _col(self.color, n, np.uint8, (3,))
-        self.covered = _col(self.covered, n, bool)
         self.load = _col(self.load, n, object)
+        # a load under a tarp is a covered load, whatever the caller said
+        self.covered = _col(self.covered, n, bool) | (self.load == "tarp")
         self.train_id = _col(self.train_id, n, object)
         self.track_id = _col(self.track_id, n, object)
         bad = set(self.cls.tolist()) - set(RAILCAR_CLASSES)
