@@ -676,3 +676,52 @@ def test_a_strip_a_few_metres_wide_beside_a_shadow_is_no_new_roof(width):
     # Without the width rule the strip passed as a new roof.
     kind, _ = _classify(region, geom, [before, before], after, ring, none, 1.0, min_roof_width_m=0)
     assert kind == "new structure"
+
+
+def test_an_outline_over_two_roofs_is_split_into_the_roofs():
+    # Two new roofs and their shadows drew one outline (the rectangle around both, as
+    # held-out case 576's 3,612 m² outline over a 470 and a 264 m² roof). That outline is
+    # no roof (mostly ground, no new edges on its sides); the blobs whose colour differs
+    # from the earlier image inside it are, and each is a new structure.
+    from shapely.geometry import Polygon
+
+    from railwatch.analytics.changes.find import _classify, _roof_pieces
+
+    rng = np.random.default_rng(0)
+    shape = (80, 60)
+    outline = np.zeros(shape, bool)
+    outline[8:72, 8:52] = True
+    ground = np.full((3, *shape), -1.0, np.float32) + rng.normal(0, 0.02, (3, *shape))
+    roofs = [(slice(12, 28), slice(12, 48)), (slice(44, 68), slice(16, 44))]
+    after = ground.copy() + rng.normal(0, 0.02, (3, *shape))
+    edges = np.zeros(shape, bool)
+    for (rs, cs), (band, step) in zip(roofs, [(0, 0.5), (2, -0.4)], strict=True):
+        after[band][rs, cs] += step
+        m = np.zeros(shape, bool)
+        m[rs, cs] = True
+        edges |= m & ~ndimage.binary_erosion(m)
+    before_f = _features(ground.astype(np.float32), np.zeros(shape, bool))
+    after_f = _features(after.astype(np.float32), edges)
+    no_lost = np.zeros(shape, bool)
+
+    def geom(mask):
+        r, c = np.nonzero(mask)
+        return Polygon([(c.min(), r.min()), (c.max() + 1, r.min()), (c.max() + 1, r.max() + 1),
+                        (c.min(), r.max() + 1)])
+
+    kind, _ = _classify(outline, geom(outline), [before_f], [after_f], edges, no_lost, 1.0)
+    assert kind is None
+    pieces = _roof_pieces(outline, [before_f], [after_f], min_px=60)
+    assert len(pieces) == 2
+    for rs, cs in roofs:
+        truth = np.zeros(shape, bool)
+        truth[rs, cs] = True
+        best = max((p & truth).sum() / (p | truth).sum() for p in pieces)
+        assert best >= 0.8
+    for p in pieces:
+        kind, _ = _classify(p, geom(p), [before_f], [after_f], edges, no_lost, 1.0)
+        assert kind == "new structure"
+    # One roof filling its outline: nothing to split.
+    single = np.zeros(shape, bool)
+    single[10:30, 10:50] = True
+    assert _roof_pieces(single, [before_f], [after_f], min_px=60) == []

@@ -677,6 +677,81 @@ def _regions(
     return out
 
 
+def _roof_colour(
+    region: np.ndarray,
+    before: list[ImageFeatures],
+    after: list[ImageFeatures],
+    *,
+    diff: float,
+    ring_px: int = 6,
+) -> np.ndarray:
+    """Pixels whose colour differs from the earlier images in every later one (in some
+    log band by ``diff``, after the two images' offset on the ground around ``region``
+    is taken out), and that are no shadow there."""
+    around = ndimage.binary_dilation(region, iterations=ring_px) & ~region
+    out = np.ones(region.shape, bool)
+    for fa in after:
+        if fa.bands is None:
+            continue
+        ok = fa.usable & ~fa.shadow
+        dmax = None
+        for fb in before:
+            if fb.bands is None:
+                continue
+            both = around & ok & fb.usable & ~fb.shadow
+            if both.sum() < 10:
+                continue
+            dm = np.zeros(region.shape, np.float32)
+            for xa, xb in zip(fa.bands, fb.bands, strict=True):
+                d = xa - xb
+                dm = np.maximum(dm, np.abs(d - float(np.median(d[both]))))
+            dmax = dm if dmax is None else np.maximum(dmax, dm)
+        if dmax is None:  # no earlier image to compare with here
+            return np.zeros(region.shape, bool)
+        out &= ok & (dmax >= diff)
+    return out
+
+
+def _roof_pieces(
+    outline: np.ndarray,
+    before: list[ImageFeatures],
+    after: list[ImageFeatures],
+    *,
+    min_px: float,
+    diff: float = 0.2,
+    cover: float = 0.6,
+) -> list[np.ndarray]:
+    """The roofs inside a new outline that is no roof as drawn, or [] when there is
+    nothing to split.
+
+    Changed edges outline a new roof together with its shadow and whatever changed edges
+    the closing joins to it (a second roof's shadow, a truck): the rectangle around all of
+    them is mostly ground. The roofs themselves are the blobs whose colour differs from
+    the earlier images in every later one (:func:`_roof_colour`); each blob of at least
+    ``min_px`` becomes its minimum-area rectangle (within the outline). Not split when one
+    blob already covers ``cover`` of the outline.
+    """
+    roof = _roof_colour(outline, before, after, diff=diff) & outline
+    blobs = ndimage.binary_opening(roof, iterations=2)  # no thin bridges
+    lab, n = ndimage.label(blobs)
+    if n == 0:
+        return []
+    sizes = ndimage.sum_labels(blobs, lab, index=np.arange(1, n + 1))
+    big = [k + 1 for k in np.flatnonzero(sizes >= min_px)]
+    if not big or (len(big) == 1 and sizes[big[0] - 1] >= cover * outline.sum()):
+        return []
+    near = ndimage.binary_dilation(outline, iterations=2)
+    pieces = []
+    for k in big:
+        blob = ndimage.binary_fill_holes(ndimage.binary_closing(lab == k, iterations=2))
+        r, c = np.nonzero(blob)
+        rect = cv2.minAreaRect(np.stack([c, r], axis=-1).astype(np.float32))
+        box = np.zeros(blob.shape, np.uint8)
+        cv2.fillPoly(box, [np.round(cv2.boxPoints(rect)).astype(np.int32)], 1)
+        pieces.append((box.astype(bool) | blob) & near)
+    return pieces
+
+
 def _crop(f: ImageFeatures, win: tuple[slice, slice]) -> ImageFeatures:
     """The features of one window (views, no copies)."""
     return ImageFeatures(
@@ -1037,7 +1112,14 @@ def _changes_over_time(
         bf = [feats(b, max(used[b].info.gsd_m, gsd)) for b in before]
         af = [feats(a, max(used[a].info.gsd_m, gsd)) for a in after]
         for sign, edges in (("new", new_all), ("lost", lost_all)):
-            for win, outline in _regions(edges, min_edge_px=min_edge_px, min_px=min_px):
+            # A new outline that is no roof as drawn is tried again as the roofs inside it
+            # (:func:`_roof_pieces`), first thing after it.
+            queue: list[tuple[tuple[slice, slice], np.ndarray, bool]] = [
+                (win, outline, sign == "new")
+                for win, outline in _regions(edges, min_edge_px=min_edge_px, min_px=min_px)
+            ]
+            while queue:
+                win, outline, splittable = queue.pop(0)
                 tr = grid.transform @ Affine.translation(win[1].start, win[0].start)
                 bfc = [_crop(f, win) for f in bf]
                 afc = [_crop(f, win) for f in af]
@@ -1079,6 +1161,10 @@ def _changes_over_time(
                             win, outline, tr, kind, cues = big, roof, trb, k2, c2
                             bfc, afc = bfb, afb
                             break
+                if kind is None and splittable:
+                    pieces = _roof_pieces(outline, bfc, afc, min_px=min_px)
+                    queue[:0] = [(win, p, False) for p in pieces]
+                    continue
                 if kind is None or (sign == "lost") != (kind == "removed structure"):
                     continue
                 region = _refine(outline, afc if sign == "new" else bfc)
