@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -677,6 +678,16 @@ def _regions(
     return out
 
 
+def _min_rect(mask: np.ndarray) -> tuple[Any, np.ndarray]:
+    """The minimum-area rectangle around a mask's pixels (OpenCV's ``((cx, cy), (w, h),
+    angle)``) and that rectangle filled, as a mask of the same shape."""
+    r, c = np.nonzero(mask)
+    rect = cv2.minAreaRect(np.stack([c, r], axis=-1).astype(np.float32))
+    box = np.zeros(mask.shape, np.uint8)
+    cv2.fillPoly(box, [np.round(cv2.boxPoints(rect)).astype(np.int32)], 1)
+    return rect, box.astype(bool)
+
+
 def _roof_colour(
     region: np.ndarray,
     before: list[ImageFeatures],
@@ -744,11 +755,7 @@ def _roof_pieces(
     pieces = []
     for k in big:
         blob = ndimage.binary_fill_holes(ndimage.binary_closing(lab == k, iterations=2))
-        r, c = np.nonzero(blob)
-        rect = cv2.minAreaRect(np.stack([c, r], axis=-1).astype(np.float32))
-        box = np.zeros(blob.shape, np.uint8)
-        cv2.fillPoly(box, [np.round(cv2.boxPoints(rect)).astype(np.int32)], 1)
-        pieces.append((box.astype(bool) | blob) & near)
+        pieces.append((_min_rect(blob)[1] | blob) & near)
     return pieces
 
 
@@ -876,8 +883,7 @@ def _roof_beside(
         # (a pixel of noise, a corner cut by the opening) before measuring.
         roof |= strip & ndimage.binary_dilation(roof, iterations=2)
         roof = ndimage.binary_fill_holes(ndimage.binary_closing(roof, iterations=2))
-        r, c = np.nonzero(roof)
-        rect = cv2.minAreaRect(np.stack([c, r], axis=-1).astype(np.float32))
+        rect, box = _min_rect(roof)
         (_, _), (w, h), _ = rect
         fill = float(roof.sum()) / max((w + 1) * (h + 1), 1.0)
         # The strip lies along the rectangle's side: most of it on the roof's rim.
@@ -887,9 +893,7 @@ def _roof_beside(
         on_rim = float((strip & rim).sum()) / max(float(strip.sum()), 1.0)
         if fill >= min_fill and on_rim >= 0.6:
             # The roof is the rectangle (its corners and a rim pixel lost to noise too).
-            box = np.zeros(roof.shape, np.uint8)
-            cv2.fillPoly(box, [np.round(cv2.boxPoints(rect)).astype(np.int32)], 1)
-            grown = box.astype(bool) | roof
+            grown = box | roof
             out.append((fill, grown if within is None else grown & within))
     return [m for _, m in sorted(out, key=lambda t: -t[0])]
 
@@ -1114,12 +1118,12 @@ def _changes_over_time(
         for sign, edges in (("new", new_all), ("lost", lost_all)):
             # A new outline that is no roof as drawn is tried again as the roofs inside it
             # (:func:`_roof_pieces`), first thing after it.
-            queue: list[tuple[tuple[slice, slice], np.ndarray, bool]] = [
+            queue: deque[tuple[tuple[slice, slice], np.ndarray, bool]] = deque(
                 (win, outline, sign == "new")
                 for win, outline in _regions(edges, min_edge_px=min_edge_px, min_px=min_px)
-            ]
+            )
             while queue:
-                win, outline, splittable = queue.pop(0)
+                win, outline, splittable = queue.popleft()
                 tr = grid.transform @ Affine.translation(win[1].start, win[0].start)
                 bfc = [_crop(f, win) for f in bf]
                 afc = [_crop(f, win) for f in af]
@@ -1163,7 +1167,7 @@ def _changes_over_time(
                             break
                 if kind is None and splittable:
                     pieces = _roof_pieces(outline, bfc, afc, min_px=min_px)
-                    queue[:0] = [(win, p, False) for p in pieces]
+                    queue.extendleft((win, p, False) for p in reversed(pieces))
                     continue
                 if kind is None or (sign == "lost") != (kind == "removed structure"):
                     continue
