@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from railwatch.detect.decode import PIXEL_CRS, Boxes, RailcarRule, decode, rotated_nms
+from railwatch.detect.refine import MAX_SHIFT_M, REFINER_FILE, Refiner
 from railwatch.detect.session import open_session
 from railwatch.detect.verify import Verifier, apply_verifier, verifier_settings
 from railwatch.errors import InputError
@@ -52,7 +53,8 @@ class Detector:
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  threshold: float | None = None, nms_iou: float = 0.3,
                  threads: int | None = None,
-                 use_gpu: bool | None = None, verify: bool | None = None) -> None:
+                 use_gpu: bool | None = None, verify: bool | None = None,
+                 refine: bool | None = None) -> None:
 
         p = _model_file(path)
         if not p.exists():
@@ -89,6 +91,18 @@ class Detector:
         self.min_score = float(vset["min_score"])
         if use_verifier:
             self.verifier = Verifier(vpath, threads=threads, providers=self.providers)
+        # the third stage (railwatch-box.onnx): moves kept railcars onto their cars
+        rset = dict(self.meta.get("refiner") or {})
+        rpath = p.with_name(rset.get("file", REFINER_FILE))
+        use_refiner = (refine is not False and use_verifier and bool(rset)
+                       and rpath.exists())
+        if refine and not use_refiner:
+            raise InputError("this model has no box refiner (railwatch-box.onnx + "
+                             "model.json, with a verifier)", p)
+        self.refiner: Refiner | None = None
+        self.max_shift_px = float(rset.get("max_shift_m", MAX_SHIFT_M)) / self.native_gsd_m
+        if use_refiner:
+            self.refiner = Refiner(rpath, threads=threads, providers=self.providers)
 
     @property
     def version(self) -> str:
@@ -129,7 +143,8 @@ class Detector:
         b = rotated_nms(b.within(max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)),
                         self.nms_iou)
         if self.verifier is not None:
-            b = apply_verifier(tile, b, self.verifier, self.max_background, self.min_score)
+            b = apply_verifier(tile, b, self.verifier, self.max_background, self.min_score,
+                               self.refiner, self.max_shift_px)
         if self.railcar_nms is not None:  # on the final kinds (the verifier's, if any)
             b = rotated_nms(b, self.nms_iou, railcar=self.railcar_nms,
                             px_m=self.native_gsd_m)

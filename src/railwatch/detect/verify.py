@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from railwatch.detect.decode import Boxes
+from railwatch.detect.refine import Refiner, move_boxes
 from railwatch.detect.session import open_session
 from railwatch.errors import InputError
 
@@ -83,17 +84,20 @@ def verifier_settings(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_verifier(tile: np.ndarray, boxes: Boxes, verifier: Verifier,
-                   max_background: float = 0.5, min_score: float = 0.0) -> Boxes:
+                   max_background: float = 0.5, min_score: float = 0.0,
+                   refiner: Refiner | None = None, max_shift_px: float = 40.0) -> Boxes:
     """Check every candidate with the verifier; kind, class and covered come from it.
 
     The score becomes the geometric mean of the detector's score and the verifier's
     object probability (kept in ``object_prob``); a candidate is dropped when the verifier
     calls it background with probability >= ``max_background`` or its new score is below
-    ``min_score``.
+    ``min_score``. With a ``refiner`` each kept railcar is then moved onto its car (same
+    crop; ``railwatch.detect.refine``).
     """
     if len(boxes) == 0:
         return boxes
-    p = verifier.predict(oriented_crops(tile, boxes.cx, boxes.cy, boxes.angle))
+    crops = oriented_crops(tile, boxes.cx, boxes.cy, boxes.angle)
+    p = verifier.predict(crops)
     obj = 1.0 - p["kind"][:, 0]
     score = np.sqrt(np.clip(boxes.score, 0, 1) * obj)
     keep = np.nonzero((obj > 1.0 - max_background) & (score >= min_score))[0]
@@ -105,4 +109,7 @@ def apply_verifier(tile: np.ndarray, boxes: Boxes, verifier: Verifier,
     b.covered_prob = np.where(kind == 0, p["covered"][keep], 0.0)
     b.score = score[keep]
     b.object_prob = obj[keep]
+    if refiner is not None:
+        rows = np.nonzero(kind == 0)[0]
+        b = move_boxes(b, rows, refiner.predict(crops[keep[rows]]), max_shift_px)
     return b

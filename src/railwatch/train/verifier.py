@@ -21,7 +21,7 @@ import multiprocessing as mp
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,16 +75,58 @@ def _label(o: dict[str, Any]) -> tuple[int, int, int]:
     return KIND_RAILCAR, RAILCAR_CLASSES.index(o["class"]), int(bool(o.get("covered")))
 
 
+#: Flags of harvested samples: a detector candidate, a jittered truth object, and a truth
+#: railcar moved far along or across its track (for the box refiner only, see
+#: :mod:`railwatch.train.refiner`; the verifier never trains on those).
+FLAG_TRUTH, FLAG_CANDIDATE, FLAG_REFINE = 0, 1, 2
+#: A crop is moved onto a true railcar within this distance across its axis (and inside
+#: its length along it): a box on a car's shadow or on the empty track beside it.
+REFINE_ACROSS_M = 6.0
+
+
+def box_targets(cx: np.ndarray, cy: np.ndarray, angle: np.ndarray, objs: list[dict[str, Any]],
+                match: np.ndarray, across_px: float = REFINE_ACROSS_M / NATIVE_GSD,
+                ) -> np.ndarray:
+    """(N, 3) float32 [along, across, length] of the true railcar each box should become,
+    in native pixels in the box's crop frame (``along`` = the crop's columns, ``across`` =
+    its rows, as ``oriented_crops`` cuts them); NaN where there is none.
+
+    ``match[i]`` is the truth index box i was matched to (-1: none). An unmatched box takes
+    the parallel railcar whose length spans its centre and whose axis lies nearest across
+    (within ``across_px``): a too-short box on a long car, a box on the car's shadow.
+    Occluded cars and containers are never targets.
+    """
+    out = np.full((len(cx), 3), np.nan, np.float32)
+    car = np.array([o["kind"] == "railcar" and not o.get("occluded") for o in objs], bool)
+    if not car.any() or len(cx) == 0:
+        return out
+    t = np.array([[o["cx"], o["cy"], o["angle_rad"], o["length_px"]] for o in objs], float)
+    c, s = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    dx, dy = t[None, :, 0] - cx[:, None], t[None, :, 1] - cy[:, None]
+    along, across = c * dx + s * dy, -s * dx + c * dy  # (N boxes, M truths)
+    dang = np.abs((t[None, :, 2] - angle[:, None] + np.pi / 2) % np.pi - np.pi / 2)
+    near = (car[None] & (dang < 0.35) & (np.abs(along) <= t[None, :, 3] / 2)
+            & (np.abs(across) <= across_px))
+    cost = np.where(near, np.abs(across) + 0.01 * np.abs(along), np.inf)
+    j = np.where(match >= 0, match, np.argmin(cost, axis=1))
+    ok = np.where(match >= 0, car[np.maximum(match, 0)], np.isfinite(cost.min(axis=1)))
+    i = np.nonzero(ok)[0]
+    out[i] = np.stack([along[i, j[i]], across[i, j[i]], t[j[i], 3]], axis=1)
+    return out
+
+
 def chip_samples(rng: np.random.Generator, det: Detector, container_lines: float = 0.4,
-                 container_yards: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Crops (N, H+2m, W+2m, 3), labels (N, 3) [kind, cls, covered] and flags (N,)
-    (1 = a detector candidate, 0 = a jittered truth object) from one random chip."""
+                 container_yards: float = 0.0, far: bool = False,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Crops (N, H+2m, W+2m, 3), labels (N, 3) [kind, cls, covered], flags (N,)
+    (``FLAG_*``) and box-refinement targets (N, 3) (``box_targets``) from one random chip
+    (``far``: also half the true railcars moved far along or across, ``FLAG_REFINE``)."""
     image, objs = _chip(rng, container_lines=container_lines, container_yards=container_yards)
     b = det.boxes(image)
     tol = MATCH_M / NATIVE_GSD
     t_xy = np.array([[o["cx"], o["cy"]] for o in objs]).reshape(-1, 2)
     occl = np.array([bool(o.get("occluded")) for o in objs], bool)
-    labels, keep = [], []
+    labels, keep, match = [], [], []
     used = np.zeros(len(objs), bool)
     for i in np.argsort(-b.score):
         if len(objs):
@@ -97,43 +139,62 @@ def chip_samples(rng: np.random.Generator, det: Detector, container_lines: float
                     continue  # neither required nor penalised
                 labels.append(_label(objs[j]))
                 keep.append(i)
+                match.append(j)
                 continue
         labels.append((KIND_BG, -1, -1))
         keep.append(i)
+        match.append(-1)
     cx, cy, ang = list(b.cx[keep]), list(b.cy[keep]), list(b.angle[keep])
-    flags = [1] * len(keep)
+    flags = [FLAG_CANDIDATE] * len(keep)
     for j, o in enumerate(objs):
-        if occl[j] or o.get("truncated") or rng.random() < 0.4:
+        if occl[j] or o.get("truncated"):
             continue
-        cx.append(o["cx"] + rng.normal(0, 1.2))
-        cy.append(o["cy"] + rng.normal(0, 1.2))
-        ang.append(o["angle_rad"] + rng.normal(0, 0.03))
-        labels.append(_label(o))
-        flags.append(0)
+        if rng.random() >= 0.4:
+            cx.append(o["cx"] + rng.normal(0, 1.2))
+            cy.append(o["cy"] + rng.normal(0, 1.2))
+            ang.append(o["angle_rad"] + rng.normal(0, 0.03))
+            labels.append(_label(o))
+            flags.append(FLAG_TRUTH)
+            match.append(j)
+        if far and o["kind"] == "railcar" and rng.random() < 0.5:  # along, or across
+            a = o["angle_rad"] + rng.normal(0, 0.03)
+            du = rng.uniform(-0.45, 0.45) * o["length_px"]
+            dv = rng.normal(0, 1.5) if rng.random() < 0.6 else (
+                rng.choice([-1, 1]) * rng.uniform(5.0, 12.0))
+            cx.append(o["cx"] + du * np.cos(a) - dv * np.sin(a))
+            cy.append(o["cy"] + du * np.sin(a) + dv * np.cos(a))
+            ang.append(a)
+            labels.append(_label(o))
+            flags.append(FLAG_REFINE)
+            match.append(-1)
     size = (CROP_H + 2 * MARGIN, CROP_W + 2 * MARGIN)
-    crops = oriented_crops(image, np.array(cx), np.array(cy), np.array(ang), size)
-    return crops, np.array(labels, np.int8).reshape(-1, 3), np.array(flags, np.int8)
+    cx_a, cy_a, ang_a = np.array(cx), np.array(cy), np.array(ang)
+    crops = oriented_crops(image, cx_a, cy_a, ang_a, size)
+    targets = box_targets(cx_a, cy_a, ang_a, objs, np.array(match, int))
+    return (crops, np.array(labels, np.int8).reshape(-1, 3), np.array(flags, np.int8),
+            targets)
 
 
-def _worker(args: tuple[int, int, int, str | None, float, float, float],
+def _worker(args: tuple[int, int, int, str | None, float, float, float, bool],
             ) -> dict[str, np.ndarray]:
-    seed, wid, n, model, threshold, lines, yards = args
+    seed, wid, n, model, threshold, lines, yards, far = args
     det = Detector(model, threshold=threshold, threads=1, verify=False)
     rng = np.random.default_rng([seed, wid])
-    parts = [chip_samples(rng, det, lines, yards) for _ in range(n)]
-    return {"crops": np.concatenate([p[0] for p in parts]),
-            "labels": np.concatenate([p[1] for p in parts]),
-            "flags": np.concatenate([p[2] for p in parts])}
+    parts = [chip_samples(rng, det, lines, yards, far) for _ in range(n)]
+    return {k: np.concatenate([p[i] for p in parts])
+            for i, k in enumerate(("crops", "labels", "flags", "targets"))}
 
 
 def build_data(out: str | os.PathLike[str], chips: int, seed: int = 0, workers: int = 2,
                model: str | None = None, threshold: float = 0.15,
-               container_lines: float = 0.4, container_yards: float = 0.0) -> dict[str, int]:
-    """Write ``out`` (.npz) with crops and labels from ``chips`` random chips
-    (``container_lines`` / ``container_yards``: shares of the simulator's container lots
-    staged in lines / laid out as yards, see ``random_world``)."""
+               container_lines: float = 0.4, container_yards: float = 0.0,
+               far: bool = False) -> dict[str, int]:
+    """Write ``out`` (.npz) with crops, labels, flags and box targets from ``chips`` random
+    chips (``container_lines`` / ``container_yards``: shares of the simulator's container
+    lots staged in lines / laid out as yards, see ``random_world``; ``far``: add the box
+    refiner's far-off samples, see ``chip_samples``)."""
     per = [chips // workers + (1 if w < chips % workers else 0) for w in range(workers)]
-    jobs = [(seed, w, per[w], model, threshold, container_lines, container_yards)
+    jobs = [(seed, w, per[w], model, threshold, container_lines, container_yards, far)
             for w in range(workers)]
     if workers > 1:
         with mp.get_context("spawn").Pool(workers) as pool:
@@ -150,13 +211,25 @@ def build_data(out: str | os.PathLike[str], chips: int, seed: int = 0, workers: 
     return {"samples": len(kind), "background": int((kind == KIND_BG).sum()),
             "railcar": int((kind == KIND_RAILCAR).sum()),
             "container": int((kind == KIND_CONTAINER).sum()),
-            "covered": int((data["labels"][:, 2] == 1).sum())}
+            "covered": int((data["labels"][:, 2] == 1).sum()),
+            "box_targets": int(np.isfinite(data["targets"][:, 0]).sum())}
 
 
 # ---------------------------------------------------------------------------- model
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
                          nn.ReLU(inplace=True))
+
+
+def crop_cnn(width: int) -> nn.Sequential:
+    """Seven conv3x3-BN-ReLU layers, three of stride 2: (3, 32, 96) -> (6 * width, 4, 12)."""
+    w = width
+    return nn.Sequential(
+        _block(3, w, 1),
+        _block(w, 2 * w, 2), _block(2 * w, 2 * w, 1),
+        _block(2 * w, 4 * w, 2), _block(4 * w, 4 * w, 1),
+        _block(4 * w, 6 * w, 2), _block(6 * w, 6 * w, 1),
+    )
 
 
 class VerNet(nn.Module):
@@ -168,14 +241,8 @@ class VerNet(nn.Module):
 
     def __init__(self, width: int = 16) -> None:
         super().__init__()
-        w = width
-        self.features = nn.Sequential(
-            _block(3, w, 1),
-            _block(w, 2 * w, 2), _block(2 * w, 2 * w, 1),
-            _block(2 * w, 4 * w, 2), _block(4 * w, 4 * w, 1),
-            _block(4 * w, 6 * w, 2), _block(6 * w, 6 * w, 1),
-        )
-        f = 6 * w
+        self.features = crop_cnn(width)
+        f = 6 * width
         self.fc = nn.Sequential(nn.Linear(2 * f, 128), nn.ReLU(inplace=True), nn.Dropout(0.2))
         self.kind = nn.Linear(128, 3)
         self.cls = nn.Linear(128, len(RAILCAR_CLASSES))
@@ -200,18 +267,19 @@ class ExportedVerNet(nn.Module):
         return F.softmax(k, 1), F.softmax(c, 1), torch.sigmoid(v)
 
 
-def export_verifier(net: VerNet, path: str | os.PathLike[str]) -> Path:
-    """Write the verifier's ONNX (input ``crops`` (N, 3, 32, 96) float 0..255) atomically."""
+def export_crop_model(module: nn.Module, path: str | os.PathLike[str],
+                      outputs: Sequence[str]) -> Path:
+    """Write a crop model's ONNX (input ``crops`` (N, 3, 32, 96) float 0..255; ``outputs``
+    named, all batched) atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         with torch.no_grad():
-            torch.onnx.export(ExportedVerNet(net).eval(), (torch.zeros(1, 3, CROP_H, CROP_W),),
-                              tmp, input_names=["crops"], output_names=["kind", "cls", "covered"],
-                              dynamic_axes={"crops": {0: "n"}, "kind": {0: "n"},
-                                            "cls": {0: "n"}, "covered": {0: "n"}},
+            torch.onnx.export(module.eval(), (torch.zeros(1, 3, CROP_H, CROP_W),), tmp,
+                              input_names=["crops"], output_names=list(outputs),
+                              dynamic_axes={k: {0: "n"} for k in ("crops", *outputs)},
                               opset_version=17, dynamo=False)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
@@ -219,6 +287,11 @@ def export_verifier(net: VerNet, path: str | os.PathLike[str]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def export_verifier(net: VerNet, path: str | os.PathLike[str]) -> Path:
+    """Write the verifier's ONNX (probabilities ``kind``, ``cls``, ``covered``)."""
+    return export_crop_model(ExportedVerNet(net), path, ["kind", "cls", "covered"])
 
 
 # ------------------------------------------------------------------------- training
@@ -287,6 +360,42 @@ def evaluate_arrays(net: VerNet, crops: np.ndarray, labels: np.ndarray,
     }
 
 
+class Budget:
+    """A training run's budget: wall-clock ``minutes`` or ``max_steps``, whichever ends
+    first; ``batches`` deals shuffled index batches epoch after epoch and sets the
+    learning rate on a cosine over the budget (so a run that is cut short still anneals)."""
+
+    def __init__(self, minutes: float, max_steps: int | None = None) -> None:
+        self.seconds, self.max_steps = minutes * 60.0, max_steps
+        self.t0 = time.time()
+        self.step = self.epoch = 0
+
+    def elapsed(self) -> float:
+        return time.time() - self.t0
+
+    def progress(self) -> float:
+        frac = self.elapsed() / self.seconds
+        return min(1.0, max(frac, self.step / self.max_steps if self.max_steps else 0.0))
+
+    def batches(self, opt: torch.optim.Optimizer, lr: float, train: np.ndarray, batch: int,
+                rng: np.random.Generator, on_epoch: Callable[[int], None] | None = None,
+                ) -> Iterator[np.ndarray]:
+        per_epoch = max(1, len(train) // batch)
+        while self.progress() < 1.0:
+            perm = rng.permutation(train)
+            for s in range(per_epoch):
+                frac = self.progress()
+                if frac >= 1.0:
+                    break
+                for g in opt.param_groups:
+                    g["lr"] = lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+                yield np.sort(perm[s * batch:(s + 1) * batch])
+                self.step += 1
+            self.epoch += 1
+            if on_epoch is not None:
+                on_epoch(self.epoch)
+
+
 def train_verifier(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
                    out_dir: str | os.PathLike[str], *,
                    minutes: float = 20.0, seed: int = 0, batch: int = 128, lr: float = 2e-3,
@@ -308,44 +417,30 @@ def train_verifier(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str
     labels = np.concatenate([p["labels"] for p in parts]).astype(np.int64)
     flags = np.concatenate([p["flags"] for p in parts])
     del parts
+    if (flags == FLAG_REFINE).any():  # the box refiner's samples are not for the verifier
+        sel = flags != FLAG_REFINE
+        crops, labels, flags = crops[sel], labels[sel], flags[sel]
     n = len(crops)
     order = rng.permutation(n)
     n_val = max(1, int(n * val_fraction))
     val, tr = order[:n_val], order[n_val:]
     net = VerNet(width)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    t0 = time.time()
-    budget = minutes * 60.0
-    step, epoch = 0, 0
-    steps_per_epoch = max(1, len(tr) // batch)
-    def progress_of() -> float:
-        frac = (time.time() - t0) / budget
-        return min(1.0, max(frac, step / max_steps if max_steps else 0.0))
-
-    while progress_of() < 1.0:
+    budget = Budget(minutes, max_steps)
+    epoch_end = None if on_epoch is None else (lambda e: on_epoch(
+        e, evaluate_arrays(net, crops[val], labels[val], flags[val])))
+    for idx in budget.batches(opt, lr, tr, batch, rng, epoch_end):
         net.train()
-        perm = rng.permutation(tr)
-        for s in range(steps_per_epoch):
-            frac = progress_of()
-            if frac >= 1.0:
-                break
-            for g in opt.param_groups:  # cosine schedule over the wall-clock budget
-                g["lr"] = lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
-            idx = np.sort(perm[s * batch:(s + 1) * batch])
-            x = _augment(crops[idx], rng)
-            if jitter:  # sensors and processing differ, crop by crop
-                x = np.stack([sensor_jitter(c, rng) for c in x])
-            elif rng.random() < 0.5:  # the per-batch colour gain of verifiers <= 0.1.1
-                x = np.clip(x.astype(np.float32) * rng.uniform(0.8, 1.2, 3), 0, 255)
-            xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float()
-            loss = _losses(net(xt), torch.from_numpy(labels[idx]))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            step += 1
-        epoch += 1
-        if on_epoch is not None:
-            on_epoch(epoch, evaluate_arrays(net, crops[val], labels[val], flags[val]))
+        x = _augment(crops[idx], rng)
+        if jitter:  # sensors and processing differ, crop by crop
+            x = np.stack([sensor_jitter(c, rng) for c in x])
+        elif rng.random() < 0.5:  # the per-batch colour gain of verifiers <= 0.1.1
+            x = np.clip(x.astype(np.float32) * rng.uniform(0.8, 1.2, 3), 0, 255)
+        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float()
+        loss = _losses(net(xt), torch.from_numpy(labels[idx]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
     metrics = evaluate_arrays(net, crops[val], labels[val], flags[val])
     out = Path(out_dir)
     export_verifier(net, out / VERIFIER_FILE)
@@ -356,24 +451,30 @@ def train_verifier(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str
         "parameters": sum(p.numel() for p in net.parameters()),
         "crop_px": [CROP_H, CROP_W], "max_background": 0.5, "min_score": 0.0,
         "training": {"samples": len(tr), "validation_samples": int(n_val),
-                     "epochs": epoch, "steps": step, "batch": batch, "lr": lr, "seed": seed,
-                     "minutes": round((time.time() - t0) / 60, 1),
+                     "epochs": budget.epoch, "steps": budget.step, "batch": batch, "lr": lr,
+                     "seed": seed, "minutes": round(budget.elapsed() / 60, 1),
                      "validation": {k: round(v, 4) for k, v in metrics.items()}},
     }
     return update_verifier_meta(out, block)
 
 
-def update_verifier_meta(model_dir: str | os.PathLike[str], values: dict[str, Any],
-                         ) -> dict[str, Any]:
-    """Merge ``values`` into the ``verifier`` block of ``model_dir/model.json`` (atomic);
+def update_model_meta(model_dir: str | os.PathLike[str], key: str, values: dict[str, Any],
+                      ) -> dict[str, Any]:
+    """Merge ``values`` into the ``key`` block of ``model_dir/model.json`` (atomic);
     returns the block."""
     meta_path = Path(model_dir) / "model.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    meta["verifier"] = {**meta.get("verifier", {}), **values}
+    meta[key] = {**meta.get(key, {}), **values}
     tmp = meta_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(meta, indent=2))
     os.replace(tmp, meta_path)
-    return meta["verifier"]
+    return meta[key]
+
+
+def update_verifier_meta(model_dir: str | os.PathLike[str], values: dict[str, Any],
+                         ) -> dict[str, Any]:
+    """Merge ``values`` into the ``verifier`` block of ``model_dir/model.json``."""
+    return update_model_meta(model_dir, "verifier", values)
 
 
 def average_verifiers(paths: list[str | os.PathLike[str]],
