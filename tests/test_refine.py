@@ -147,3 +147,21 @@ def test_refiner_training_learns_and_onnx_matches_torch(tmp_path):
         y = net(x).numpy()
     np.testing.assert_allclose(got[:, :2], y[:, :2] * 16.0, atol=1e-3)
     np.testing.assert_allclose(got[:, 2], 36.0 * np.exp(y[:, 2]), rtol=1e-4)
+
+
+def test_train_refiner_on_a_harvest_without_box_targets_is_a_one_line_error(tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from railwatch.cli.main import app
+    from railwatch.detect import model_dir
+
+    shutil.copy(model_dir() / "railwatch-det.onnx", tmp_path)
+    old = tmp_path / "old.npz"
+    np.savez(old, crops=np.zeros((4, 40, 104, 3), np.uint8), labels=np.ones((4, 3), np.int8),
+             flags=np.ones(4, np.int8))
+    r = CliRunner().invoke(app, ["train-refiner", "--out", str(tmp_path), "--data", str(old)])
+    assert r.exit_code == 2
+    assert "old.npz" in r.output and "no box targets" in r.output
+    assert not (tmp_path / "railwatch-box.onnx").exists()

@@ -1,5 +1,6 @@
 """`railwatch train --out MODEL_DIR`: train the detector on simulated chips;
-`railwatch train-verifier --out MODEL_DIR`: train its second stage (both need torch)."""
+`railwatch train-verifier --out MODEL_DIR`: train its second stage;
+`railwatch train-refiner --out MODEL_DIR`: train its third stage (all need torch)."""
 
 from __future__ import annotations
 
@@ -144,6 +145,48 @@ def _calibrate_railcar_nms(out: Path) -> None:
          "in model.json)")
 
 
+def train_refiner_cmd(
+    out: Path = typer.Option(..., "--out", help="Model folder with railwatch-det.onnx "
+                             "(the refiner and its model.json block are written there)."),
+    chips: int = typer.Option(3000, "--chips", min=1, help="Random chips to harvest crops from."),
+    minutes: float = typer.Option(20.0, "--minutes", min=0.01, help="Training wall-clock budget."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (data and weights)."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Processes harvesting crops."),
+    threads: int = typer.Option(2, "--threads", min=1, help="torch CPU threads."),
+    data: Path = typer.Option(
+        None, "--data", help="Harvested crops with box targets (.npz): reused when it exists, "
+        "else harvested into and kept."),
+) -> None:
+    """Train the box refiner: moves each kept railcar box onto the car it lies on."""
+    ref = _training("railwatch.train.refiner")
+    from railwatch.train.verifier import build_data
+
+    det = out / "railwatch-det.onnx"
+    if not det.is_file():
+        raise InputError("no railwatch-det.onnx here: train the detector first", out)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = data or Path(tmp) / "crops.npz"
+        if not path.exists():
+            with progress() as bar:
+                bar.add_task(f"harvesting crops from {chips} chips", total=None)
+                counts = build_data(path, chips, seed=seed, workers=workers, model=str(det),
+                                    far=True, container_yards=0.2)
+            info(f"{counts['box_targets']} crops with a car to move onto")
+        try:
+            with progress() as bar:
+                bar.add_task("train refiner", total=None)
+                block = ref.train_refiner(path, out, minutes=minutes, seed=seed,
+                                          threads=threads)
+        except ValueError as exc:
+            raise InputError(str(exc), path) from None
+    v = block["training"]["validation"]
+    info(f"refiner written to {out}/{block['file']}: on held-out crops, median distance to "
+         f"the car {v['median_offset_before_px']:.1f} -> {v['median_offset_after_px']:.1f} px")
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train_cmd)
     app.command("train-verifier")(train_verifier_cmd)
+    app.command("train-refiner")(train_refiner_cmd)

@@ -133,7 +133,7 @@ def load_targets(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
     for f in files:
         d = np.load(f)
         if "targets" not in d:
-            raise ValueError(f"{f}: no box targets (harvested before the refiner existed)")
+            raise ValueError("no box targets in this harvest (made before the refiner existed)")
         sel = np.isfinite(d["targets"][:, 0])
         crops.append(d["crops"][sel])
         targets.append(d["targets"][sel].astype(np.float32))
