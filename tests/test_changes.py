@@ -610,6 +610,32 @@ def test_an_outline_dropped_for_its_score_does_not_hide_the_change_at_a_later_st
     assert _claim(found, box(100, 100, 120, 115), 0.5, 0.3, 0.5)
 
 
+def test_a_whole_roof_takes_the_place_of_a_piece_found_a_step_early():
+    # Tuning case 101: the step's first later image could not see the place, so a roof
+    # piece cut from the next image's outline was claimed (183 m², IoU 0.13); the next
+    # step, with the same bracket, outlines the roof whole (316 m²). The whole outline
+    # replaces the piece; it did not before (the piece hid it).
+    from shapely.geometry import box
+
+    from railwatch.analytics.changes.find import _claim
+
+    found: list = []
+    piece = _claim(found, box(0, 0, 14, 13), 0.51, 0.3, 1.0, step=2, bracket=(1, 3), piece=True)
+    assert piece is not None
+    whole = _claim(found, box(0, 0, 21, 15), 0.48, 0.3, 1.0, step=3, bracket=(1, 3))
+    assert whole is not None and whole.replaces == [piece]
+    assert found == [whole]
+    # Not another bracket (the whole outline dates a later change), nor a piece in
+    # place of a piece, nor in place of a whole outline.
+    for bracket, is_piece in (((2, 3), False), ((1, 3), True)):
+        found = [piece]
+        assert _claim(found, box(0, 0, 21, 15), 0.48, 0.3, 1.0, step=3, bracket=bracket,
+                      piece=is_piece) is None
+    found = []
+    _claim(found, box(0, 0, 14, 13), 0.51, 0.3, 1.0, step=2, bracket=(1, 3))
+    assert _claim(found, box(0, 0, 21, 15), 0.48, 0.3, 1.0, step=3, bracket=(1, 3)) is None
+
+
 def test_ground_in_a_shadow_before_is_no_new_roof_when_the_shadow_shortens():
     # A roof-like outline (it stands out in hue afterwards) where, in one earlier image,
     # the ground lay in a standing building's long winter shadow that was taken for a

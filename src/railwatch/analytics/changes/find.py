@@ -1024,20 +1024,57 @@ def find_changes(
     return ChangeSet(site.name, changes, infos, grid, persist, ref)
 
 
-def _claim(found: list[Any], geom: Any, score: float, min_score: float, gsd: float) -> bool:
-    """Whether an outline stands for a change not found yet, recording it in ``found``.
+@dataclass
+class _Claim:
+    """An outline that stands for a change: its footprint (buffered), the step that found
+    it, its date bracket (indices of the last absent and first seen images), whether it is
+    a roof piece (:func:`_roof_pieces`), and its reported change, if any. ``replaces``:
+    the pieces it took the place of."""
 
-    Not when it overlaps (by over 0.3 of its area) one found at an earlier step (a later
+    geom: Any
+    step: int = 0
+    bracket: tuple[int | None, int] | None = None
+    piece: bool = False
+    change: Change | None = None
+    replaces: list[_Claim] = field(default_factory=list)
+
+
+def _claim(
+    found: list[_Claim],
+    geom: Any,
+    score: float,
+    min_score: float,
+    gsd: float,
+    *,
+    step: int = 0,
+    bracket: tuple[int | None, int] | None = None,
+    piece: bool = False,
+) -> _Claim | None:
+    """The claim of an outline that stands for a change not found yet (recorded in
+    ``found``), or None.
+
+    None when it overlaps (by over 0.3 of its area) one found at an earlier step (a later
     image showed more of it). An outline scoring under ``min_score`` is dropped and does
     not stand for the change either, so it claims nothing: a faint early outline (a step
     too early, the roof half seen) would otherwise hide the clear one at the right step.
+    A whole outline takes the place of roof pieces found at an earlier step with the same
+    bracket (that step's first later image could not see the place, so the pieces were
+    cut from the next image's outline; this step sees the roof whole): they leave
+    ``found`` and are listed in ``replaces``, for the caller to drop their changes.
     """
     if score < min_score:
-        return False
-    if any(geom.intersection(g).area > 0.3 * geom.area for g in found):
-        return False
-    found.append(geom.buffer(3 * gsd))
-    return True
+        return None
+    over = [c for c in found if geom.intersection(c.geom).area > 0.3 * geom.area]
+    if over and (
+        piece
+        or bracket is None
+        or not all(c.piece and c.step < step and c.bracket == bracket for c in over)
+    ):
+        return None
+    claim = _Claim(geom.buffer(3 * gsd), step, bracket, piece, replaces=over)
+    found[:] = [c for c in found if not any(c is o for o in over)]
+    found.append(claim)
+    return claim
 
 
 def _changes_over_time(
@@ -1059,7 +1096,7 @@ def _changes_over_time(
     feat_cache: dict[tuple[int, float], ImageFeatures] = {}
     pair_cache: dict[tuple[int, int], PairMaps] = {}
     traffic = np.logical_or.reduce([p.objects for p in used])
-    found: dict[str, list[Any]] = {"new": [], "lost": []}
+    found: dict[str, list[_Claim]] = {"new": [], "lost": []}
 
     def feats(i: int, target: float) -> ImageFeatures:
         key = (i, round(target, 3))
@@ -1117,13 +1154,14 @@ def _changes_over_time(
         af = [feats(a, max(used[a].info.gsd_m, gsd)) for a in after]
         for sign, edges in (("new", new_all), ("lost", lost_all)):
             # A new outline that is no roof as drawn is tried again as the roofs inside it
-            # (:func:`_roof_pieces`), first thing after it.
-            queue: deque[tuple[tuple[slice, slice], np.ndarray, bool]] = deque(
-                (win, outline, sign == "new")
+            # (:func:`_roof_pieces`), first thing after it. Items: window, outline, whether
+            # it may be split, whether it is a piece.
+            queue: deque[tuple[tuple[slice, slice], np.ndarray, bool, bool]] = deque(
+                (win, outline, sign == "new", False)
                 for win, outline in _regions(edges, min_edge_px=min_edge_px, min_px=min_px)
             )
             while queue:
-                win, outline, splittable = queue.popleft()
+                win, outline, splittable, piece = queue.popleft()
                 tr = grid.transform @ Affine.translation(win[1].start, win[0].start)
                 bfc = [_crop(f, win) for f in bf]
                 afc = [_crop(f, win) for f in af]
@@ -1167,7 +1205,7 @@ def _changes_over_time(
                             break
                 if kind is None and splittable:
                     pieces = _roof_pieces(outline, bfc, afc, min_px=min_px)
-                    queue.extendleft((win, p, False) for p in reversed(pieces))
+                    queue.extendleft((win, p, False, True) for p in reversed(pieces))
                     continue
                 if kind is None or (sign == "lost") != (kind == "removed structure"):
                     continue
@@ -1190,8 +1228,6 @@ def _changes_over_time(
                 geom = _polygon(region, tr, simplify_m=gsd * 0.7)
                 cues["appearance"] = float(app[win][region].mean())
                 score = _score(kind, cues, threshold)
-                if not _claim(found[sign], geom, score, min_score, gsd):
-                    continue
                 # The bracket closes at the first later image that can show the change
                 # there: where the step's first image cannot see the place (cloud, its
                 # shadow, snow), only the next one found it, and the change may have
@@ -1217,6 +1253,14 @@ def _changes_over_time(
                      if (used[b].usable[win] & ~used[b].occluded[win])[region].mean() >= 0.5),
                     None,
                 )
+                claim = _claim(
+                    found[sign], geom, score, min_score, gsd,
+                    step=i, bracket=(b_last, a_first), piece=piece,
+                )
+                if claim is None:
+                    continue
+                replaced = [c.change for c in claim.replaces if c.change is not None]
+                out[:] = [c for c in out if not any(c is r for r in replaced)]
                 if b_last is None:
                     continue
                 out.append(
@@ -1235,6 +1279,7 @@ def _changes_over_time(
                         cues={k2: round(v, 4) for k2, v in cues.items()},
                     )
                 )
+                claim.change = out[-1]
         # Free maps that later steps no longer need.
         for key in [key for key in pair_cache if key[0] < i - persist]:
             del pair_cache[key]
