@@ -39,6 +39,9 @@ from railwatch.types import Site
 
 LAT, LON = 42.4217, 130.6026
 EXTENT = (-200.0, -200.0, 200.0, 200.0)
+# A place counts as seen in an image when less than this share of the ground over and
+# around it lies under rendered snow (see Truth.observable).
+OBSERVABLE_MAX_SNOW = 0.5
 
 
 @dataclass
@@ -46,6 +49,25 @@ class Truth:
     poly: Polygon  # map coordinates
     kind: str  # "new structure" | "removed structure" | "new track" | "new wall"
     date: dt.date
+    # Rendering facts, per image of the series (date order): the mean rendered snow cover
+    # of the ground over the footprint and 5 m around it (0..1). None: not recorded
+    # (the scenario).
+    snow: list[float] | None = None
+    dates: list[dt.date] | None = None
+
+    def observable(self, max_snow: float = OBSERVABLE_MAX_SNOW) -> bool | None:
+        """Whether some image before the change and some image after it show the place:
+        the ground there less than ``max_snow`` snow-covered as rendered (the randomised
+        series have no cloud, and trains keep to tracks that new buildings keep 12 m
+        from, so snow is the only thing the simulator lays over a place). Decided from
+        the renderer's own snow field, not from anything the method sees. None where
+        not recorded."""
+        if self.snow is None or self.dates is None:
+            return None
+        seen = [s < max_snow for s in self.snow]
+        before = any(v for v, d in zip(seen, self.dates, strict=True) if d < self.date)
+        after = any(v for v, d in zip(seen, self.dates, strict=True) if d >= self.date)
+        return before and after
 
 
 def _site(world: World, name: str) -> Site:
@@ -89,6 +111,40 @@ def _new_building(rng: np.random.Generator, world: World, built: dt.date) -> Bui
     return None
 
 
+def ground_snow(world: World, cond, rendered, polys: list[Polygon]) -> list[float]:
+    """The mean snow cover the renderer laid on the ground over each polygon (local
+    metres) buffered by 5 m: ``paint_ground``'s coarse snow field, recomputed with the
+    same generator and canvas as :func:`render` used (the ground is painted first, from
+    its own seeded generator, so this repeats it exactly)."""
+    if cond.snow <= 0 or not polys:
+        return [0.0] * len(polys)
+    import shapely
+
+    from railwatch.simulate import painters as P
+    from railwatch.simulate.render import _stable_seed
+
+    xmin, _, _, ymax = world.extent
+    res = float(rendered.meta["canvas_res_m"])
+    ss = int(rendered.meta["supersampling"])
+    h, w = rendered.image.shape[:2]
+    grng = np.random.default_rng(
+        [world.ground_seed, _stable_seed(round(xmin, 2), round(ymax, 2), round(res, 4))]
+    )
+    cv = P.Canvas(xmin, ymax, res, w * ss, h * ss)
+    cover = P.paint_ground(cv, grng, cond.when.month, cond.lat, cond.snow)
+    cell = res * max(1, round(0.8 / res))
+    out = []
+    for poly in polys:
+        b = poly.buffer(5.0)
+        x0, y0, x1, y1 = b.bounds
+        c0, c1 = max(0, int((x0 - xmin) / cell)), min(cover.shape[1], int((x1 - xmin) / cell) + 1)
+        r0, r1 = max(0, int((ymax - y1) / cell)), min(cover.shape[0], int((ymax - y0) / cell) + 1)
+        cc, rr = np.meshgrid(np.arange(c0, c1), np.arange(r0, r1))
+        inside = shapely.contains_xy(b, xmin + (cc + 0.5) * cell, ymax - (rr + 0.5) * cell)
+        out.append(float(cover[r0:r1, c0:c1][inside].mean()) if inside.any() else 0.0)
+    return out
+
+
 def _dates(rng: np.random.Generator, n: int) -> list[dt.datetime]:
     start = dt.datetime(2021, 1, 1, 2, 0, tzinfo=dt.UTC)
     days = np.sort(rng.choice(np.arange(0, 730, 10), size=n, replace=False))
@@ -127,6 +183,7 @@ def make_case(seed: int, folder: Path, *, construction: bool = True, n_images: i
     world = random_world(rng, EXTENT, origin=(500_000.0 + 1000 * seed, 4_700_000.0))
     dates = _dates(rng, n_images)
     truths: list[Truth] = []
+    local: list[Polygon] = []  # the truths' footprints in local metres
     ox, oy = world.origin
     if construction:
         for _ in range(int(rng.integers(1, 4))):
@@ -138,6 +195,7 @@ def make_case(seed: int, folder: Path, *, construction: bool = True, n_images: i
                 truths.append(
                     Truth(affinity.translate(Polygon(b.polygon), ox, oy), "new structure", built)
                 )
+                local.append(Polygon(b.polygon))
         old = [b for b in world.buildings if b.built is None and b.kind != "platform"]
         if old and rng.random() < 0.4:
             b = old[int(rng.integers(len(old)))]
@@ -148,9 +206,14 @@ def make_case(seed: int, folder: Path, *, construction: bool = True, n_images: i
                     affinity.translate(Polygon(b.polygon), ox, oy), "removed structure", b.removed
                 )
             )
+            local.append(Polygon(b.polygon))
     # Only changes wholly inside the site's AOI can be found (the layout spills over).
     inside = affinity.translate(box(*EXTENT).buffer(-10), ox, oy)
-    truths = [t for t in truths if inside.contains(t.poly)]
+    keep = [inside.contains(t.poly) for t in truths]
+    truths = [t for t, k in zip(truths, keep, strict=True) if k]
+    local = [p for p, k in zip(local, keep, strict=True) if k]
+    for t in truths:
+        t.snow, t.dates = [], [d.date() for d in dates]
     images = []
     shifts = {}
     for i, when in enumerate(dates):
@@ -159,6 +222,8 @@ def make_case(seed: int, folder: Path, *, construction: bool = True, n_images: i
         # Misregistration up to 8 px; the first image is the well-registered reference.
         shift = rng.uniform(-8, 8, size=2) * cond.gsd_m if i else np.zeros(2)
         r = render(world, cond)
+        for t, v in zip(truths, ground_snow(world, cond, r, local), strict=True):
+            t.snow.append(v)
         r.transform = Affine.translation(*shift) @ r.transform
         truth = r.truth
         truth.footprints = truth.footprints + shift
@@ -235,11 +300,16 @@ def score_case(
                 lines_found.add(i)
                 if c.last_absent.date() < lines[i].date <= c.first_seen.date():
                     lines_dated.add(i)
+    # Observable recall's counts: true structures >= min_area that some image before and
+    # some image after the change show (Truth.observable, from the rendering facts).
+    obs = [i for i, t in enumerate(structures) if t.poly.area >= min_area and t.observable()]
     return {
         "true": len(big),
         "found": len(found),
         "tp_found": tp,
         "tp_true": len(matched_t),
+        "observable": len(obs),
+        "tp_observable": sum(i in matched_t for i in obs),
         "dated": dated,
         "tp_found_lines": tp_lines,
         "lines": len(lines),
@@ -325,7 +395,15 @@ def main() -> None:
     )
     ap.add_argument("--scenario-images", type=int, default=12)
     args = ap.parse_args()
-    tot = {"true": 0, "found": 0, "tp_found": 0, "tp_true": 0, "dated": 0}  # randomised
+    tot = {  # randomised
+        "true": 0,
+        "found": 0,
+        "tp_found": 0,
+        "tp_true": 0,
+        "dated": 0,
+        "observable": 0,
+        "tp_observable": 0,
+    }
     false_quiet = 0
     t0 = time.time()
     n_img = 0
@@ -337,6 +415,9 @@ def main() -> None:
             n_img += len(images)
             if res is None:
                 tot["true"] += sum(t.poly.area >= 100 for t in truths)
+                tot["observable"] += sum(
+                    t.poly.area >= 100 and bool(t.observable()) for t in truths
+                )
                 continue
             s = score_case(res, truths, shifts)
             for key in tot:
@@ -366,6 +447,15 @@ def main() -> None:
         dated = tot["dated"] / max(tot["tp_true"], 1)
         print(f"\nrandomised: structures >= 100 m²: {tot['true']} true, {tot['found']} found")
         print(f"recall {recall:.2f}  precision {precision:.2f}  dated within bracket {dated:.2f}")
+        # Beside recall, not instead of it: changes that no image before (or after) shows
+        # cannot be dated between two images that see the place by any method.
+        obs_recall = tot["tp_observable"] / max(tot["observable"], 1)
+        print(
+            f"observable recall {obs_recall:.2f} ({tot['tp_observable']} of "
+            f"{tot['observable']} true structures >= 100 m² seen, as rendered, in some image "
+            f"before and some image after the change: ground there under "
+            f"{OBSERVABLE_MAX_SNOW:.0%} snow)"
+        )
         print(f"no-construction series: {args.quiet_cases}, changes reported: {false_quiet}")
         print(f"{n_img} images, {elapsed:.0f} s (render + find)")
         if args.scenario:
