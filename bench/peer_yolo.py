@@ -206,6 +206,7 @@ class PeerDetector:
     nms_iou = 0.3
     railcar_nms = None
     verifier_note = None
+    refiner_note = None
 
     def __init__(self, weights: str | os.PathLike[str], conf: float | None = None,
                  imgsz: int = 1024, threads: int | None = None) -> None:

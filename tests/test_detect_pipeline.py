@@ -29,6 +29,7 @@ class BlobDetector:
     path = Path("blob.onnx")
     version = "test"
     verifier_note = None
+    refiner_note = None
 
     def __init__(self):
         self.calls = 0

@@ -165,3 +165,36 @@ def test_train_refiner_on_a_harvest_without_box_targets_is_a_one_line_error(tmp_
     assert r.exit_code == 2
     assert "old.npz" in r.output and "no box targets" in r.output
     assert not (tmp_path / "railwatch-box.onnx").exists()
+
+
+def test_a_model_folder_with_a_refiner_moves_boxes_and_says_so(tmp_path):
+    import shutil
+
+    import torch
+
+    from railwatch.detect import Detector, detect, model_dir
+    from railwatch.detect.refine import REFINER_FILE
+    from railwatch.train.refiner import RefNet, export_refiner
+    from railwatch.train.testsets import write_sim_scene
+    from railwatch.train.verifier import update_model_meta
+
+    for f in model_dir().iterdir():
+        if f.is_file():
+            shutil.copy(f, tmp_path / f.name)
+    torch.manual_seed(0)
+    export_refiner(RefNet().eval(), tmp_path / REFINER_FILE)
+    update_model_meta(tmp_path, "refiner", {"file": REFINER_FILE, "version": "t",
+                                            "max_shift_m": 20.0})
+    three = Detector(tmp_path, threads=1)
+    assert three.refiner is not None and three.refiner_note == f"{REFINER_FILE} t"
+    assert three.max_shift_px == 20.0 / three.native_gsd_m
+    two = Detector(tmp_path, threads=1, refine=False)
+    assert two.refiner is None and two.verifier is not None
+    write_sim_scene(tmp_path, "s", 880003, 300, 0.5)
+    moved, kept = detect(tmp_path / "s.tif", three), detect(tmp_path / "s.tif", two)
+    assert moved.meta["refiner"] == f"{REFINER_FILE} t" and kept.meta["refiner"] is None
+    assert len(kept) > 0
+    # even an untrained refiner moves railcar boxes (containers stay where they are)
+    a, b = moved.railcars.centers, kept.railcars.centers
+    assert a.shape != b.shape or not np.allclose(a, b)
+    np.testing.assert_allclose(moved.containers.centers, kept.containers.centers)

@@ -115,6 +115,13 @@ class Detector:
             return None
         return f"{self.verifier.path.name} {self.meta['verifier'].get('version', '')}".strip()
 
+    @property
+    def refiner_note(self) -> str | None:
+        """The box refiner's file and version, None when boxes are not moved."""
+        if self.refiner is None:
+            return None
+        return f"{self.refiner.path.name} {self.meta['refiner'].get('version', '')}".strip()
+
     def run(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw ONNX outputs (peaks (2, h, w), maps (14, h, w)) for one RGB uint8 tile."""
         h, w = tile.shape[:2]

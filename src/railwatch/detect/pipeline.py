@@ -231,6 +231,7 @@ def detect(path: str | os.PathLike[str], detector: Detector | None = None,
         f"{'INTER_AREA' if f < 1 else 'INTER_LINEAR'} before detection",
         model=det_.path.name, model_version=det_.version, tiles=len(tiles),
         verifier=det_.verifier_note,
+        refiner=det_.refiner_note,
         scaling=scaling.note or "8-bit as stored",
     )
     if scene.acquired is not None:
