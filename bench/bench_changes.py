@@ -54,6 +54,8 @@ class Truth:
     # (the scenario).
     snow: list[float] | None = None
     dates: list[dt.date] | None = None
+    # A removed building that straddled the AOI's border: its truth is the part inside.
+    clipped: bool = False
 
     def observable(self, max_snow: float = OBSERVABLE_MAX_SNOW) -> bool | None:
         """Whether some image before the change and some image after it show the place:
@@ -207,11 +209,23 @@ def make_case(seed: int, folder: Path, *, construction: bool = True, n_images: i
                 )
             )
             local.append(Polygon(b.polygon))
-    # Only changes wholly inside the site's AOI can be found (the layout spills over).
+    # Changes are looked for inside the site's AOI (the layout spills over it). New
+    # buildings always lie inside; a removed one may straddle the AOI's border, and it is
+    # removed from the world all the same, so its truth is the part inside the AOI
+    # (``clipped``; before the seventeenth round such removals had no truth at all, and
+    # finding them counted as false changes).
+    aoi = box(EXTENT[0] + 5, EXTENT[1] + 5, EXTENT[2] - 5, EXTENT[3] - 5)
     inside = affinity.translate(box(*EXTENT).buffer(-10), ox, oy)
-    keep = [inside.contains(t.poly) for t in truths]
-    truths = [t for t, k in zip(truths, keep, strict=True) if k]
-    local = [p for p, k in zip(local, keep, strict=True) if k]
+    kept = []
+    for t, p in zip(truths, local, strict=True):
+        if inside.contains(t.poly):
+            kept.append((t, p))
+        elif t.kind == "removed structure" and p.intersection(aoi).area > 0:
+            part = p.intersection(aoi)
+            t.poly, t.clipped = affinity.translate(part, ox, oy), True
+            kept.append((t, part))
+    truths = [t for t, _ in kept]
+    local = [p for _, p in kept]
     for t in truths:
         t.snow, t.dates = [], [d.date() for d in dates]
     images = []

@@ -751,3 +751,43 @@ def test_an_outline_over_two_roofs_is_split_into_the_roofs():
     single = np.zeros(shape, bool)
     single[10:30, 10:50] = True
     assert _roof_pieces(single, [before_f], [after_f], min_px=60) == []
+
+
+def _bench():
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_changes.py"
+    spec = importlib.util.spec_from_file_location("bench_changes", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_changes", mod)  # dataclasses look their module up
+    spec.loader.exec_module(sys.modules["bench_changes"])
+    return sys.modules["bench_changes"]
+
+
+def test_bench_observable_needs_a_seen_image_before_and_after_the_change():
+    import datetime as dt
+
+    B = _bench()
+    dates = [dt.date(2021, m, 1) for m in (1, 3, 5, 7, 9)]
+    t = B.Truth(box(0, 0, 10, 10), "new structure", dt.date(2021, 4, 1))
+    assert t.observable() is None  # no rendering facts recorded (the scenario)
+    t.dates = dates
+    t.snow = [0.0, 0.0, 0.9, 0.0, 0.0]
+    assert t.observable()
+    t.snow = [0.9, 0.6, 0.0, 0.0, 0.0]  # both images before the change under snow there
+    assert not t.observable()
+    t.snow = [0.0, 0.0, 0.8, 1.0, 0.7]  # every image after it under snow there
+    assert not t.observable()
+
+
+def test_bench_keeps_a_removal_that_straddles_the_aoi_border_as_its_part_inside(tmp_path):
+    # Seed 641: a 2,187 m² building across the AOI's border is removed; before the
+    # seventeenth round it had no truth and finding it counted as a false change.
+    B = _bench()
+    _, _, truths, _ = B.make_case(641, tmp_path)
+    removed = [t for t in truths if t.kind == "removed structure"]
+    assert len(removed) == 1 and removed[0].clipped
+    assert 1900 < removed[0].poly.area < 2187
+    assert removed[0].observable()
+    assert all(not t.clipped for t in truths if t.kind == "new structure")
