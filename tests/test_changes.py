@@ -791,3 +791,36 @@ def test_bench_keeps_a_removal_that_straddles_the_aoi_border_as_its_part_inside(
     assert 1900 < removed[0].poly.area < 2187
     assert removed[0].observable()
     assert all(not t.clipped for t in truths if t.kind == "new structure")
+
+
+def test_a_removed_roof_cut_by_the_aoi_border_is_measured_against_the_part_inside():
+    # A removed roof straddles the border of the area looked at (bench seed 716's 996 m²
+    # removal): the outline is a rectangle cut by a line, which fills its own
+    # minimum-area rectangle badly. Measured against that rectangle's part inside the
+    # AOI, it is the filled rectangle it was.
+    import shapely
+    from shapely import affinity
+    from shapely.geometry import Polygon
+
+    from railwatch.analytics.changes.find import _classify
+
+    shape = (64, 48)
+    roof = affinity.rotate(box(12, 24, 48, 40), 35, origin=(30, 32))
+    frame = box(-100, -100, 30, 200)  # the AOI ends at x = 30
+    part = roof.intersection(frame)
+    rr, cc = np.mgrid[: shape[0], : shape[1]]
+    region = shapely.contains_xy(part, cc + 0.5, rr + 0.5)
+    geom = Polygon(part.exterior.coords)
+    rng = np.random.default_rng(0)
+    ground = np.full((3, *shape), -1.0, np.float32) + rng.normal(0, 0.02, (3, *shape))
+    before = ground.copy()
+    before[0][region] += 0.5
+    ring = region & ~ndimage.binary_erosion(region)
+    before_f = _features(before.astype(np.float32), ring)
+    after_f = _features(ground.astype(np.float32), np.zeros(shape, bool))
+    lost = ndimage.binary_dilation(region) & ~ndimage.binary_erosion(region)
+    none = np.zeros(shape, bool)
+    kind, cues = _classify(region, geom, [before_f], [after_f], none, lost, 1.0)
+    assert cues["fill"] < 0.9 and kind is None
+    kind, cues = _classify(region, geom, [before_f], [after_f], none, lost, 1.0, frame=frame)
+    assert cues["fill"] >= 0.9 and kind == "removed structure"

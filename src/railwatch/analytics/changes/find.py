@@ -469,12 +469,15 @@ def _classify(
     in_shadow: float = 0.3,
     min_roof_width_m: float = 5.0,
     one_side: bool = False,
+    frame: Any = None,
 ) -> tuple[str | None, dict[str, float]]:
     """The kind of change of one region, or None when it is not a facility change.
 
     ``one_side``: the region is a roof grown from one lost side (:func:`_roof_beside`);
     its shadow then need not be gone entirely, only down to a quarter (what is left
-    nearby may be another building's)."""
+    nearby may be another building's). ``frame``: the area looked at (the AOI, local
+    CRS); a building that straddles its border is seen as the part inside, so an
+    outline's fill is measured against the part of its rectangle inside it."""
     ring = ndimage.binary_dilation(region, iterations=2) & ~ndimage.binary_erosion(
         region, iterations=2
     )
@@ -542,7 +545,10 @@ def _classify(
     )
     for name, views in (("before", before), ("after", after)):
         cues[f"contrast_{name}"] = float(np.mean([contrast(f) for f in views if clear(f)] or [0.0]))
-    cues["fill"] = float(geom.area / max(rect.area, 1e-9))
+    # A roof cut by the border of the area looked at is a rectangle cut by a line: its
+    # rectangle's part outside is no gap in it.
+    seen_rect = rect if frame is None or frame.contains(rect) else rect.intersection(frame)
+    cues["fill"] = float(geom.area / max(seen_rect.area, 1e-9))
     cgain = cues["contrast_after"] - cues["contrast_before"]
     if new >= min_edges and new > lost:
         if width <= 10.0 and length >= max(5 * width, 40.0) and flat_after:
@@ -1093,6 +1099,7 @@ def _changes_over_time(
 ) -> list[Change]:
     gsd = grid.gsd_m
     zones = {name: to_local(z, grid.crs) for name, z in site.zones.items()}
+    frame = to_local(site.aoi, grid.crs).buffer(-4 * gsd)
     feat_cache: dict[tuple[int, float], ImageFeatures] = {}
     pair_cache: dict[tuple[int, int], PairMaps] = {}
     traffic = np.logical_or.reduce([p.objects for p in used])
@@ -1168,7 +1175,8 @@ def _changes_over_time(
                 # Classify on the outline the changed edges drew; measure the footprint
                 # as the image that shows the structure sees it.
                 kind, cues = _classify(
-                    outline, _polygon(outline, tr, 0.0), bfc, afc, new_all[win], lost_all[win], gsd
+                    outline, _polygon(outline, tr, 0.0), bfc, afc, new_all[win], lost_all[win], gsd,
+                    frame=frame,
                 )
                 if sign == "lost" and kind != "removed structure" and cues["width_m"] <= thin_m:
                     # One lost side of a roof: grow it into the roof it bordered before
@@ -1196,7 +1204,7 @@ def _changes_over_time(
                         geom2 = _polygon(roof, trb, 0.0)
                         k2, c2 = _classify(
                             roof, geom2, bfb, afb, new_all[big], lost_all[big], gsd,
-                            one_side=True,
+                            one_side=True, frame=frame,
                         )
                         if k2 == "removed structure":
                             c2["one_side"] = 1.0
