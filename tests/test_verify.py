@@ -70,10 +70,11 @@ def test_model_without_verifier_runs_one_stage_and_refuses_verify(tmp_path):
         Detector(tmp_path, verify=True)
 
 
-def test_shipped_model_runs_two_stages_and_says_so(tmp_path):
+def test_shipped_model_runs_three_stages_and_says_so(tmp_path):
     from typer.testing import CliRunner
 
     from railwatch.cli.main import app
+    from railwatch.detect.refine import REFINER_FILE
     from railwatch.detect.verify import VERIFIER_FILE
     from railwatch.geojson import from_geojson
     from railwatch.train.testsets import write_sim_scene
@@ -84,6 +85,8 @@ def test_shipped_model_runs_two_stages_and_says_so(tmp_path):
     assert 0 < v["candidate_threshold"] < meta["score_threshold"]
     det = Detector()
     assert det.verifier is not None and det.threshold == v["candidate_threshold"]
+    assert det.refiner is not None and not det.refine_length  # moves, keeps lengths
+    assert (model_dir() / REFINER_FILE).stat().st_size < 5 * 2**20
     assert Detector(verify=False).verifier is None
     write_sim_scene(tmp_path, "s", 880003, 400, 0.5)
     tif = tmp_path / "s.tif"
@@ -95,6 +98,7 @@ def test_shipped_model_runs_two_stages_and_says_so(tmp_path):
     two, one = from_geojson(tmp_path / "two.geojson"), from_geojson(tmp_path / "one.geojson")
     assert "object_score" in two.extra and "object_score" not in one.extra
     assert two.meta["verifier"].startswith(VERIFIER_FILE) and one.meta.get("verifier") is None
+    assert two.meta["refiner"].startswith(REFINER_FILE) and one.meta.get("refiner") is None
     assert len(two) > 0
 
 

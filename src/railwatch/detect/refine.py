@@ -49,10 +49,15 @@ class Refiner:
 
 
 def move_boxes(boxes: Boxes, rows: np.ndarray, pred: np.ndarray,
-               max_shift_px: float) -> Boxes:
+               max_shift_px: float, set_length: bool = False) -> Boxes:
     """A copy of ``boxes`` with boxes ``rows`` moved by ``pred`` (along, across, length:
-    the crop frame of ``oriented_crops``) and given its length; a move longer than
-    ``max_shift_px`` is not trusted and that box stays as it was."""
+    the crop frame of ``oriented_crops``) and, with ``set_length``, given its length; a
+    move longer than ``max_shift_px`` is not trusted and that box stays as it was.
+
+    The shipped model moves boxes but keeps their own lengths (``model.json`` refiner
+    ``set_length`` false): on the validation scenes the predicted lengths, longer than
+    the detector's, made the railcar NMS merge neighbouring cars (recall 0.835 -> 0.827,
+    count error 0.069 -> 0.085; moves only: 0.839, 0.065)."""
     b = boxes.take(np.arange(len(boxes)))
     if len(rows) == 0:
         return b
@@ -62,5 +67,6 @@ def move_boxes(boxes: Boxes, rows: np.ndarray, pred: np.ndarray,
     c, s = np.cos(b.angle[rows]), np.sin(b.angle[rows])
     b.cx[rows] = b.cx[rows] + along * c - across * s
     b.cy[rows] = b.cy[rows] + along * s + across * c
-    b.length[rows] = np.maximum(length, b.width[rows])
+    if set_length:
+        b.length[rows] = np.maximum(length, b.width[rows])
     return b

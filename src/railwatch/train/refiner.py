@@ -179,7 +179,7 @@ def train_refiner(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
         "architecture": f"RefNet: 7 conv3x3-BN-ReLU layers (width {width}), flattened last "
                         "map, dense 128, regression of along/across offset and log length",
         "parameters": sum(p.numel() for p in net.parameters()),
-        "crop_px": [CROP_H, CROP_W], "max_shift_m": MAX_SHIFT_M,
+        "crop_px": [CROP_H, CROP_W], "max_shift_m": MAX_SHIFT_M, "set_length": False,
         "training": {"samples": len(tr), "validation_samples": int(n_val),
                      "epochs": budget.epoch, "steps": budget.step, "batch": batch, "lr": lr,
                      "seed": seed, "minutes": round(budget.elapsed() / 60, 1),
