@@ -189,7 +189,7 @@ def test_a_model_folder_with_a_refiner_moves_boxes_and_says_so(tmp_path):
                                             "max_shift_m": 20.0})
     three = Detector(tmp_path, threads=1)
     assert three.refiner is not None and three.refiner_note == f"{REFINER_FILE} t"
-    assert three.max_shift_px == 20.0 / three.native_gsd_m
+    assert three.refiner.max_shift_px == 20.0 / three.native_gsd_m
     two = Detector(tmp_path, threads=1, refine=False)
     assert two.refiner is None and two.verifier is not None
     write_sim_scene(tmp_path, "s", 880003, 300, 0.5)
@@ -200,3 +200,24 @@ def test_a_model_folder_with_a_refiner_moves_boxes_and_says_so(tmp_path):
     a, b = moved.railcars.centers, kept.railcars.centers
     assert a.shape != b.shape or np.abs(a - b).max() > 0.01
     np.testing.assert_allclose(moved.containers.centers, kept.containers.centers)
+
+
+def test_each_refiner_step_cuts_a_new_crop_at_the_moved_box():
+    from railwatch.detect.refine import Refiner
+
+    class HalfWay(Refiner):
+        """Moves half the way to the bright car it sees in each crop."""
+
+        def __init__(self, steps):
+            self.max_shift_px, self.set_length, self.steps = 40.0, False, steps
+
+        def predict(self, crops, batch=256):
+            return np.array([[*(0.5 * np.array(_bright_centre(c)[:2])), 0.0] for c in crops])
+
+    img = _image([CAR])
+    a = CAR["angle_rad"]
+    start = (CAR["cx"] + 16 * np.cos(a), CAR["cy"] + 16 * np.sin(a))  # 16 px along
+    for steps, left in ((1, 8.0), (2, 4.0), (3, 2.0)):
+        b = HalfWay(steps).refine(img, _boxes([start[0]], [start[1]], [a]), np.array([0]))
+        assert np.hypot(b.cx[0] - CAR["cx"], b.cy[0] - CAR["cy"]) == pytest.approx(left, abs=0.6)
+        assert b.length[0] == 30.0

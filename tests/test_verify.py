@@ -85,7 +85,7 @@ def test_shipped_model_runs_three_stages_and_says_so(tmp_path):
     assert 0 < v["candidate_threshold"] < meta["score_threshold"]
     det = Detector()
     assert det.verifier is not None and det.threshold == v["candidate_threshold"]
-    assert det.refiner is not None and not det.refine_length  # moves, keeps lengths
+    assert det.refiner is not None and not det.refiner.set_length  # moves, keeps lengths
     assert (model_dir() / REFINER_FILE).stat().st_size < 5 * 2**20
     assert Detector(verify=False).verifier is None
     write_sim_scene(tmp_path, "s", 880003, 400, 0.5)

@@ -100,10 +100,11 @@ class Detector:
             raise InputError("this model has no box refiner (railwatch-box.onnx + "
                              "model.json, with a verifier)", p)
         self.refiner: Refiner | None = None
-        self.max_shift_px = float(rset.get("max_shift_m", MAX_SHIFT_M)) / self.native_gsd_m
-        self.refine_length = bool(rset.get("set_length", False))
         if use_refiner:
-            self.refiner = Refiner(rpath, threads=threads, providers=self.providers)
+            self.refiner = Refiner(
+                rpath, threads=threads, providers=self.providers,
+                max_shift_px=float(rset.get("max_shift_m", MAX_SHIFT_M)) / self.native_gsd_m,
+                set_length=bool(rset.get("set_length", False)), steps=int(rset.get("steps", 1)))
 
     @property
     def version(self) -> str:
@@ -152,7 +153,7 @@ class Detector:
                         self.nms_iou)
         if self.verifier is not None:
             b = apply_verifier(tile, b, self.verifier, self.max_background, self.min_score,
-                               self.refiner, self.max_shift_px, self.refine_length)
+                               self.refiner)
         if self.railcar_nms is not None:  # on the final kinds (the verifier's, if any)
             b = rotated_nms(b, self.nms_iou, railcar=self.railcar_nms,
                             px_m=self.native_gsd_m)

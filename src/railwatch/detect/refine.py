@@ -32,12 +32,16 @@ class Refiner:
     length] in native pixels in each crop's frame."""
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
-                 providers: list[str] | None = None) -> None:
+                 providers: list[str] | None = None, *, max_shift_px: float = 40.0,
+                 set_length: bool = False, steps: int = 1) -> None:
         p = Path(path)
         if not p.exists():
             raise InputError("box refiner model not found", p)
         self.path = p
         self.session = open_session(p, threads, providers)
+        self.max_shift_px = max_shift_px
+        self.set_length = set_length
+        self.steps = steps
 
     def predict(self, crops: np.ndarray, batch: int = 256) -> np.ndarray:
         """``crops`` (N, H, W, 3) uint8 as ``oriented_crops`` cuts them."""
@@ -46,6 +50,21 @@ class Refiner:
             x = np.ascontiguousarray(crops[i:i + batch].transpose(0, 3, 1, 2), np.float32)
             out[i:i + batch] = self.session.run(None, {"crops": x})[0]
         return out
+
+
+    def refine(self, tile: np.ndarray, boxes: Boxes, rows: np.ndarray,
+               crops: np.ndarray | None = None) -> Boxes:
+        """A copy of ``boxes`` with the railcars ``rows`` moved onto their cars, ``steps``
+        times: every step after the first cuts a new crop at the moved box (``crops``,
+        the verifier's crops of ``rows``, serve the first)."""
+        from railwatch.detect.verify import oriented_crops
+
+        b = boxes
+        for step in range(self.steps):
+            if crops is None or step > 0:
+                crops = oriented_crops(tile, b.cx[rows], b.cy[rows], b.angle[rows])
+            b = move_boxes(b, rows, self.predict(crops), self.max_shift_px, self.set_length)
+        return b
 
 
 def move_boxes(boxes: Boxes, rows: np.ndarray, pred: np.ndarray,

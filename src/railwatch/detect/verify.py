@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from railwatch.detect.decode import Boxes
-from railwatch.detect.refine import Refiner, move_boxes
 from railwatch.detect.session import open_session
 from railwatch.errors import InputError
+
+if TYPE_CHECKING:
+    from railwatch.detect.refine import Refiner
 
 VERIFIER_FILE = "railwatch-ver.onnx"
 #: Crop the verifier sees (rows x columns at the model's native GSD): 16 m across the
@@ -85,15 +87,14 @@ def verifier_settings(meta: dict[str, Any]) -> dict[str, Any]:
 
 def apply_verifier(tile: np.ndarray, boxes: Boxes, verifier: Verifier,
                    max_background: float = 0.5, min_score: float = 0.0,
-                   refiner: Refiner | None = None, max_shift_px: float = 40.0,
-                   set_length: bool = False) -> Boxes:
+                   refiner: Refiner | None = None) -> Boxes:
     """Check every candidate with the verifier; kind, class and covered come from it.
 
     The score becomes the geometric mean of the detector's score and the verifier's
     object probability (kept in ``object_prob``); a candidate is dropped when the verifier
     calls it background with probability >= ``max_background`` or its new score is below
     ``min_score``. With a ``refiner`` each kept railcar is then moved onto its car (same
-    crop; ``railwatch.detect.refine``; ``set_length``: also give it the refiner's length).
+    crop; ``railwatch.detect.refine``).
     """
     if len(boxes) == 0:
         return boxes
@@ -112,6 +113,5 @@ def apply_verifier(tile: np.ndarray, boxes: Boxes, verifier: Verifier,
     b.object_prob = obj[keep]
     if refiner is not None:
         rows = np.nonzero(kind == 0)[0]
-        b = move_boxes(b, rows, refiner.predict(crops[keep[rows]]), max_shift_px,
-                       set_length)
+        b = refiner.refine(tile, b, rows, crops[keep[rows]])
     return b
