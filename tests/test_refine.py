@@ -138,6 +138,12 @@ def test_refiner_training_learns_and_onnx_matches_torch(tmp_path):
     assert block["training"]["steps"] == 80
     assert v["median_offset_after_px"] < 0.6 * v["median_offset_before_px"]
     assert json.loads((tmp_path / "model.json").read_text())["refiner"]["file"] == block["file"]
+    # an 8-bit copy moves boxes where the float one does
+    from railwatch.train.refiner import quantize_refiner
+
+    q = quantize_refiner(tmp_path / block["file"], tmp_path / "q.onnx", tmp_path / "d.npz", n=60)
+    assert q["move_diff_p95_px"] < 1.0 and q["length_diff_median"] < 0.05
+    assert (tmp_path / "q.onnx").stat().st_size < (tmp_path / block["file"]).stat().st_size
     torch.manual_seed(0)
     net = RefNet().eval()
     x = torch.from_numpy(crops[:8, MARGIN:-MARGIN, MARGIN:-MARGIN].transpose(0, 3, 1, 2)

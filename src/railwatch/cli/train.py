@@ -156,6 +156,8 @@ def train_refiner_cmd(
     data: Path = typer.Option(
         None, "--data", help="Harvested crops with box targets (.npz): reused when it exists, "
         "else harvested into and kept."),
+    int8: bool = typer.Option(True, "--int8/--no-int8",
+                              help="Quantize the refiner to 8 bits (smaller, faster on CPU)."),
 ) -> None:
     """Train the box refiner: moves each kept railcar box onto the car it lies on."""
     ref = _training("railwatch.train.refiner")
@@ -181,6 +183,12 @@ def train_refiner_cmd(
                                           threads=threads)
         except ValueError as exc:
             raise InputError(str(exc), path) from None
+        if int8:
+            rpath = out / block["file"]
+            q = ref.quantize_refiner(rpath, rpath, path)
+            ref.update_model_meta(out, "refiner", {"quantized": q})
+            info(f"8-bit refiner: moves within {q['move_diff_p95_px']:.2f} px of the float "
+                 "one on 95 % of crops")
     v = block["training"]["validation"]
     info(f"refiner written to {out}/{block['file']}: on held-out crops, median distance to "
          f"the car {v['median_offset_before_px']:.1f} -> {v['median_offset_after_px']:.1f} px")

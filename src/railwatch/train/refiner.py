@@ -32,6 +32,7 @@ from railwatch.train.verifier import (
     _center,
     crop_cnn,
     export_crop_model,
+    quantize_crop_model,
     update_model_meta,
 )
 
@@ -68,6 +69,20 @@ class ExportedRefNet(nn.Module):
 def export_refiner(net: RefNet, path: str | os.PathLike[str]) -> Path:
     """Write the refiner's ONNX (output ``box`` (N, 3): along, across, length in pixels)."""
     return export_crop_model(ExportedRefNet(net), path, ["box"])
+
+
+def quantize_refiner(src: str | os.PathLike[str], out: str | os.PathLike[str],
+                     data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                     n: int = 600, seed: int = 0) -> dict[str, Any]:
+    """Write an 8-bit copy of a refiner (``quantize_crop_model``; the pixel scaling at its
+    output stays float). Returns how far its moves and lengths stray from the float model's."""
+    ka, kb, method = quantize_crop_model(src, out, data, n, seed,
+                                         ("Mul", "Exp", "Concat", "Slice", "Gather"))
+    d = np.hypot(ka[:, 0] - kb[:, 0], ka[:, 1] - kb[:, 1])
+    return {"method": method,
+            "move_diff_median_px": round(float(np.median(d)), 3),
+            "move_diff_p95_px": round(float(np.percentile(d, 95)), 3),
+            "length_diff_median": round(float(np.median(np.abs(kb[:, 2] / ka[:, 2] - 1))), 4)}
 
 
 def augment(x: np.ndarray, t: np.ndarray, rng: np.random.Generator,
