@@ -206,6 +206,13 @@ def test_a_model_folder_with_a_refiner_moves_boxes_and_says_so(tmp_path):
     a, b = moved.railcars.centers, kept.railcars.centers
     assert a.shape != b.shape or np.abs(a - b).max() > 0.01
     np.testing.assert_allclose(moved.containers.centers, kept.containers.centers)
+    # without its file the refiner is skipped, or refused when asked for
+    from railwatch.errors import InputError
+
+    (tmp_path / REFINER_FILE).unlink()
+    assert Detector(tmp_path, threads=1).refiner is None
+    with pytest.raises(InputError, match="no box refiner"):
+        Detector(tmp_path, threads=1, refine=True)
 
 
 def test_each_refiner_step_cuts_a_new_crop_at_the_moved_box():

@@ -95,6 +95,14 @@ def test_shipped_model_runs_three_stages_and_says_so(tmp_path):
     r = CliRunner().invoke(app, ["detect", str(tif), "-o", str(tmp_path / "one.geojson"),
                                  "--no-verify"])
     assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["detect", str(tif), "-o", str(tmp_path / "still.geojson"),
+                                 "--no-refine"])
+    assert r.exit_code == 0, r.output
+    assert from_geojson(tmp_path / "still.geojson").meta.get("refiner") is None
+    r = CliRunner().invoke(app, ["detect", str(tif), "-o", str(tmp_path / "x.geojson"),
+                                 "--no-verify", "--refine"])  # the refiner needs the verifier
+    assert r.exit_code == 2 and "without the verifier" in r.output
+    assert not (tmp_path / "x.geojson").exists()
     two, one = from_geojson(tmp_path / "two.geojson"), from_geojson(tmp_path / "one.geojson")
     assert "object_score" in two.extra and "object_score" not in one.extra
     assert two.meta["verifier"].startswith(VERIFIER_FILE) and one.meta.get("verifier") is None

@@ -24,6 +24,9 @@ def detect_cmd(
     verify: bool = typer.Option(
         None, "--verify/--no-verify", help="Check candidates with the second-stage verifier "
         "(default: when the model has one)."),
+    refine: bool = typer.Option(
+        None, "--refine/--no-refine", help="Move kept railcar boxes onto their cars with the "
+        "third-stage box refiner (default: when the model has one; about 10 % of the time)."),
     site: str = typer.Option(
         None, "--site", help="Mark railcars off this site's track map (off_track: true; "
         "they are not counted for the site)."),
@@ -56,7 +59,7 @@ def detect_cmd(
 
         scene = read_scene_metadata(images[0], check=False, hash_file=False)
         n = min(n, len(image_tiles(scene, images[0], Detector.native_gsd(model))))
-    detector = Detector(model, threshold=threshold, verify=verify,
+    detector = Detector(model, threshold=threshold, verify=verify, refine=refine,
                         threads=1 if n > 1 else None)
 
     def mark(det: Any) -> Any:

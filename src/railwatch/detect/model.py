@@ -97,7 +97,9 @@ class Detector:
         use_refiner = (refine is not False and use_verifier and bool(rset)
                        and rpath.exists())
         if refine and not use_refiner:
-            raise InputError("this model has no box refiner (railwatch-box.onnx + "
+            raise InputError("the box refiner moves the verifier's boxes: it cannot run "
+                             "without the verifier" if rset and rpath.exists() else
+                             "this model has no box refiner (railwatch-box.onnx + "
                              "model.json, with a verifier)", p)
         self.refiner: Refiner | None = None
         if use_refiner:
