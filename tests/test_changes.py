@@ -273,6 +273,17 @@ def test_cli_changes(tmp_path):
     assert "fewer than two" in r.output and not out2.exists()
     r = runner.invoke(app, ["--db", db, "changes", "synth", "--from", "April"])
     assert r.exit_code == 2 and "not an ISO date" in r.output
+    # One image at least 50 days after the last: months 0 and 2 only, too few to confirm
+    # with persist 2; as a pair, the same building in a wider bracket
+    r = runner.invoke(app, ["--db", db, "changes", "synth", "--every", "50"])
+    assert r.exit_code == 2 and "2 usable images" in r.output
+    out3 = tmp_path / "spaced.geojson"
+    r = runner.invoke(app, ["--db", db, "changes", "synth", "--every", "50", "--persist", "1",
+                            "-o", str(out3)])
+    assert r.exit_code == 0, r.output
+    props = [f["properties"] for f in json.loads(out3.read_text())["features"]]
+    assert [(p["last_absent"], p["first_seen"]) for p in props] == [("2021-01-15",
+                                                                      "2021-03-15")]
 
 
 def test_docs_cover_every_option() -> None:

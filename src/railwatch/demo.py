@@ -120,18 +120,13 @@ CHANGE_STEP_DAYS = 120
 def change_images(store: Any, site: str, step_days: int = CHANGE_STEP_DAYS) -> list[Any]:
     """(path, time, detections) of complete, fine (<= 0.8 m) images of ``site`` spaced at
     least ``step_days`` apart: the series the demo scans for facility changes."""
+    from railwatch.analytics.changes.stored import spaced
+
     obs = {o.scene_id: o for o in store.observations(site)}
-    out: list[Any] = []
-    last = None
-    for sc in store.scenes(site):
-        o = obs.get(sc.id)
-        if o is None or o.partial or o.usable_fraction < 0.95 or sc.gsd_m > 0.8:
-            continue
-        if last is not None and (sc.acquired - last).days < step_days:
-            continue
-        out.append((sc.path, sc.acquired, store.get_detections(int(sc.id))))
-        last = sc.acquired
-    return out
+    fine = [sc for sc in store.scenes(site) if (o := obs.get(sc.id)) is not None
+            and not o.partial and o.usable_fraction >= 0.95 and sc.gsd_m <= 0.8]
+    return [(sc.path, sc.acquired, store.get_detections(int(sc.id)))
+            for sc in spaced(fine, step_days)]
 
 
 def _changes(store: Any, progress: Progress) -> int:

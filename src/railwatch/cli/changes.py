@@ -36,15 +36,21 @@ def register(app: typer.Typer) -> None:
             2, "--persist", min=1, help="A change must be seen in this many consecutive images."
         ),
         gsd: float = typer.Option(1.0, "--gsd", min=0.1, help="Comparison grid GSD (metres)."),
+        every: int = typer.Option(
+            0, "--every", min=0, help="Compare one image at least this many days after the "
+            "last (e.g. 90: one a season; faster on long archives, wider date brackets). "
+            "Default 0: every image."),
     ) -> None:
         """Facility changes (new or removed structures, tracks, cleared ground) over time."""
         from railwatch.analytics.changes import describe_change, site_changes
         from railwatch.analytics.changes.output import write_changes_geojson
+        from railwatch.analytics.changes.stored import spaced
         from railwatch.store import Store
 
         start, end = _date(date_from, "--from"), _date(date_to, "--to")
         with Store(state.db) as store:
-            n = len(store.scenes(site.strip().lower(), start, end))
+            n = len(spaced([s for s in store.scenes(site.strip().lower(), start, end)
+                            if s.acquired is not None], every))
             with progress() as bar:
                 task = bar.add_task("reading images", total=n)
                 result = site_changes(
@@ -54,6 +60,7 @@ def register(app: typer.Typer) -> None:
                     end,
                     persist=persist,
                     gsd_m=gsd,
+                    every_days=every,
                     on_image=lambda _p: bar.advance(task),
                 )
         for im in result.skipped:

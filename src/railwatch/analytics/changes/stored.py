@@ -8,8 +8,8 @@ The ``changes`` table comes from migration 2 in :mod:`railwatch.store.schema`. I
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from pyproj import CRS
 from shapely import wkt
@@ -18,6 +18,23 @@ from railwatch.analytics.changes.find import Change, ChangeSet, ImageInput, find
 from railwatch.errors import InputError
 from railwatch.store import Store
 from railwatch.types import Site
+
+T = TypeVar("T")
+
+
+def spaced(scenes: Sequence[T], every_days: int) -> list[T]:
+    """The dated ``scenes`` (in time order) at least ``every_days`` apart, the first kept;
+    all of them when ``every_days`` is 0. A long archive compared image by image takes
+    minutes per site; fewer images are faster, at the cost of wider date brackets."""
+    out: list[T] = []
+    last = None
+    for s in scenes:
+        when = s.acquired  # type: ignore[attr-defined]
+        if last is not None and every_days and (when - last).days < every_days:
+            continue
+        out.append(s)
+        last = when
+    return out
 
 
 def _site(site: Site | str, store: Store) -> Site:
@@ -36,16 +53,19 @@ def site_changes(
     *,
     save: bool = True,
     on_image: Callable[[str], None] | None = None,
+    every_days: int = 0,
     **options: Any,
 ) -> ChangeSet:
-    """Facility changes of ``site`` over the scenes in ``store`` (``start``..``end``).
+    """Facility changes of ``site`` over the scenes in ``store`` (``start``..``end``;
+    with ``every_days``, one at least that many days after the last, see ``spaced``).
 
     Each scene's stored detections (if any) mask its railcars and containers. With
     ``save`` the site's stored changes are replaced by the new ones (one transaction).
     ``options`` go to :func:`find_changes` (``persist``, ``gsd_m``, ``threshold``, ...).
     """
     site = _site(site, store)
-    scenes = [s for s in store.scenes(site.name, start, end) if s.acquired is not None]
+    scenes = spaced([s for s in store.scenes(site.name, start, end) if s.acquired is not None],
+                    every_days)
     if len(scenes) < 2:
         span = ""
         if start or end:
