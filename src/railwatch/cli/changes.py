@@ -44,13 +44,12 @@ def register(app: typer.Typer) -> None:
         """Facility changes (new or removed structures, tracks, cleared ground) over time."""
         from railwatch.analytics.changes import describe_change, site_changes
         from railwatch.analytics.changes.output import write_changes_geojson
-        from railwatch.analytics.changes.stored import spaced
+        from railwatch.analytics.changes.stored import change_scenes
         from railwatch.store import Store
 
         start, end = _date(date_from, "--from"), _date(date_to, "--to")
         with Store(state.db) as store:
-            n = len(spaced([s for s in store.scenes(site.strip().lower(), start, end)
-                            if s.acquired is not None], every))
+            n = len(change_scenes(store, site.strip().lower(), start, end, every))
             with progress() as bar:
                 task = bar.add_task("reading images", total=n)
                 result = site_changes(

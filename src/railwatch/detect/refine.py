@@ -19,6 +19,7 @@ import numpy as np
 
 from railwatch.detect.decode import Boxes
 from railwatch.detect.session import open_session
+from railwatch.detect.verify import oriented_crops
 from railwatch.errors import InputError
 
 REFINER_FILE = "railwatch-box.onnx"
@@ -51,14 +52,11 @@ class Refiner:
             out[i:i + batch] = self.session.run(None, {"crops": x})[0]
         return out
 
-
     def refine(self, tile: np.ndarray, boxes: Boxes, rows: np.ndarray,
                crops: np.ndarray | None = None) -> Boxes:
         """A copy of ``boxes`` with the railcars ``rows`` moved onto their cars, ``steps``
         times: every step after the first cuts a new crop at the moved box (``crops``,
         the verifier's crops of ``rows``, serve the first)."""
-        from railwatch.detect.verify import oriented_crops
-
         b = boxes
         for step in range(self.steps):
             if crops is None or step > 0:

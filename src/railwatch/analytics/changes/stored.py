@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from pyproj import CRS
 from shapely import wkt
@@ -17,24 +17,27 @@ from shapely import wkt
 from railwatch.analytics.changes.find import Change, ChangeSet, ImageInput, find_changes
 from railwatch.errors import InputError
 from railwatch.store import Store
-from railwatch.types import Site
-
-T = TypeVar("T")
+from railwatch.types import Scene, Site
 
 
-def spaced(scenes: Sequence[T], every_days: int) -> list[T]:
+def spaced(scenes: Sequence[Scene], every_days: int) -> list[Scene]:
     """The dated ``scenes`` (in time order) at least ``every_days`` apart, the first kept;
     all of them when ``every_days`` is 0. A long archive compared image by image takes
     minutes per site; fewer images are faster, at the cost of wider date brackets."""
-    out: list[T] = []
-    last = None
+    out: list[Scene] = []
     for s in scenes:
-        when = s.acquired  # type: ignore[attr-defined]
-        if last is not None and every_days and (when - last).days < every_days:
+        if out and every_days and (s.acquired - out[-1].acquired).days < every_days:
             continue
         out.append(s)
-        last = when
     return out
+
+
+def change_scenes(store: Store, site: str, start: dt.date | dt.datetime | None = None,
+                  end: dt.date | dt.datetime | None = None, every_days: int = 0,
+                  ) -> list[Scene]:
+    """The dated scenes of ``site`` that :func:`site_changes` compares."""
+    return spaced([s for s in store.scenes(site, start, end) if s.acquired is not None],
+                  every_days)
 
 
 def _site(site: Site | str, store: Store) -> Site:
@@ -64,8 +67,7 @@ def site_changes(
     ``options`` go to :func:`find_changes` (``persist``, ``gsd_m``, ``threshold``, ...).
     """
     site = _site(site, store)
-    scenes = spaced([s for s in store.scenes(site.name, start, end) if s.acquired is not None],
-                    every_days)
+    scenes = change_scenes(store, site.name, start, end, every_days)
     if len(scenes) < 2:
         span = ""
         if start or end:
