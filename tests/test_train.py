@@ -250,6 +250,50 @@ def test_averaged_verifiers_give_the_mean_probabilities(tmp_path):
         assert np.abs(runs[3][j] - expect).max() < 1e-5
     with pytest.raises(ValueError):
         average_verifiers(paths[:1], tmp_path / "one.onnx")
+    # weighted: one half on the first, a quarter on each of the others
+    out = average_verifiers(paths, tmp_path / "w.onnx", weights=[2, 1, 1])
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"crops": x})
+    for j in range(3):
+        expect = 0.5 * runs[0][j] + 0.25 * runs[1][j] + 0.25 * runs[2][j]
+        assert np.abs(got[j] - expect).max() < 1e-5
+    with pytest.raises(ValueError):
+        average_verifiers(paths, tmp_path / "bad.onnx", weights=[1, 1])
+
+
+def test_two_part_verifier_asks_the_second_part_only_where_the_first_is_unsure(tmp_path):
+    from railwatch.detect.verify import Cascade, Verifier
+    from railwatch.errors import InputError
+    from railwatch.train.verifier import VerNet, export_verifier
+
+    for k, name in enumerate(("first.onnx", "second.onnx")):
+        torch.manual_seed(10 + k)
+        export_verifier(VerNet().eval(), tmp_path / name)
+    crops = np.random.default_rng(1).integers(0, 255, (40, 32, 96, 3)).astype(np.uint8)
+    one = Verifier(tmp_path / "first.onnx").predict(crops)
+    two = Verifier(tmp_path / "second.onnx").predict(crops)
+    # never sure (no probability reaches 1.01): every crop is the weighted mean
+    v = Verifier(tmp_path / "first.onnx", second=Cascade("second.onnx", weight=0.25, kind=1.01))
+    p = v.predict(crops)
+    assert (v.asked, v.seen) == (40, 40)
+    for k in p:
+        np.testing.assert_allclose(p[k], 0.75 * one[k] + 0.25 * two[k], atol=1e-6)
+    # always sure of the kind, and any class and covered will do: the first part alone
+    v = Verifier(tmp_path / "first.onnx",
+                 second=Cascade("second.onnx", kind=0.0, cls=0.0, covered=0.0))
+    p = v.predict(crops)
+    assert v.asked == 0
+    for k in p:
+        np.testing.assert_allclose(p[k], one[k], atol=1e-6)
+    # in between: the crops the first part is sure of keep its answer, the rest are mixed
+    c = Cascade("second.onnx", kind=float(np.median(one["kind"].max(axis=1))))
+    sure = c.sure(one)
+    assert 0 < sure.sum() < len(crops)
+    p = Verifier(tmp_path / "first.onnx", second=c).predict(crops)
+    np.testing.assert_allclose(p["kind"][sure], one["kind"][sure], atol=1e-6)
+    np.testing.assert_allclose(p["kind"][~sure], (one["kind"][~sure] + two["kind"][~sure]) / 2,
+                               atol=1e-6)
+    with pytest.raises(InputError, match="second part"):
+        Verifier(tmp_path / "first.onnx", second=Cascade("missing.onnx"))
 
 
 def test_quantized_verifier_is_8_bit_smaller_and_follows_the_float_one(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from railwatch.detect import Detector, model_dir
 from railwatch.detect.decode import Boxes, box_corners
-from railwatch.detect.verify import CROP_H, CROP_W, apply_verifier, oriented_crops
+from railwatch.detect.verify import CROP_H, CROP_W, Cascade, apply_verifier, oriented_crops
 from railwatch.errors import InputError
 
 
@@ -44,6 +44,25 @@ class _FakeVerifier:
         cls = np.full((3, 7), 0.01)
         cls[:, 2] = 0.94
         return {"kind": kind, "cls": cls, "covered": np.array([0.1, 0.9, 0.9])}
+
+
+def test_cascade_is_sure_of_clear_background_and_clear_cars_only():
+    c = Cascade("second.onnx", kind=0.95, cls=0.8, covered=0.4)
+    kind = np.array([[0.97, 0.02, 0.01],   # clear background
+                     [0.01, 0.98, 0.01],   # clear railcar, clear class and covered
+                     [0.01, 0.98, 0.01],   # railcar, class unsure
+                     [0.01, 0.98, 0.01],   # railcar, covered unsure
+                     [0.10, 0.85, 0.05],   # kind unsure
+                     [0.02, 0.02, 0.96]])  # clear container (class does not matter)
+    cls = np.full((6, 7), 0.01)
+    cls[:, 0] = 0.94
+    cls[2] = [0.5, 0.45, 0.01, 0.01, 0.01, 0.01, 0.01]
+    covered = np.array([0.5, 0.05, 0.95, 0.3, 0.0, 0.5])
+    sure = c.sure({"kind": kind, "cls": cls, "covered": covered})
+    assert sure.tolist() == [True, True, False, False, False, True]
+    assert Cascade.from_meta(None) is None
+    c2 = Cascade.from_meta({"file": "b.onnx", "weight": 0.7, "kind": 0.9})
+    assert (c2.file, c2.weight, c2.kind, c2.cls) == ("b.onnx", 0.7, 0.9, 0.8)
 
 
 def test_apply_verifier_drops_background_and_takes_kind_class_covered():

@@ -14,7 +14,7 @@ import numpy as np
 from railwatch.detect.decode import PIXEL_CRS, Boxes, RailcarRule, decode, rotated_nms
 from railwatch.detect.refine import MAX_SHIFT_M, REFINER_FILE, Refiner
 from railwatch.detect.session import open_session
-from railwatch.detect.verify import Verifier, apply_verifier, verifier_settings
+from railwatch.detect.verify import Cascade, Verifier, apply_verifier, verifier_settings
 from railwatch.errors import InputError
 from railwatch.types import RAILCAR_CLASSES, Detections
 
@@ -90,7 +90,8 @@ class Detector:
         self.max_background = float(vset["max_background"])
         self.min_score = float(vset["min_score"])
         if use_verifier:
-            self.verifier = Verifier(vpath, threads=threads, providers=self.providers)
+            self.verifier = Verifier(vpath, threads=threads, providers=self.providers,
+                                     second=Cascade.from_meta(vset.get("second")))
         # the third stage (railwatch-box.onnx): moves kept railcars onto their cars
         rset = dict(self.meta.get("refiner") or {})
         rpath = p.with_name(rset.get("file", REFINER_FILE))
@@ -117,7 +118,10 @@ class Detector:
         """The verifier's file and version, None when the detector runs alone."""
         if self.verifier is None:
             return None
-        return f"{self.verifier.path.name} {self.meta['verifier'].get('version', '')}".strip()
+        files = self.verifier.path.name
+        if self.verifier.cascade is not None:
+            files += f" + {self.verifier.cascade.file}"
+        return f"{files} {self.meta['verifier'].get('version', '')}".strip()
 
     @property
     def refiner_note(self) -> str | None:

@@ -13,6 +13,7 @@ from the verifier, which sees the whole car at once.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,26 +55,90 @@ def oriented_crops(image: np.ndarray, cx: np.ndarray, cy: np.ndarray, angle: np.
     return out
 
 
+@dataclass(frozen=True)
+class Cascade:
+    """How a verifier of two parts (``file`` and ``second.file`` in model.json) splits the
+    work: every crop goes through the first part; the second is asked only where the
+    first is unsure, and then the two are averaged with ``weight`` on the second. Most
+    crops are clear cars or clear background, and an ensemble mostly helps on the rest.
+
+    The first part is sure of a crop when its largest kind probability is at least
+    ``kind`` and, for a railcar, its largest class probability is at least ``cls`` and
+    its covered probability lies at least ``covered`` away from 0.5.
+    """
+
+    file: str
+    weight: float = 0.5
+    kind: float = 0.95
+    cls: float = 0.8
+    covered: float = 0.4
+
+    @staticmethod
+    def from_meta(block: dict[str, Any] | None) -> Cascade | None:
+        """The ``second`` member of model.json's ``verifier`` block (None when absent)."""
+        if not block:
+            return None
+        return Cascade(str(block["file"]), float(block.get("weight", 0.5)),
+                       float(block.get("kind", 0.95)), float(block.get("cls", 0.8)),
+                       float(block.get("covered", 0.4)))
+
+    def sure(self, p: dict[str, np.ndarray]) -> np.ndarray:
+        """(N,) bool: crops the first part decides alone."""
+        kind = p["kind"]
+        railcar = kind.argmax(axis=1) == 1
+        clear_car = (p["cls"].max(axis=1) >= self.cls) & (
+            np.abs(p["covered"] - 0.5) >= self.covered)
+        return (kind.max(axis=1) >= self.kind) & (~railcar | clear_car)
+
+
 class Verifier:
-    """The crop classifier on onnxruntime: ``predict(crops)`` -> probabilities."""
+    """The crop classifier on onnxruntime: ``predict(crops)`` -> probabilities.
+
+    With a ``second`` part (:class:`Cascade`) the crops the first part is unsure of are
+    checked again by the second and the two are averaged; ``asked`` / ``seen`` count the
+    crops the second part saw and all crops.
+    """
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
-                 providers: list[str] | None = None) -> None:
+                 providers: list[str] | None = None, second: Cascade | None = None) -> None:
         p = Path(path)
         if not p.exists():
             raise InputError("verifier model not found", p)
         self.path = p
         self.session = open_session(p, threads, providers)
+        self.cascade = second
+        self.second_session: Any = None
+        if second is not None:
+            q = p.with_name(second.file)
+            if not q.exists():
+                raise InputError("the verifier's second part is missing", q)
+            self.second_session = open_session(q, threads, providers)
+        self.asked = self.seen = 0
 
-    def predict(self, crops: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
-        """``kind`` (N, 3) background/railcar/container, ``cls`` (N, 7), ``covered`` (N,)."""
+    @staticmethod
+    def _run(session: Any, crops: np.ndarray, batch: int) -> dict[str, np.ndarray]:
         n = len(crops)
         kind, cls, cov = np.zeros((n, 3)), np.zeros((n, 7)), np.zeros(n)
         for i in range(0, n, batch):
             x = np.ascontiguousarray(crops[i:i + batch].transpose(0, 3, 1, 2), np.float32)
-            k, c, v = self.session.run(None, {"crops": x})
+            k, c, v = session.run(None, {"crops": x})
             kind[i:i + batch], cls[i:i + batch], cov[i:i + batch] = k, c, v[:, 0]
         return {"kind": kind, "cls": cls, "covered": cov}
+
+    def predict(self, crops: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
+        """``kind`` (N, 3) background/railcar/container, ``cls`` (N, 7), ``covered`` (N,)."""
+        p = self._run(self.session, crops, batch)
+        self.seen += len(crops)
+        if self.cascade is None or len(crops) == 0:
+            return p
+        ask = np.nonzero(~self.cascade.sure(p))[0]
+        self.asked += len(ask)
+        if len(ask):
+            q = self._run(self.second_session, crops[ask], batch)
+            w = self.cascade.weight
+            for k in p:
+                p[k][ask] = (1.0 - w) * p[k][ask] + w * q[k]
+        return p
 
 
 def verifier_settings(meta: dict[str, Any]) -> dict[str, Any]:

@@ -478,10 +478,12 @@ def update_verifier_meta(model_dir: str | os.PathLike[str], values: dict[str, An
 
 
 def average_verifiers(paths: list[str | os.PathLike[str]],
-                      out: str | os.PathLike[str]) -> Path:
+                      out: str | os.PathLike[str],
+                      weights: Sequence[float] | None = None) -> Path:
     """One ONNX graph whose outputs are the mean of several verifiers' probabilities (an
     ensemble of models trained on different chips and seeds generalises better than any
-    one of them; it costs each member's time)."""
+    one of them; it costs each member's time). ``weights`` (normalised to sum 1): a
+    weighted mean instead."""
     import onnx
     from onnx import compose, helper
 
@@ -498,13 +500,19 @@ def average_verifiers(paths: list[str | os.PathLike[str]],
             n.input[:] = ["crops" if i == f"m{k}_crops" else i for i in n.input]
             nodes.append(n)
         inits += list(pm.graph.initializer)
+    w = np.full(len(models), 1.0) if weights is None else np.asarray(weights, float)
+    if len(w) != len(models) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError("average_verifiers needs one non-negative weight per model")
+    w = w / w.sum()
     for name in names:
-        nodes.append(helper.make_node("Sum", [f"m{k}_{name}" for k in range(len(models))],
-                                      [f"sum_{name}"]))
-        nodes.append(helper.make_node("Mul", [f"sum_{name}", "inv_n"], [name]))
-    inv_n = helper.make_tensor("inv_n", onnx.TensorProto.FLOAT, [], [1.0 / len(models)])
+        for k in range(len(models)):
+            nodes.append(helper.make_node("Mul", [f"m{k}_{name}", f"w{k}"], [f"w{k}_{name}"]))
+        nodes.append(helper.make_node("Sum", [f"w{k}_{name}" for k in range(len(models))],
+                                      [name]))
+    ws = [helper.make_tensor(f"w{k}", onnx.TensorProto.FLOAT, [], [float(w[k])])
+          for k in range(len(models))]
     graph = helper.make_graph(nodes, "verifier_mean", list(first.graph.input),
-                              list(first.graph.output), initializer=[*inits, inv_n])
+                              list(first.graph.output), initializer=[*inits, *ws])
     model = helper.make_model(graph, opset_imports=first.opset_import)
     model.ir_version = first.ir_version
     onnx.checker.check_model(model)
