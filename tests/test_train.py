@@ -194,11 +194,13 @@ def test_verifier_training_learns_and_onnx_matches_torch(tmp_path):
     for name, part in (("d1.npz", slice(0, 100)), ("d2.npz", slice(100, n))):
         np.savez(tmp_path / name, crops=crops[part], labels=labels[part],
                  flags=np.ones(n, np.int8)[part])
-    (tmp_path / "model.json").write_text(json.dumps({"name": "x"}))
+    (tmp_path / "model.json").write_text(json.dumps(
+        {"name": "x", "verifier": {"second": {"file": "old-part.onnx"}}}))
     block = train_verifier([tmp_path / "d1.npz", tmp_path / "d2.npz"], tmp_path, minutes=5,
                            max_steps=80, seed=0, batch=32, val_fraction=0.2)
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["name"] == "x" and meta["verifier"]["file"] == "railwatch-ver.onnx"
+    assert "second" not in meta["verifier"]  # an earlier verifier's second part is dropped
     assert block["training"]["steps"] == 80
     assert block["training"]["samples"] + block["training"]["validation_samples"] == n
     assert block["training"]["validation"]["kind_accuracy"] > 0.6  # chance: 1/3
@@ -344,6 +346,21 @@ def test_train_verifier_command_writes_a_verifier_the_detector_loads(tmp_path):
     p = det.verifier.predict(np.full((3, 32, 96, 3), 90, np.uint8))
     assert p["kind"].shape == (3, 3) and p["cls"].shape == (3, 7) and p["covered"].shape == (3,)
     np.testing.assert_allclose(p["kind"].sum(axis=1), 1, atol=1e-5)  # probabilities
+
+
+def test_cascade_choice_is_the_boldest_setting_that_loses_nothing():
+    from railwatch.train.calibrate import boldest_without_loss
+
+    def row(f1, cf1, cls, asked):
+        return {"f1": f1, "container_f1": cf1, "class_accuracy": cls, "asked": asked}
+
+    table = {"never": row(0.860, 0.866, 0.845, 1.0),
+             "careful": row(0.860, 0.866, 0.845, 0.6),
+             "bold": row(0.8605, 0.867, 0.8445, 0.3),     # within the tie: chosen
+             "bolder": row(0.862, 0.868, 0.830, 0.2),     # class accuracy drops
+             "boldest": row(0.850, 0.860, 0.846, 0.05)}   # F1 drops
+    assert boldest_without_loss(table, "never") == "bold"
+    assert boldest_without_loss({"never": table["never"]}, "never") == "never"
 
 
 def test_verifier_thresholds_near_ties_go_to_the_stricter_setting():

@@ -105,6 +105,10 @@ def test_shipped_model_runs_three_stages_and_says_so(tmp_path):
     det = Detector()
     assert det.verifier is not None and det.threshold == v["candidate_threshold"]
     assert det.refiner is not None and not det.refiner.set_length  # moves, keeps lengths
+    # the verifier in two parts: the second asked only where the first is unsure
+    assert det.verifier.cascade is not None and det.verifier.cascade.file == v["second"]["file"]
+    assert (model_dir() / v["second"]["file"]).stat().st_size < 5 * 2**20
+    assert f" + {v['second']['file']} " in det.verifier_note
     assert (model_dir() / REFINER_FILE).stat().st_size < 5 * 2**20
     assert Detector(verify=False).verifier is None
     write_sim_scene(tmp_path, "s", 880003, 400, 0.5)
@@ -127,6 +131,7 @@ def test_shipped_model_runs_three_stages_and_says_so(tmp_path):
     assert two.meta["verifier"].startswith(VERIFIER_FILE) and one.meta.get("verifier") is None
     assert two.meta["refiner"].startswith(REFINER_FILE) and one.meta.get("refiner") is None
     assert len(two) > 0
+    assert " + " in two.meta["verifier"]  # the output names both parts
 
 
 def test_broken_verifier_file_is_a_one_line_error_naming_it(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -173,4 +174,56 @@ def calibrate_railcar_nms(model: str | os.PathLike[str], per_gsd: int = 2,
         _store(model_path, railcar_nms={
             "iou": best[0], "iomin": best[1], "spacing_m": best[2],
             "sweep": {"/".join(f"{v:g}" for v in k): v for k, v in table.items()}})
+    return {"best": best, "table": table}
+
+
+#: When the verifier's first part decides alone (kind / class / covered sureness, see
+#: ``railwatch.detect.verify.Cascade``): from never (the full mean everywhere) to bold.
+CASCADE_SETTINGS = ((1.01, 1.01, 0.5), (0.95, 0.8, 0.4), (0.9, 0.8, 0.4), (0.9, 0.7, 0.35),
+                    (0.85, 0.7, 0.3), (0.8, 0.6, 0.25), (0.7, 0.5, 0.2), (0.6, 0.4, 0.1))
+
+
+def boldest_without_loss(table: dict[Any, dict[str, Any]], full: Any,
+                         tie: float = TIE) -> Any:
+    """The setting of ``table`` that asks the second part least while its objective and
+    class accuracy stay within ``tie`` of the ``full`` setting's (which always qualifies)."""
+    ref = table[full]
+    ok = [k for k in table
+          if _objective(table[k]) >= _objective(ref) - tie
+          and (table[k]["class_accuracy"] or 0.0) >= (ref["class_accuracy"] or 0.0) - tie]
+    return min(ok, key=lambda k: (table[k]["asked"], k != full))
+
+
+def calibrate_cascade(model: str | os.PathLike[str], per_gsd: int = 2, size_m: float = 300.0,
+                      tie: float = TIE, write: bool = True) -> dict[str, Any]:
+    """Choose when a two-part verifier's first part decides alone (model.json
+    ``verifier.second``): the boldest setting (fewest crops for the second part) whose
+    objective and class accuracy on validation scenes stay within ``tie`` of asking the
+    second part everywhere. Returns the choice and the sweep (with the share asked)."""
+    model_path = Path(model)
+    det = Detector(model_path)
+    v = det.verifier
+    if v is None or v.cascade is None:
+        raise ValueError(f"{model_path}: the model's verifier has no second part")
+    table: dict[tuple[float, float, float], dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        names = write_validation_scenes(d, per_gsd, size_m)
+        for kind, cls, covered in CASCADE_SETTINGS:
+            v.cascade = replace(v.cascade, kind=kind, cls=cls, covered=covered)
+            v.asked = v.seen = 0
+            s = summarise([evaluate_pair(t, p) for t, p in scene_pairs(d, names, det)])
+            table[(kind, cls, covered)] = {
+                "f1": s["f1"], "container_f1": s["container_f1"],
+                "count_error": s["count_error"], "class_accuracy": s.get("class_accuracy"),
+                "covered_accuracy": s.get("covered_accuracy"),
+                "asked": round(v.asked / max(v.seen, 1), 4)}
+    best = boldest_without_loss(table, CASCADE_SETTINGS[0], tie)
+    if write:
+        meta = json.loads(((model_path if model_path.is_dir() else model_path.parent)
+                           / "model.json").read_text())
+        second = dict(meta["verifier"]["second"])
+        second.update(kind=best[0], cls=best[1], covered=best[2],
+                      sweep={"/".join(f"{x:g}" for x in k): r for k, r in table.items()})
+        _store(model_path, verifier={"second": second})
     return {"best": best, "table": table}

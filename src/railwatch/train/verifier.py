@@ -455,16 +455,18 @@ def train_verifier(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str
                      "seed": seed, "minutes": round(budget.elapsed() / 60, 1),
                      "validation": {k: round(v, 4) for k, v in metrics.items()}},
     }
-    return update_verifier_meta(out, block)
+    # a verifier of its own: a second part left from an earlier one does not go with it
+    return update_verifier_meta(out, {**block, "second": None})
 
 
 def update_model_meta(model_dir: str | os.PathLike[str], key: str, values: dict[str, Any],
                       ) -> dict[str, Any]:
-    """Merge ``values`` into the ``key`` block of ``model_dir/model.json`` (atomic);
-    returns the block."""
+    """Merge ``values`` into the ``key`` block of ``model_dir/model.json`` (atomic; a value
+    of None removes that entry); returns the block."""
     meta_path = Path(model_dir) / "model.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    meta[key] = {**meta.get(key, {}), **values}
+    merged = {**meta.get(key, {}), **values}
+    meta[key] = {k: v for k, v in merged.items() if v is not None}
     tmp = meta_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(meta, indent=2))
     os.replace(tmp, meta_path)
