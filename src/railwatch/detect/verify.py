@@ -116,25 +116,26 @@ class Verifier:
         self.asked = self.seen = 0
 
     @staticmethod
-    def _run(session: Any, crops: np.ndarray, batch: int) -> dict[str, np.ndarray]:
-        n = len(crops)
+    def _run(session: Any, x: np.ndarray, batch: int) -> dict[str, np.ndarray]:
+        """Probabilities of one part for ``x`` (N, 3, H, W) float32."""
+        n = len(x)
         kind, cls, cov = np.zeros((n, 3)), np.zeros((n, 7)), np.zeros(n)
         for i in range(0, n, batch):
-            x = np.ascontiguousarray(crops[i:i + batch].transpose(0, 3, 1, 2), np.float32)
-            k, c, v = session.run(None, {"crops": x})
+            k, c, v = session.run(None, {"crops": x[i:i + batch]})
             kind[i:i + batch], cls[i:i + batch], cov[i:i + batch] = k, c, v[:, 0]
         return {"kind": kind, "cls": cls, "covered": cov}
 
     def predict(self, crops: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
         """``kind`` (N, 3) background/railcar/container, ``cls`` (N, 7), ``covered`` (N,)."""
-        p = self._run(self.session, crops, batch)
+        x = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), np.float32)  # once for both parts
+        p = self._run(self.session, x, batch)
         self.seen += len(crops)
         if self.cascade is None or len(crops) == 0:
             return p
         ask = np.nonzero(~self.cascade.sure(p))[0]
         self.asked += len(ask)
         if len(ask):
-            q = self._run(self.second_session, crops[ask], batch)
+            q = self._run(self.second_session, x[ask], batch)
             w = self.cascade.weight
             for k in p:
                 p[k][ask] = (1.0 - w) * p[k][ask] + w * q[k]
