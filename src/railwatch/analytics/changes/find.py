@@ -465,7 +465,6 @@ def _classify(
     dark: float = 0.35,
     contrast_min: float = 0.2,
     min_fill: float = 0.9,
-    ragged_fill: float = 0.75,
     max_texture: float = 0.3,
     in_shadow: float = 0.3,
     min_roof_width_m: float = 5.0,
@@ -614,17 +613,6 @@ def _classify(
             and cues["fill"] >= min_fill
             and lost >= 1.25 * min_edges
             and cues["contrast_before"] - cues["contrast_after"] >= contrast_min / 2
-        )
-        # A removed roof whose lost outline is ragged (traffic, a shadow margin or a lean
-        # took part of its rectangle: fill 0.75-0.9) still counts when its footprint stood
-        # out from the ground clearly (a drop of twice the usual contrast). Chosen on
-        # rendered series 5000-5119 / 5500-5549 (not benchmark seeds): of the lost outlines
-        # the rules rejected, it takes 6 true removals and no other region.
-        lost_roof = lost_roof or (
-            (flat_after or (one_side and max(sa) < 0.25 * cues["shadow_before"]))
-            and cues["fill"] >= ragged_fill
-            and lost >= 1.25 * min_edges
-            and cues["contrast_before"] - cues["contrast_after"] >= 2 * contrast_min
         )
         # Where a structure went, the ground looks like the ground around it: a footprint
         # that still stands out, or is darker than around it, is still there (a shadow, a
