@@ -13,7 +13,7 @@ from the verifier, which sees the whole car at once.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,9 +78,8 @@ class Cascade:
         """The ``second`` member of model.json's ``verifier`` block (None when absent)."""
         if not block:
             return None
-        return Cascade(str(block["file"]), float(block.get("weight", 0.5)),
-                       float(block.get("kind", 0.95)), float(block.get("cls", 0.8)),
-                       float(block.get("covered", 0.4)))
+        names = {f.name for f in fields(Cascade)}
+        return Cascade(**{k: v for k, v in block.items() if k in names})
 
     def sure(self, p: dict[str, np.ndarray]) -> np.ndarray:
         """(N,) bool: crops the first part decides alone."""

@@ -219,10 +219,8 @@ def calibrate_cascade(model: str | os.PathLike[str], per_gsd: int = 2, size_m: f
                 "covered_accuracy": s.get("covered_accuracy"),
                 "asked": round(v.asked / max(v.seen, 1), 4)}
     best = boldest_without_loss(table, CASCADE_SETTINGS[0], tie)
-    if write:
-        meta = json.loads(((model_path if model_path.is_dir() else model_path.parent)
-                           / "model.json").read_text())
-        second = dict(meta["verifier"]["second"])
+    if write:  # the block as loaded, other entries (file, weight, notes) kept
+        second = dict(det.meta["verifier"]["second"])
         second.update(kind=best[0], cls=best[1], covered=best[2],
                       sweep={"/".join(f"{x:g}" for x in k): r for k, r in table.items()})
         _store(model_path, verifier={"second": second})
