@@ -187,23 +187,38 @@ def _model_meta(onnx_file: Path) -> dict[str, Any]:
 
 def footprint_colors(image: np.ndarray, corners: np.ndarray, shrink: float = 0.6) -> np.ndarray:
     """(N, 3) median RGB inside each footprint (shrunk towards its centre), from pixels."""
-    out = np.zeros((len(corners), 3), np.uint8)
+    n = len(corners)
+    out = np.zeros((n, 3), np.uint8)
+    if n == 0:
+        return out
     h, w = image.shape[:2]
-    for i, c in enumerate(corners):
-        ctr = c.mean(axis=0)
-        pts = ctr + (c - ctr) * shrink - 0.5  # raster -> pixel-centre convention
-        x0, y0 = np.floor(pts.min(0)).astype(int)
-        x1, y1 = np.ceil(pts.max(0)).astype(int) + 1
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    ctr = corners.mean(axis=1)  # (N, 2)
+    pts = ctr[:, None] + (corners - ctr[:, None]) * shrink - 0.5  # raster -> pixel centres
+    lo = np.maximum(np.floor(pts.min(axis=1)).astype(int), 0)  # (N, 2) x0, y0
+    hi = np.minimum(np.ceil(pts.max(axis=1)).astype(int) + 1, [w, h])  # x1, y1
+    poly = np.round(pts - lo[:, None]).astype(np.int32)
+    for i, ((x0, y0), (x1, y1), (cx, cy)) in enumerate(
+            zip(lo.tolist(), hi.tolist(), ctr.tolist(), strict=True)):
         if x1 <= x0 or y1 <= y0:
             continue
         mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillConvexPoly(mask, np.round(pts - [x0, y0]).astype(np.int32), 1)
-        px = image[y0:y1, x0:x1, :3][mask.astype(bool)]
+        cv2.fillConvexPoly(mask, poly[i], 1)
+        px = image[y0:y1, x0:x1, :3][mask.view(bool)]
         if len(px) == 0:
-            px = image[min(int(ctr[1]), h - 1), min(int(ctr[0]), w - 1), :3][None]
-        out[i] = np.median(px, axis=0).astype(np.uint8)
+            px = image[min(int(cy), h - 1), min(int(cx), w - 1), :3][None]
+        out[i] = median_u8(px)
     return out
+
+
+def median_u8(px: np.ndarray) -> np.ndarray:
+    """(3,) per-column median of (K, 3) uint8 pixels, K >= 1, as
+    ``np.median(px, axis=0).astype(np.uint8)`` (the mean of the middle two, truncated)
+    in half the time."""
+    s = np.sort(px.T, axis=1)
+    m = len(px) // 2
+    if len(px) % 2:
+        return s[:, m]
+    return ((s[:, m - 1].astype(np.uint16) + s[:, m]) // 2).astype(np.uint8)
 
 
 def boxes_to_detections(b: Boxes, gsd_m: float, crs: object = PIXEL_CRS,
