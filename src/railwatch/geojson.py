@@ -21,7 +21,7 @@ from railwatch.types import Detections
 _CORE = {"kind", "class", "score", "covered", "color", "length_m"}
 
 
-def _hex(rgb: np.ndarray) -> str:
+def _hex(rgb: np.ndarray | list[int]) -> str:
     r, g, b = (int(v) for v in rgb)
     return f"#{r:02x}{g:02x}{b:02x}"
 
@@ -44,21 +44,25 @@ def _jsonable(v: Any) -> Any:
 def to_geojson(det: Detections, *, include_score: bool = True) -> dict[str, Any]:
     """A FeatureCollection of ``det`` in EPSG:4326, ready for ``json.dump``."""
     d = det.to_crs(4326)
+    # columns as Python lists first: one conversion per column, not one per value
+    extras = {k: [_jsonable(v) for v in col.tolist()] for k, col in d.extra.items()}
     features = []
-    for i in range(len(d)):
-        ring = [[round(float(x), 8), round(float(y), 8)] for x, y in d.footprints[i]]
+    for i, (fp, kind, cls, score, covered, rgb, length) in enumerate(zip(
+            d.footprints.tolist(), d.kind.tolist(), d.cls.tolist(), d.score.tolist(),
+            d.covered.tolist(), d.color.tolist(), d.length_m.tolist(), strict=True)):
+        ring = [[round(x, 8), round(y, 8)] for x, y in fp]
         ring.append(ring[0])
         props: dict[str, Any] = {
-            "kind": str(d.kind[i]),
-            "class": str(d.cls[i]) if d.kind[i] == "railcar" else None,
+            "kind": str(kind),
+            "class": str(cls) if kind == "railcar" else None,
         }
         if include_score:
-            props["score"] = round(float(d.score[i]), 4)
-        props["covered"] = bool(d.covered[i])
-        props["color"] = _hex(d.color[i])
-        props["length_m"] = round(float(d.length_m[i]), 2)
-        for k, col in d.extra.items():
-            props[k] = _jsonable(col[i])
+            props["score"] = round(score, 4)
+        props["covered"] = covered
+        props["color"] = _hex(rgb)
+        props["length_m"] = round(length, 2)
+        for k, col in extras.items():
+            props[k] = col[i]
         features.append(
             {
                 "type": "Feature",
