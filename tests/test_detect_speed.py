@@ -47,3 +47,32 @@ def test_footprint_colors_match_the_per_box_loop() -> None:
                           rng.uniform(-np.pi / 2, np.pi / 2, n))
     assert np.array_equal(footprint_colors(image, corners), _colors_reference(image, corners))
     assert footprint_colors(image, corners[:0]).shape == (0, 3)
+
+
+def _crops_reference(image: np.ndarray, cx: np.ndarray, cy: np.ndarray, angle: np.ndarray,
+                     size: tuple[int, int] = (32, 96)) -> np.ndarray:
+    """oriented_crops as it was: each box's matrix from Python floats."""
+    h, w = size
+    out = np.zeros((len(cx), h, w, 3), np.uint8)
+    u0, v0 = (w - 1) / 2, (h - 1) / 2
+    for i in range(len(cx)):
+        c, s = float(np.cos(angle[i])), float(np.sin(angle[i]))
+        x0, y0 = float(cx[i]) - 0.5, float(cy[i]) - 0.5
+        m = np.array([[c, -s, x0 - c * u0 + s * v0], [s, c, y0 - s * u0 - c * v0]])
+        out[i] = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_REPLICATE)
+    return out
+
+
+def test_oriented_crops_match_the_per_box_matrices() -> None:
+    from railwatch.detect.verify import oriented_crops
+
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (200, 240, 3)).astype(np.uint8)
+    n = 500
+    for dtype in (np.float64, np.float32):  # the detector's angles are float32
+        cx, cy = rng.uniform(-10, 250, n).astype(dtype), rng.uniform(-10, 210, n).astype(dtype)
+        angle = rng.uniform(-np.pi / 2, np.pi / 2, n).astype(dtype)
+        assert np.array_equal(oriented_crops(image, cx, cy, angle),
+                              _crops_reference(image, cx, cy, angle))
+

@@ -44,13 +44,16 @@ def oriented_crops(image: np.ndarray, cx: np.ndarray, cy: np.ndarray, angle: np.
     out = np.zeros((n, h, w, 3), np.uint8)
     img = np.ascontiguousarray(image[..., :3])
     u0, v0 = (w - 1) / 2, (h - 1) / 2  # the crop's centre, OpenCV convention
+    # cos/sin in the angles' own precision, the matrices in float64
+    c, s = np.cos(angle).astype(np.float64), np.sin(angle).astype(np.float64)
+    x0 = np.asarray(cx, np.float64) - 0.5  # OpenCV: pixel centres on integers
+    y0 = np.asarray(cy, np.float64) - 0.5
+    # destination (u, v) -> source (x, y): along-axis = u, across = v; all boxes at once
+    m = np.empty((n, 2, 3), np.float64)
+    m[:, 0, 0], m[:, 0, 1], m[:, 0, 2] = c, -s, x0 - c * u0 + s * v0
+    m[:, 1, 0], m[:, 1, 1], m[:, 1, 2] = s, c, y0 - s * u0 - c * v0
     for i in range(n):
-        c, s = float(np.cos(angle[i])), float(np.sin(angle[i]))
-        x0, y0 = float(cx[i]) - 0.5, float(cy[i]) - 0.5  # OpenCV: pixel centres on integers
-        # destination (u, v) -> source (x, y): along-axis = u, across = v
-        m = np.array([[c, -s, x0 - c * u0 + s * v0],
-                      [s, c, y0 - s * u0 - c * v0]], np.float64)
-        out[i] = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        out[i] = cv2.warpAffine(img, m[i], (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                 borderMode=cv2.BORDER_REPLICATE)
     return out
 
