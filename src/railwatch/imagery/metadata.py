@@ -203,13 +203,15 @@ def _pixel_corners(ds: Any, densify: int = 16) -> np.ndarray:
     return np.column_stack([xs, ys])
 
 
-def _to_wgs84(crs: CRS, path: Path) -> Transformer:
-    try:
-        if not crs.is_geographic and not crs.is_projected:
-            raise CRSError(f"{crs.name} is neither geographic nor projected")
-        return Transformer.from_crs(crs, CRS.from_epsg(4326), always_xy=True)
-    except (CRSError, ProjError) as exc:
-        raise InputError(f"unsupported CRS ({exc})", path) from exc
+@functools.lru_cache(maxsize=32)
+def _to_wgs84(wkt: str) -> Transformer:
+    """The transformer from a CRS (WKT) to lon/lat; cached, as the images of a batch mostly
+    share one CRS and building it costs half a millisecond (pyproj's are thread-safe).
+    Raises CRSError/ProjError for a CRS that is neither geographic nor projected."""
+    crs = CRS.from_wkt(wkt)
+    if not crs.is_geographic and not crs.is_projected:
+        raise CRSError(f"{crs.name} is neither geographic nor projected")
+    return Transformer.from_crs(crs, CRS.from_epsg(4326), always_xy=True)
 
 
 def _gsd_m(ds: Any, tr: Transformer) -> float:
@@ -263,11 +265,11 @@ def read_scene_metadata(
                 extra = " (only GCPs: warp it to a map CRS first)" if ds.gcps[0] else ""
                 raise InputError(f"raster without georeferencing (no CRS or geotransform){extra}",
                                  path)
+            crs_wkt = ds.crs.to_wkt()
             try:
-                crs = CRS.from_wkt(ds.crs.to_wkt())
-            except CRSError as exc:
+                tr = _to_wgs84(crs_wkt)
+            except (CRSError, ProjError) as exc:
                 raise InputError(f"unsupported CRS ({exc})", path) from exc
-            tr = _to_wgs84(crs, path)
             dtype = str(ds.dtypes[0])
             if dtype not in SUPPORTED_DTYPES:
                 raise InputError(
@@ -293,7 +295,6 @@ def read_scene_metadata(
                 _check_blocks(ds, path)
             width, height, count = ds.width, ds.height, ds.count
             transform = tuple(float(v) for v in tuple(ds.transform)[:6])
-            crs_wkt = ds.crs.to_wkt()
 
     acquired, source = None, None
     hit = _tag(tags, DATETIME_TAGS)
