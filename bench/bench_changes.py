@@ -32,9 +32,11 @@ from shapely.geometry import LineString, Polygon, box
 
 from railwatch.analytics.changes import find_changes
 from railwatch.errors import InputError
-from railwatch.simulate.layout import random_conditions, random_train, random_world
+from railwatch.simulate.layout import moving_trains as _moving_trains
+from railwatch.simulate.layout import occupied_ground as _occupied
+from railwatch.simulate.layout import random_conditions, random_world
 from railwatch.simulate.render import render, write_geotiff
-from railwatch.simulate.world import Building, Railcars, World
+from railwatch.simulate.world import Building, World
 from railwatch.types import Site
 
 LAT, LON = 42.4217, 130.6026
@@ -85,13 +87,6 @@ def _site(world: World, name: str) -> Site:
     aoi = ll(box(x0 + 5, y0 + 5, x1 - 5, y1 - 5))
     zones = {"south": ll(box(x0, y0, x1, 0)), "north": ll(box(x0, 0, x1, y1))}
     return Site(name, name, aoi, zones, properties={"local_crs": world.crs})
-
-
-def _occupied(world: World) -> list[Polygon]:
-    occ = [Polygon(b.polygon).buffer(10) for b in world.buildings]
-    occ += [LineString(t.vertices).buffer(12) for t in world.tracks]
-    occ += [LineString(r.vertices).buffer(r.width_m / 2 + 6) for r in world.roads]
-    return occ
 
 
 def _new_building(rng: np.random.Generator, world: World, built: dt.date) -> Building | None:
@@ -166,17 +161,6 @@ def _conditions(rng: np.random.Generator, when: dt.datetime):
         cloud_cover=0.0,
         off_nadir_deg=float(rng.uniform(0, 12)),
     )
-
-
-def _moving_trains(rng: np.random.Generator, world: World) -> Railcars:
-    parts = []
-    for k, t in enumerate(world.tracks):
-        if rng.random() < 0.5:
-            n = int(rng.integers(3, 25))
-            parts.append(
-                random_train(rng, t, float(rng.uniform(0, max(t.length - 400, 1))), n, f"M{k}")
-            )
-    return Railcars.concat(parts) if parts else Railcars.empty()
 
 
 def make_case(seed: int, folder: Path, *, construction: bool = True, n_images: int = 5):

@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from shapely.geometry import LineString, Polygon
 
 from railwatch.simulate.world import (
     CAR_SPECS,
@@ -544,3 +545,25 @@ def random_conditions(
         jpeg_quality=int(rng.choice([0, 0, 95, 85, 75, 60])),
         seed=int(rng.integers(0, 2**31)),
     )
+
+
+def occupied_ground(world: World) -> list[Polygon]:
+    """Where a new building may not go: around standing buildings (10 m), tracks (12 m)
+    and roads (6 m past their edges), in local metres."""
+    occ = [Polygon(b.polygon).buffer(10) for b in world.buildings]
+    occ += [LineString(t.vertices).buffer(12) for t in world.tracks]
+    occ += [LineString(r.vertices).buffer(r.width_m / 2 + 6) for r in world.roads]
+    return occ
+
+
+def moving_trains(rng: np.random.Generator, world: World) -> Railcars:
+    """Trains of 3 to 24 cars on about half of ``world``'s tracks, at random places: the
+    traffic of one acquisition (the cars differ from image to image)."""
+    parts = []
+    for k, t in enumerate(world.tracks):
+        if rng.random() < 0.5:
+            n = int(rng.integers(3, 25))
+            parts.append(
+                random_train(rng, t, float(rng.uniform(0, max(t.length - 400, 1))), n, f"M{k}")
+            )
+    return Railcars.concat(parts) if parts else Railcars.empty()

@@ -1,0 +1,236 @@
+"""Facility changes from learned structure maps: where a building stands, image by image.
+
+The edge method (:mod:`.find`) looks for outlines that changed between images and then
+asks whether they are a roof. This one asks a small segmentation network
+(``railwatch-struct.onnx``, trained on rendered yards: :mod:`railwatch.train.structures`)
+where structures stand in each co-registered image of the series, then reads every
+region's history: a new structure is absent in every earlier image that shows the place
+and present in the next ``persist`` images that do (and in most after them); a removed
+one the other way round. Per-image maps make it robust to what changes between images
+but is no structure (season, sun, shadows, lean, trains) and let it date each change to
+the last image that showed the place empty and the first that showed it built.
+
+An image whose snow or cloud mask covers the place cannot prove the place empty (snow on
+a roof hides it), but the network seeing a structure there still counts as presence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy import ndimage
+
+from railwatch.errors import InputError
+
+if TYPE_CHECKING:
+    from railwatch.analytics.changes.find import Change, _Prepared
+    from railwatch.analytics.coregister import Grid
+    from railwatch.types import Site
+
+MODEL_DIR = Path(__file__).parent / "model"
+STRUCTURE_MODEL = MODEL_DIR / "railwatch-struct.onnx"
+#: The grid spacing the network was trained on (metres): the change finder's default grid.
+MODEL_GSD_M = 1.0
+
+
+class StructureModel:
+    """The structure segmentation network on onnxruntime: ``predict(rgb)`` -> (H, W)
+    probability that a structure (roof or wall of a building, platform) covers each cell
+    of an RGB image on the site grid (float, about 0..1 as :func:`read_on_grid` gives)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, threads: int | None = 1) -> None:
+        from railwatch.detect.session import open_session
+
+        p = Path(path) if path is not None else STRUCTURE_MODEL
+        if not p.exists():
+            raise InputError("structure model not found", p)
+        self.path = p
+        self.session = open_session(p, threads)
+        meta = p.with_suffix(".json")
+        self.meta: dict[str, Any] = json.loads(meta.read_text()) if meta.exists() else {}
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        hp, wp = -(-h // 8) * 8, -(-w // 8) * 8  # three stride-2 stages
+        x = np.zeros((1, 3, hp, wp), np.float32)
+        x[0, :, :h, :w] = np.clip(rgb, 0.0, 1.5).transpose(2, 0, 1)
+        return self.session.run(None, {"image": x})[0][0, 0, :h, :w]
+
+
+@lru_cache(maxsize=2)
+def shipped_model(threads: int = 1) -> StructureModel:
+    """The packaged structure model, loaded once per process."""
+    return StructureModel(STRUCTURE_MODEL, threads)
+
+
+@dataclass(frozen=True)
+class StructureRules:
+    """The thresholds of :func:`structure_changes` (chosen on the tuning seeds of
+    ``bench/bench_changes.py``; see docs/benchmarks.md)."""
+
+    candidate: float = 0.45  # mean after minus mean before, per cell, to start a region
+    core: float = 0.5  # mean probability on the built side, per cell
+    present: float = 0.6  # region mean above which an image shows the structure
+    absent: float = 0.08  # region mean below which an image shows the place empty
+    seen: float = 0.5  # share of the region an image must show to say either
+    min_cells: int = 60  # smallest region looked at (cells of the grid)
+    later_share: float = 0.5  # of the images after the persistence window, agreeing
+
+
+#: Region states in one image: present, absent, unclear (between the two).
+PRESENT, ABSENT, UNCLEAR = "P", "A", "M"
+
+
+def region_states(
+    maps: list[np.ndarray],
+    visible: list[np.ndarray],
+    usable: list[np.ndarray],
+    region: np.ndarray,
+    rules: StructureRules,
+) -> tuple[list[str | None], list[float | None], list[bool]]:
+    """Each image's verdict on ``region`` (cells of the maps' shape): P/A/M where it shows
+    at least ``seen`` of it, P where only its snow or cloud covers the place and the
+    network still sees a structure there, else None; the region's mean probability; and
+    whether the verdict came through the image's snow or cloud mask."""
+    states: list[str | None] = []
+    values: list[float | None] = []
+    masked: list[bool] = []
+    for s, v, u in zip(maps, visible, usable, strict=True):
+        s_r, v_r, u_r = s[region], v[region], u[region]
+        if v_r.mean() >= rules.seen:
+            x = float(s_r[v_r].mean())
+            states.append(PRESENT if x > rules.present else ABSENT if x < rules.absent else UNCLEAR)
+            values.append(x)
+            masked.append(False)
+        elif u_r.mean() >= rules.seen and float(s_r[u_r].mean()) > rules.present:
+            states.append(PRESENT)
+            values.append(float(s_r[u_r].mean()))
+            masked.append(True)
+        else:
+            states.append(None)
+            values.append(None)
+            masked.append(False)
+    return states, values, masked
+
+
+def change_step(states: list[str | None], k: int, sign: str, persist: int,
+                later_share: float) -> tuple[int, int] | None:
+    """(last image before, first image after) when the history ``states`` shows a change
+    of ``sign`` ("new" or "lost") at step ``k``, else None: every image before ``k`` that
+    says anything says the old state (at least one), the first ``persist`` after it that
+    say anything say the new one, and so do ``later_share`` of the rest."""
+    old, new = (ABSENT, PRESENT) if sign == "new" else (PRESENT, ABSENT)
+    before = [i for i in range(k) if states[i] is not None]
+    after = [i for i in range(k, len(states)) if states[i] is not None]
+    if not before or len(after) < persist:
+        return None
+    if any(states[i] != old for i in before) or any(states[i] != new for i in after[:persist]):
+        return None
+    rest = after[persist:]
+    if rest and np.mean([states[i] == new for i in rest]) < later_share:
+        return None
+    return before[-1], after[0]
+
+
+def structure_changes(
+    used: list[_Prepared],
+    site: Site,
+    grid: Grid,
+    *,
+    persist: int = 2,
+    model: StructureModel | None = None,
+    rules: StructureRules | None = None,
+    maps: list[np.ndarray] | None = None,
+) -> list[Change]:
+    """Changes of structures in the aligned, masked images ``used`` (date order), from
+    the structure model's map of each (``maps``: given instead)."""
+    from railwatch.analytics.changes.find import Change, _polygon, _zone
+    from railwatch.analytics.coregister import to_local
+
+    rules = rules or StructureRules()
+    if maps is None:
+        if abs(grid.gsd_m - MODEL_GSD_M) > 0.05:
+            raise InputError(
+                f"the structure model works on a {MODEL_GSD_M:g} m grid, not {grid.gsd_m:g} m"
+            )
+        model = model or shipped_model()
+        maps = [model.predict(p.rgb) for p in used]
+    gsd = grid.gsd_m
+    n = len(used)
+    visible = [p.usable & ~p.occluded for p in used]
+    usable = [p.usable for p in used]
+    zones = {name: to_local(z, grid.crs) for name, z in site.zones.items()}
+    # What each image says cell by cell: everything where it shows the ground, and a
+    # structure seen through its snow or cloud mask (it proves presence, never absence).
+    # A structure seen through snow is good evidence that it stands; one "seen" in a
+    # snowy image that no clear image confirms is not (the network finds roofs in snow
+    # drifts): so presence through the mask confirms a new structure and vetoes a removal
+    # or a new structure, but never opens a removal.
+    seen = np.stack([np.where(v, s, np.nan) for s, v in zip(maps, visible, strict=True)])
+    seen_or_masked = np.stack([
+        np.where(v | (u & (s > rules.present)), s, np.nan)
+        for s, v, u in zip(maps, visible, usable, strict=True)
+    ])
+    taken = np.zeros(grid.shape, bool)
+    out: list[Change] = []
+    for k in range(1, n - persist + 1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells: never seen
+            after = np.nanmean(seen_or_masked[k:], axis=0)
+            before_any = np.nanmean(seen_or_masked[:k], axis=0)
+            before_seen = np.nanmean(seen[:k], axis=0)
+        for sign in ("new", "lost"):
+            before = before_any if sign == "new" else before_seen
+            diff = np.nan_to_num(after - before, nan=0.0)
+            built = np.nan_to_num(after if sign == "new" else before, nan=0.0) > rules.core
+            cand = (diff > rules.candidate) if sign == "new" else (diff < -rules.candidate)
+            cand = ndimage.binary_opening(cand & built & ~taken, iterations=1)
+            labels, _ = ndimage.label(cand)
+            for r, win in enumerate(ndimage.find_objects(labels), start=1):
+                if win is None:
+                    continue
+                reg = labels[win] == r
+                if reg.sum() < rules.min_cells:
+                    continue
+                states, values, masked = region_states(
+                    [m[win] for m in maps], [v[win] for v in visible], [u[win] for u in usable],
+                    reg, rules,
+                )
+                if sign == "lost":
+                    states = [None if i < k and m else st
+                              for i, (st, m) in enumerate(zip(states, masked, strict=True))]
+                step = change_step(states, k, sign, persist, rules.later_share)
+                if step is None:
+                    continue
+                b_last, a_first = step
+                mask = np.zeros(grid.shape, bool)
+                mask[win] = reg
+                taken |= ndimage.binary_dilation(mask, iterations=3)
+                geom = _polygon(mask, grid.transform, simplify_m=gsd * 0.7)
+                v_before = float(np.mean([v for v in values[:k] if v is not None]))
+                v_after = float(np.mean([v for v in values[k:] if v is not None]))
+                out.append(
+                    Change(
+                        geometry=geom,
+                        crs=grid.crs,
+                        kind="new structure" if sign == "new" else "removed structure",
+                        first_seen=used[a_first].info.acquired,
+                        last_absent=used[b_last].info.acquired,
+                        area_m2=float(reg.sum() * gsd * gsd),
+                        zone=_zone(geom, zones),
+                        score=round(abs(v_after - v_before), 4),
+                        before=used[b_last].info.path,
+                        after=used[a_first].info.path,
+                        seen_in=persist,
+                        cues={"structure_before": round(v_before, 4),
+                              "structure_after": round(v_after, 4)},
+                    )
+                )
+    return out
