@@ -150,7 +150,9 @@ def test_warm_start_from_onnx_reproduces_the_exported_model(tmp_path):
 
 @pytest.mark.parametrize("command, module", [("train", "railwatch.train.loop"),
                                              ("train-verifier", "railwatch.train.verifier"),
-                                             ("train-refiner", "railwatch.train.refiner")])
+                                             ("train-refiner", "railwatch.train.refiner"),
+                                             ("train-structures",
+                                              "railwatch.train.structures")])
 def test_train_command_without_torch_is_a_clear_error(tmp_path, monkeypatch, command, module):
     monkeypatch.setitem(sys.modules, module, None)
     r = CliRunner().invoke(app, [command, "--out", str(tmp_path / "m")])
@@ -376,3 +378,36 @@ def test_verifier_thresholds_near_ties_go_to_the_stricter_setting():
     assert strictest_near_best(table, tie=0.0) in {(0.9, 0.4), (0.7, 0.4)}
     assert strictest_near_best({(0.5, 0.3): row(0.9, 0.9), (0.5, 0.35): row(0.9, 0.9)}) \
         == (0.5, 0.35)
+
+
+def test_structure_training_learns_and_onnx_matches_torch(tmp_path):
+    from railwatch.analytics.changes.structures import StructureModel
+    from railwatch.train.structures import (
+        StructNet,
+        build_structure_data,
+        structure_sample,
+        train_structures,
+    )
+
+    # the data: rendered yards on the 1 m grid, roofs labelled, reproducible from the seed
+    x0, y0 = structure_sample(5, 0, tmp_path)
+    x1, y1 = structure_sample(5, 0, tmp_path)
+    assert np.array_equal(x0, x1) and np.array_equal(y0, y1)
+    assert x0.shape == (320, 320, 3) and x0.dtype == np.uint8
+    assert set(np.unique(y0)) <= {0, 1, 255} and (y0 == 1).sum() > 100
+    data = tmp_path / "yards.npz"
+    assert build_structure_data(data, 4, seed=5, workers=1) == 4
+    meta = train_structures(data, tmp_path / "m", max_steps=120, batch=4, crop=96, lr=3e-3,
+                            width=8, val_fraction=0.25)
+    t = meta["training"]
+    assert t["steps"] == 120 and t["final_loss"] < 0.8 * t["first_loss"]
+    net = StructNet(8)
+    net.load_state_dict(torch.load(tmp_path / "m" / "railwatch-struct.pt"))
+    net.eval()
+    rgb = x0[:104, :120].astype(np.float32) / 255.0
+    with torch.no_grad():
+        want = torch.sigmoid(net(torch.from_numpy(rgb.transpose(2, 0, 1)[None].copy())))[0, 0]
+    got = StructureModel(tmp_path / "m" / "railwatch-struct.onnx").predict(rgb)
+    assert got.shape == (104, 120)
+    assert np.abs(got - want.numpy()).max() < 1e-4
+    assert json.loads((tmp_path / "m" / "railwatch-struct.json").read_text())["parameters"] > 0

@@ -36,6 +36,9 @@ def register(app: typer.Typer) -> None:
             2, "--persist", min=1, help="A change must be seen in this many consecutive images."
         ),
         gsd: float = typer.Option(1.0, "--gsd", min=0.1, help="Comparison grid GSD (metres)."),
+        method: str = typer.Option(
+            "both", "--method", help="edges (changed outlines, by rules), structures (a "
+            "learned map of where buildings stand in each image) or both."),
         every: int = typer.Option(
             0, "--every", min=0, help="Compare one image at least this many days after the "
             "last (e.g. 90: one a season; faster on long archives, wider date brackets). "
@@ -60,6 +63,7 @@ def register(app: typer.Typer) -> None:
                     persist=persist,
                     gsd_m=gsd,
                     every_days=every,
+                    method=method,
                     on_image=lambda _p: bar.advance(task),
                 )
         for im in result.skipped:

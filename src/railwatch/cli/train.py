@@ -1,6 +1,8 @@
 """`railwatch train --out MODEL_DIR`: train the detector on simulated chips;
 `railwatch train-verifier --out MODEL_DIR`: train its second stage;
-`railwatch train-refiner --out MODEL_DIR`: train its third stage (all need torch)."""
+`railwatch train-refiner --out MODEL_DIR`: train its third stage;
+`railwatch train-structures --out DIR`: train the change finder's structure maps (all need
+torch)."""
 
 from __future__ import annotations
 
@@ -194,7 +196,41 @@ def train_refiner_cmd(
          f"the car {v['median_offset_before_px']:.1f} -> {v['median_offset_after_px']:.1f} px")
 
 
+def train_structures_cmd(
+    out: Path = typer.Option(..., "--out", help="Folder for railwatch-struct.onnx, its .pt "
+                             "weights and railwatch-struct.json (copy the .onnx and .json to "
+                             "railwatch/analytics/changes/model/ to ship them)."),
+    samples: int = typer.Option(4000, "--samples", min=2, help="Rendered yards to learn from."),
+    minutes: float = typer.Option(60.0, "--minutes", min=0.01, help="Training wall-clock budget."),
+    seed: int = typer.Option(11, "--seed", help="Random seed of the weights and batches."),
+    data_seed: int = typer.Option(424242, "--data-seed", help="Random seed of the rendered yards."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Processes rendering yards."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads."),
+    data: Path = typer.Option(None, "--data", help="Rendered yards (.npz): reused when it "
+                              "exists, else rendered into and kept."),
+) -> None:
+    """Train the structure segmentation network of `railwatch changes` on rendered yards."""
+    st = _training("railwatch.train.structures")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = data or Path(tmp) / "yards.npz"
+        if not path.exists():
+            with progress() as bar:
+                bar.add_task(f"rendering {samples} yards", total=None)
+                st.build_structure_data(path, samples, seed=data_seed, workers=workers)
+        with progress() as bar:
+            task = bar.add_task("train structure maps", total=None)
+            meta = st.train_structures(path, out, minutes=minutes, seed=seed, threads=threads,
+                                       log=lambda line: bar.update(task, description=line))
+    v = meta["validation"]
+    info(f"structure model written to {out}/railwatch-struct.onnx: on {v['samples']} held-out "
+         f"yards cell IoU {v['iou']:.3f} (precision {v['precision']:.3f}, recall "
+         f"{v['recall']:.3f})")
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train_cmd)
     app.command("train-verifier")(train_verifier_cmd)
     app.command("train-refiner")(train_refiner_cmd)
+    app.command("train-structures")(train_structures_cmd)

@@ -13,7 +13,10 @@ The flow of :func:`find_changes`:
    neither creates nor hides a change;
 3. candidate regions become polygons (morphology, connected components), are classified
    from their edges, shadows (height) and shape, and dated: ``last_absent`` is the last
-   image before the step, ``first_seen`` the first image of the step.
+   image before the step, ``first_seen`` the first image of the step;
+4. with ``method="both"`` (the default) the learned structure maps of :mod:`.structures`
+   add the changes the outlines missed (a structure network's map of every image, each
+   region's history read image by image).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from railwatch.analytics.changes.maps import (
     image_features,
     pair_maps,
 )
+from railwatch.analytics.changes.structures import StructureModel, structure_changes
 from railwatch.analytics.coregister import (
     Alignment,
     Grid,
@@ -65,6 +69,9 @@ CHANGE_KINDS: tuple[str, ...] = (
 )
 
 ImageInput = tuple[str | os.PathLike[str], dt.datetime, Detections | None]
+
+#: How changes are found (``find_changes(method=...)``, ``railwatch changes --method``).
+METHODS = ("edges", "structures", "both")
 
 
 @dataclass
@@ -948,6 +955,8 @@ def find_changes(
     object_buffer_m: float = 3.0,
     min_response: float = 0.08,
     on_image: Callable[[str], None] | None = None,
+    method: str = "both",
+    structure_model: StructureModel | None = None,
 ) -> ChangeSet:
     """Facility changes of ``site`` in ``images`` (path, acquisition time, detections or None).
 
@@ -960,6 +969,10 @@ def find_changes(
     outline looked at (a lost side this small may grow into the roof it bordered; an
     outline between the two is drawn and claims its place, but is not reported);
     ``min_score``: changes scoring lower are dropped.
+    ``method``: "edges" (changed outlines, classified by rules), "structures" (the
+    learned structure maps of :mod:`.structures`; ``structure_model``: another model than
+    the shipped one) or "both" (the default: every edge change, and the structure changes
+    that overlap none of them).
     ``threshold`` only scales the appearance part of the score. Detected railcars and
     containers are masked out (``object_buffer_m`` around each, and their ground in every
     image). Raises :class:`InputError` for fewer than two usable images, too few to
@@ -967,6 +980,8 @@ def find_changes(
     """
     if persist < 1:
         raise InputError(f"--persist must be at least 1, got {persist}")
+    if method not in METHODS:
+        raise InputError(f"unknown change method {method!r} (one of {', '.join(METHODS)})")
     if len(images) < 2:
         raise InputError(f"site {site.name!r}: need at least two images, got {len(images)}")
     grid = site_grid(site, gsd_m)
@@ -1001,19 +1016,28 @@ def find_changes(
             f"site {site.name!r}: {len(used)} usable images cannot confirm a change that must "
             f"persist over {persist} images (need {persist + 1}; use --persist 1 for a pair)"
         )
-    changes = _changes_over_time(
-        used,
-        site,
-        grid,
-        persist=persist,
-        min_area_m2=min_region_m2,
-        threshold=threshold,
-        min_edge_px=min_edge_px,
-        edge_threshold=edge_threshold,
-        min_score=min_score,
-    )
+    changes: list[Change] = []
+    if method in ("edges", "both"):
+        changes = _changes_over_time(
+            used,
+            site,
+            grid,
+            persist=persist,
+            min_area_m2=min_region_m2,
+            threshold=threshold,
+            min_edge_px=min_edge_px,
+            edge_threshold=edge_threshold,
+            min_score=min_score,
+        )
     # (outlines under min_score were dropped as they were found)
     changes = [c for c in changes if c.area_m2 >= min_area_m2]
+    if method in ("structures", "both"):
+        learned = structure_changes(used, site, grid, persist=persist, model=structure_model)
+        edges = list(changes)
+        changes += [
+            c for c in learned
+            if c.area_m2 >= min_area_m2 and not any(_overlap(c.geometry, e.geometry) for e in edges)
+        ]
     for n, c in enumerate(changes, start=1):
         c.id = n
     ref = next(
@@ -1028,6 +1052,11 @@ def find_changes(
         "",
     )
     return ChangeSet(site.name, changes, infos, grid, persist, ref)
+
+
+def _overlap(a: Any, b: Any, share: float = 0.2) -> bool:
+    """Whether two change outlines overlap by more than ``share`` of the smaller."""
+    return bool(a.intersection(b).area > share * min(a.area, b.area))
 
 
 @dataclass

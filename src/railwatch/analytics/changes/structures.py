@@ -38,6 +38,8 @@ MODEL_DIR = Path(__file__).parent / "model"
 STRUCTURE_MODEL = MODEL_DIR / "railwatch-struct.onnx"
 #: The grid spacing the network was trained on (metres): the change finder's default grid.
 MODEL_GSD_M = 1.0
+#: Larger images are mapped in tiles of this many cells with this margin (memory).
+TILE, TILE_MARGIN = 1024, 64
 
 
 class StructureModel:
@@ -45,18 +47,55 @@ class StructureModel:
     probability that a structure (roof or wall of a building, platform) covers each cell
     of an RGB image on the site grid (float, about 0..1 as :func:`read_on_grid` gives)."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, threads: int | None = 1) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, threads: int | None = 1,
+                 flips: bool = False) -> None:
         from railwatch.detect.session import open_session
 
         p = Path(path) if path is not None else STRUCTURE_MODEL
         if not p.exists():
             raise InputError("structure model not found", p)
         self.path = p
+        self.flips = flips
         self.session = open_session(p, threads)
         meta = p.with_suffix(".json")
         self.meta: dict[str, Any] = json.loads(meta.read_text()) if meta.exists() else {}
 
-    def predict(self, rgb: np.ndarray) -> np.ndarray:
+    def predict(self, rgb: np.ndarray, gsd_m: float = MODEL_GSD_M) -> np.ndarray:
+        """The map of ``rgb`` (cells of ``gsd_m``; resampled to the model's 1 m and the
+        map back when they differ)."""
+        if abs(gsd_m - MODEL_GSD_M) > 1e-6:
+            import cv2
+
+            h, w = rgb.shape[:2]
+            f = gsd_m / MODEL_GSD_M
+            small = cv2.resize(rgb.astype(np.float32), (max(8, round(w * f)), max(8, round(h * f))),
+                               interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+            return cv2.resize(self.predict(small), (w, h), interpolation=cv2.INTER_LINEAR)
+        h, w = rgb.shape[:2]
+        if h * w <= TILE * TILE:
+            return self._run(rgb)
+        # Large sites in tiles (bounded memory), each with a margin the network can see
+        # past, kept only in its middle.
+        out = np.empty((h, w), np.float32)
+        for r in range(0, h, TILE):
+            for c in range(0, w, TILE):
+                r0, c0 = max(0, r - TILE_MARGIN), max(0, c - TILE_MARGIN)
+                r1, c1 = min(h, r + TILE + TILE_MARGIN), min(w, c + TILE + TILE_MARGIN)
+                part = self._run(rgb[r0:r1, c0:c1])
+                out[r:r + TILE, c:c + TILE] = part[r - r0:r - r0 + TILE, c - c0:c - c0 + TILE]
+        return out
+
+    def _run(self, rgb: np.ndarray) -> np.ndarray:
+        if not self.flips:
+            return self._run1(rgb)
+        # the mean over the four flips (the network is not quite symmetric)
+        acc = self._run1(rgb)
+        acc += self._run1(rgb[::-1])[::-1]
+        acc += self._run1(rgb[:, ::-1])[:, ::-1]
+        acc += self._run1(rgb[::-1, ::-1])[::-1, ::-1]
+        return acc / 4
+
+    def _run1(self, rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
         hp, wp = -(-h // 8) * 8, -(-w // 8) * 8  # three stride-2 stages
         x = np.zeros((1, 3, hp, wp), np.float32)
@@ -79,9 +118,11 @@ class StructureRules:
     core: float = 0.5  # mean probability on the built side, per cell
     present: float = 0.6  # region mean above which an image shows the structure
     absent: float = 0.08  # region mean below which an image shows the place empty
+    footprint: float = 0.7  # mean probability on the built side inside the footprint
     seen: float = 0.5  # share of the region an image must show to say either
-    min_cells: int = 60  # smallest region looked at (cells of the grid)
+    min_region_m2: float = 60.0  # smallest region looked at
     later_share: float = 0.5  # of the images after the persistence window, agreeing
+    min_score: float = 0.8  # region mean after minus before (before minus after: removals)
 
 
 #: Region states in one image: present, absent, unclear (between the two).
@@ -155,14 +196,11 @@ def structure_changes(
     from railwatch.analytics.coregister import to_local
 
     rules = rules or StructureRules()
-    if maps is None:
-        if abs(grid.gsd_m - MODEL_GSD_M) > 0.05:
-            raise InputError(
-                f"the structure model works on a {MODEL_GSD_M:g} m grid, not {grid.gsd_m:g} m"
-            )
-        model = model or shipped_model()
-        maps = [model.predict(p.rgb) for p in used]
     gsd = grid.gsd_m
+    if maps is None:
+        model = model or shipped_model()
+        maps = [model.predict(p.rgb, gsd) for p in used]
+    min_cells = rules.min_region_m2 / gsd**2
     n = len(used)
     visible = [p.usable & ~p.occluded for p in used]
     usable = [p.usable for p in used]
@@ -197,7 +235,7 @@ def structure_changes(
                 if win is None:
                     continue
                 reg = labels[win] == r
-                if reg.sum() < rules.min_cells:
+                if reg.sum() < min_cells:
                     continue
                 states, values, masked = region_states(
                     [m[win] for m in maps], [v[win] for v in visible], [u[win] for u in usable],
@@ -210,12 +248,20 @@ def structure_changes(
                 if step is None:
                     continue
                 b_last, a_first = step
+                v_before = float(np.mean([v for v in values[:k] if v is not None]))
+                v_after = float(np.mean([v for v in values[k:] if v is not None]))
+                if abs(v_after - v_before) < rules.min_score:
+                    continue
                 mask = np.zeros(grid.shape, bool)
                 mask[win] = reg
                 taken |= ndimage.binary_dilation(mask, iterations=3)
+                # The footprint: the cells the built side's maps are sure of (the maps
+                # blur a roof's rim by about a cell, which adds a third to a small shed).
+                side = np.nan_to_num(after if sign == "new" else before, nan=0.0)
+                core = ndimage.binary_dilation(mask, iterations=1) & (side > rules.footprint)
+                if core.sum() >= 0.5 * mask.sum():
+                    mask = core
                 geom = _polygon(mask, grid.transform, simplify_m=gsd * 0.7)
-                v_before = float(np.mean([v for v in values[:k] if v is not None]))
-                v_after = float(np.mean([v for v in values[k:] if v is not None]))
                 out.append(
                     Change(
                         geometry=geom,
@@ -223,7 +269,7 @@ def structure_changes(
                         kind="new structure" if sign == "new" else "removed structure",
                         first_seen=used[a_first].info.acquired,
                         last_absent=used[b_last].info.acquired,
-                        area_m2=float(reg.sum() * gsd * gsd),
+                        area_m2=float(mask.sum() * gsd * gsd),
                         zone=_zone(geom, zones),
                         score=round(abs(v_after - v_before), 4),
                         before=used[b_last].info.path,

@@ -1,0 +1,208 @@
+"""Facility changes from learned structure maps (railwatch.analytics.changes.structures)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from affine import Affine
+from pyproj import CRS
+from shapely.geometry import box
+
+import test_changes_synth as S
+from railwatch.analytics.changes import find_changes
+from railwatch.analytics.changes.find import UsedImage
+from railwatch.analytics.changes.structures import (
+    ABSENT,
+    PRESENT,
+    UNCLEAR,
+    StructureModel,
+    change_step,
+    shipped_model,
+    structure_changes,
+)
+from railwatch.analytics.coregister import Grid
+from railwatch.errors import InputError
+from railwatch.types import Site
+
+P, A, M = PRESENT, ABSENT, UNCLEAR
+
+
+# ------------------------------------------------------------------- the history rule
+def test_change_step_reads_a_history():
+    # absent, absent, then present twice: new at step 2, bracket (1, 2)
+    assert change_step([A, A, P, P], 2, "new", 2, 0.5) == (1, 2)
+    # the wrong step, or the wrong sign, says nothing
+    assert change_step([A, A, P, P], 1, "new", 2, 0.5) is None
+    assert change_step([A, A, P, P], 2, "lost", 2, 0.5) is None
+    # one odd image neither creates a structure ...
+    assert change_step([A, A, P, A, A], 2, "new", 2, 0.5) is None
+    # ... nor hides one: unknown images are skipped, the bracket is the images that saw it
+    assert change_step([A, None, P, None, P], 1, "new", 2, 0.5) == (0, 2)
+    # an unclear image inside the window spoils it; the persistence window needs images
+    assert change_step([A, A, M, P], 2, "new", 2, 0.5) is None
+    assert change_step([A, A, P], 2, "new", 2, 0.5) is None
+    assert change_step([A, A, P], 2, "new", 1, 0.5) == (1, 2)
+    # later images must mostly agree
+    assert change_step([A, P, P, A, A, A], 1, "new", 2, 0.5) is None
+    assert change_step([A, P, P, P, A, P], 1, "new", 2, 0.5) == (0, 1)
+    # removals the other way round; nothing seen before: no bracket
+    assert change_step([P, P, A, A], 2, "lost", 2, 0.5) == (1, 2)
+    assert change_step([None, None, A, A], 2, "lost", 2, 0.5) is None
+
+
+# -------------------------------------------------------- regions from constructed maps
+@dataclass
+class _Img:
+    """The parts of the change finder's prepared image that structure_changes reads."""
+
+    info: UsedImage
+    rgb: np.ndarray
+    usable: np.ndarray
+    occluded: np.ndarray
+
+
+GRID = Grid(CRS.from_epsg(32652), Affine(1.0, 0, 500_000.0, 0, -1.0, 4_700_100.0), 100, 100)
+SITE = Site("t", "t", box(129, 42, 130, 43), {})
+
+
+def _series(n: int, snow: set[int] | None = None) -> list[_Img]:
+    out = []
+    for i in range(n):
+        occ = np.zeros((100, 100), bool)
+        if snow and i in snow:
+            occ[:] = True
+        when = dt.datetime(2021, 1 + i, 1, tzinfo=dt.UTC)
+        out.append(_Img(UsedImage(f"im{i}.tif", when, 0.5, 1.0), np.zeros((100, 100, 3)),
+                        np.ones((100, 100), bool), occ))
+    return out
+
+
+def _maps(n: int, present: list[bool], rect=(slice(30, 50), slice(40, 65))) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    maps = []
+    for i in range(n):
+        m = rng.uniform(0.0, 0.03, (100, 100)).astype(np.float32)
+        if present[i]:
+            m[rect] = 0.95
+        maps.append(m)
+    return maps
+
+
+def test_a_new_structure_is_found_and_dated():
+    used = _series(5)
+    maps = _maps(5, [False, False, True, True, True])
+    ch = structure_changes(used, SITE, GRID, persist=2, maps=maps)
+    assert [c.kind for c in ch] == ["new structure"]
+    c = ch[0]
+    assert c.last_absent.month == 2 and c.first_seen.month == 3
+    assert c.area_m2 == pytest.approx(20 * 25, rel=0.1)
+    # the footprint is where the map put it (rows 30..50 from the top = northings)
+    x0, y0, x1, y1 = c.geometry.bounds
+    assert (x0, x1) == pytest.approx((500_040, 500_065), abs=1.5)
+    assert (y0, y1) == pytest.approx((4_700_050, 4_700_070), abs=1.5)
+    assert c.score > 0.8
+
+
+def test_a_removed_structure_and_nothing_from_one_odd_image():
+    used = _series(5)
+    gone = structure_changes(used, SITE, GRID, maps=_maps(5, [True, True, False, False, False]))
+    assert [(c.kind, c.last_absent.month, c.first_seen.month) for c in gone] == [
+        ("removed structure", 2, 3)]
+    odd = structure_changes(used, SITE, GRID, maps=_maps(5, [False, True, False, False, False]))
+    assert odd == []
+    blip = structure_changes(used, SITE, GRID, maps=_maps(5, [False, False, True, False, False]))
+    assert blip == []
+
+
+def test_snow_proves_presence_never_absence():
+    # A snowy image that "sees" a structure neither opens a removal nor hides one built
+    # later; a snowy image that sees nothing proves nothing.
+    maps = _maps(5, [True, False, False, False, False])
+    assert structure_changes(_series(5, snow={0}), SITE, GRID, maps=maps) == []
+    maps = _maps(5, [False, False, False, True, True])
+    ch = structure_changes(_series(5, snow={1, 2}), SITE, GRID, maps=maps)
+    assert [(c.kind, c.last_absent.month, c.first_seen.month) for c in ch] == [
+        ("new structure", 1, 4)]
+    # presence through snow confirms a new structure in the persistence window
+    maps = _maps(5, [False, False, True, True, False])
+    ch = structure_changes(_series(5, snow={3, 4}), SITE, GRID, maps=maps)
+    assert [(c.kind, c.last_absent.month, c.first_seen.month) for c in ch] == [
+        ("new structure", 2, 3)]
+
+
+def test_small_regions_are_not_looked_at():
+    used = _series(4)
+    maps = _maps(4, [False, False, True, True], rect=(slice(10, 16), slice(10, 16)))  # 36 m²
+    assert structure_changes(used, SITE, GRID, maps=maps) == []
+
+
+# ------------------------------------------------------------------ the shipped model
+def test_shipped_model_sees_a_rendered_roof(tmp_path):
+    from railwatch.analytics.coregister import read_on_grid, site_grid
+
+    site = S.site()
+    grid = site_grid(site, 1.0)
+    w = S.base_world()
+    w.buildings.append(S.Building(box(220, 250, 260, 280), 7.0, (0.62, 0.60, 0.58)))
+    path = S.write(tmp_path / "b.tif", w, S.Conditions(seed=2), S.day(2))
+    rgb, valid = read_on_grid(path, grid)
+    m = shipped_model().predict(rgb)
+    assert m.shape == grid.shape and m.dtype == np.float32
+    assert float(m.min()) >= 0.0 and float(m.max()) <= 1.0
+    from rasterio import features
+    from shapely.affinity import translate
+
+    roof = features.rasterize([(translate(box(222, 252, 258, 278), S.X0, S.Y0), 1)],
+                              out_shape=grid.shape, transform=grid.transform).astype(bool)
+    assert float(m[roof].mean()) > 0.7  # the roof
+    far = ~features.rasterize([(translate(box(200, 230, 280, 300), S.X0, S.Y0), 1)],
+                              out_shape=grid.shape, transform=grid.transform).astype(bool)
+    assert float(np.median(m[far & valid])) < 0.1  # open ground, tracks, trains
+
+
+def test_structures_method_finds_the_new_building(tmp_path):
+    new = box(220, 250, 260, 280)
+    images = []
+    for k, (built, cond) in enumerate([
+        (False, S.Conditions(seed=1, trains=2)),
+        (False, S.Conditions(seed=2, sun_az=160, trains=3)),
+        (True, S.Conditions(seed=3, sun_az=200, sun_el=30, trains=2)),
+        (True, S.Conditions(seed=4, sun_az=150, trains=1)),
+    ]):
+        w = S.base_world()
+        if built:
+            w.buildings.append(S.Building(new, 7.0, (0.62, 0.60, 0.58)))
+        path = S.write(tmp_path / f"s{k}.tif", w, cond, S.day(2 * k))
+        images.append((path, S.day(2 * k), S.truth(path)))
+    result = find_changes(images, S.site(), persist=2, method="structures")
+    assert [c.kind for c in result.changes] == ["new structure"]
+    c = result.changes[0]
+    assert c.last_absent == S.day(2) and c.first_seen == S.day(4)
+    from shapely.affinity import translate
+
+    truth = translate(new, S.X0, S.Y0)
+    assert c.geometry.intersection(truth).area / c.geometry.union(truth).area > 0.7
+    assert c.zone == "freight_handling"
+
+
+def test_unknown_method_and_missing_model(tmp_path: Path):
+    with pytest.raises(InputError, match="unknown change method"):
+        find_changes([("a.tif", S.day(0), None), ("b.tif", S.day(1), None)], S.site(),
+                     method="magic")
+    with pytest.raises(InputError, match="structure model not found"):
+        StructureModel(tmp_path / "none.onnx")
+
+
+def test_large_images_are_mapped_in_tiles_alike(monkeypatch):
+    import railwatch.analytics.changes.structures as st
+
+    rgb = np.random.default_rng(0).random((300, 420, 3)).astype(np.float32)
+    whole = shipped_model().predict(rgb)
+    monkeypatch.setattr(st, "TILE", 128)
+    tiled = shipped_model().predict(rgb)
+    assert tiled.shape == whole.shape
+    assert np.abs(tiled - whole).max() < 0.02
