@@ -316,10 +316,10 @@ def score_case(
     }
 
 
-def _run(images, site, persist: int):
+def _run(images, site, persist: int, method: str = "both"):
     """find_changes, or None with the reason printed when the series is unusable."""
     try:
-        return find_changes(images, site, persist=persist)
+        return find_changes(images, site, persist=persist, method=method)
     except InputError as exc:
         print(f"  {site.name}: no result ({exc})")
         return None
@@ -392,6 +392,8 @@ def main() -> None:
         help="also the built-in tumangang-khasan scenario (2021-03..2022-06)",
     )
     ap.add_argument("--scenario-images", type=int, default=12)
+    ap.add_argument("--method", default="both", choices=("edges", "structures", "both"),
+                    help="find_changes(method=...): the change finder's method")
     args = ap.parse_args()
     tot = {  # randomised
         "true": 0,
@@ -409,7 +411,7 @@ def main() -> None:
         for k in range(args.cases):
             seed = args.seed + k
             images, site, truths, shifts = make_case(seed, Path(tmp))
-            res = _run(images, site, args.persist)
+            res = _run(images, site, args.persist, args.method)
             n_img += len(images)
             if res is None:
                 tot["true"] += sum(t.poly.area >= 100 for t in truths)
@@ -430,7 +432,7 @@ def main() -> None:
         for k in range(args.quiet_cases):
             seed = args.seed + 1000 + k
             images, site, _, _ = make_case(seed, Path(tmp), construction=False)
-            res = _run(images, site, args.persist)
+            res = _run(images, site, args.persist, args.method)
             n_img += len(images)
             if res is None:
                 continue
@@ -462,7 +464,7 @@ def main() -> None:
             images, site, truths = scenario_case(
                 folder, "2021-03-01", "2022-06-30", args.scenario_images, args.persist
             )
-            res = _run(images, site, args.persist)
+            res = _run(images, site, args.persist, args.method)
             if res is not None:
                 s = score_case(res, truths, {})
                 print(
