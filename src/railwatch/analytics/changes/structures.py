@@ -122,6 +122,8 @@ class StructureRules:
     seen: float = 0.5  # share of the region an image must show to say either
     min_region_m2: float = 60.0  # smallest region looked at
     later_share: float = 0.5  # of the images after the persistence window, agreeing
+    removed_fill: float = 0.0  # of its minimum rotated rectangle a removed roof must fill
+    removal_seen: int = 1  # earlier images that must show a structure before its removal
     min_score: float = 0.8  # region mean after minus before (before minus after: removals)
 
 
@@ -245,6 +247,9 @@ def structure_changes(
                     states = [None if i < k and m else st
                               for i, (st, m) in enumerate(zip(states, masked, strict=True))]
                 step = change_step(states, k, sign, persist, rules.later_share)
+                if step is not None and sign == "lost" and sum(
+                        st == PRESENT for st in states[:k]) < rules.removal_seen:
+                    step = None
                 if step is None:
                     continue
                 b_last, a_first = step
@@ -262,6 +267,12 @@ def structure_changes(
                 if core.sum() >= 0.5 * mask.sum():
                     mask = core
                 geom = _polygon(mask, grid.transform, simplify_m=gsd * 0.7)
+                # Buildings are rectilinear; a bright cloud or snow patch that the masks
+                # missed and the network took for a roof, gone in the next images, is not.
+                rect = geom.minimum_rotated_rectangle.area
+                fill = float(geom.area / rect) if rect > 0 else 0.0
+                if sign == "lost" and fill < rules.removed_fill:
+                    continue
                 out.append(
                     Change(
                         geometry=geom,
