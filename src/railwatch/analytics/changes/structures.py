@@ -16,13 +16,12 @@ a roof hides it), but the network seeing a structure there still counts as prese
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -47,18 +46,14 @@ class StructureModel:
     probability that a structure (roof or wall of a building, platform) covers each cell
     of an RGB image on the site grid (float, about 0..1 as :func:`read_on_grid` gives)."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, threads: int | None = 1,
-                 flips: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, threads: int | None = 1) -> None:
         from railwatch.detect.session import open_session
 
         p = Path(path) if path is not None else STRUCTURE_MODEL
         if not p.exists():
             raise InputError("structure model not found", p)
         self.path = p
-        self.flips = flips
         self.session = open_session(p, threads)
-        meta = p.with_suffix(".json")
-        self.meta: dict[str, Any] = json.loads(meta.read_text()) if meta.exists() else {}
 
     def predict(self, rgb: np.ndarray, gsd_m: float = MODEL_GSD_M) -> np.ndarray:
         """The map of ``rgb`` (cells of ``gsd_m``; resampled to the model's 1 m and the
@@ -86,16 +81,6 @@ class StructureModel:
         return out
 
     def _run(self, rgb: np.ndarray) -> np.ndarray:
-        if not self.flips:
-            return self._run1(rgb)
-        # the mean over the four flips (the network is not quite symmetric)
-        acc = self._run1(rgb)
-        acc += self._run1(rgb[::-1])[::-1]
-        acc += self._run1(rgb[:, ::-1])[:, ::-1]
-        acc += self._run1(rgb[::-1, ::-1])[::-1, ::-1]
-        return acc / 4
-
-    def _run1(self, rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
         hp, wp = -(-h // 8) * 8, -(-w // 8) * 8  # three stride-2 stages
         x = np.zeros((1, 3, hp, wp), np.float32)
@@ -122,8 +107,6 @@ class StructureRules:
     seen: float = 0.5  # share of the region an image must show to say either
     min_region_m2: float = 60.0  # smallest region looked at
     later_share: float = 0.5  # of the images after the persistence window, agreeing
-    removed_fill: float = 0.0  # of its minimum rotated rectangle a removed roof must fill
-    removal_seen: int = 1  # earlier images that must show a structure before its removal
     min_score: float = 0.8  # region mean after minus before (before minus after: removals)
 
 
@@ -247,9 +230,6 @@ def structure_changes(
                     states = [None if i < k and m else st
                               for i, (st, m) in enumerate(zip(states, masked, strict=True))]
                 step = change_step(states, k, sign, persist, rules.later_share)
-                if step is not None and sign == "lost" and sum(
-                        st == PRESENT for st in states[:k]) < rules.removal_seen:
-                    step = None
                 if step is None:
                     continue
                 b_last, a_first = step
@@ -267,12 +247,6 @@ def structure_changes(
                 if core.sum() >= 0.5 * mask.sum():
                     mask = core
                 geom = _polygon(mask, grid.transform, simplify_m=gsd * 0.7)
-                # Buildings are rectilinear; a bright cloud or snow patch that the masks
-                # missed and the network took for a roof, gone in the next images, is not.
-                rect = geom.minimum_rotated_rectangle.area
-                fill = float(geom.area / rect) if rect > 0 else 0.0
-                if sign == "lost" and fill < rules.removed_fill:
-                    continue
                 out.append(
                     Change(
                         geometry=geom,
