@@ -411,3 +411,39 @@ def test_structure_training_learns_and_onnx_matches_torch(tmp_path):
     assert got.shape == (104, 120)
     assert np.abs(got - want.numpy()).max() < 1e-4
     assert json.loads((tmp_path / "m" / "railwatch-struct.json").read_text())["parameters"] > 0
+
+    # a warm start begins where the first run ended and keeps its training record
+    again = train_structures(data, tmp_path / "m2", max_steps=20, batch=4, crop=96, lr=1e-3,
+                             width=8, val_fraction=0.25,
+                             init=tmp_path / "m" / "railwatch-struct.pt")["training"]
+    assert again["first_loss"] < 0.8 * t["first_loss"]
+    assert again["init"]["steps"] == 120
+
+
+def test_structure_samples_under_cloud_teach_that_clouds_are_not_roofs(tmp_path):
+    from railwatch.train.structures import IGNORE, structure_sample
+
+    hidden, brighter = 0, 0.0
+    for i in range(6):
+        x0, y0 = structure_sample(5, i, tmp_path, cloudy_share=0.0)
+        x1, y1 = structure_sample(5, i, tmp_path, cloudy_share=1.0)
+        assert not ((y0 == 0) & (y1 == 1)).any()  # a cloud never becomes a structure
+        hidden += int(((y0 == 1) & (y1 == IGNORE)).sum())  # a roof under cloud is unseen
+        brighter += float(x1.mean()) - float(x0.mean())
+    assert hidden > 50 and brighter > 0  # roofs hidden, and clouds are bright
+
+
+def test_structure_crops_cut_at_an_image_edge_are_ignored_there():
+    from railwatch.train.structures import IGNORE, _batch
+
+    rng = np.random.default_rng(3)
+    x = np.full((4, 64, 64, 3), 120, np.uint8)
+    y = np.zeros((4, 64, 64), np.uint8)
+    y[:, 20:40, 20:40] = 1
+    xb, yb = _batch(rng, x, y, np.arange(4), 48, nodata_share=1.0)
+    for xi, yi in zip(xb.numpy(), yb.numpy(), strict=True):
+        gone = (xi == 0).all(axis=0)
+        assert 0 < gone.mean() < 1  # every crop cut by a line into image and no-data
+        assert (yi[gone] == IGNORE).all() and not (yi[~gone] == IGNORE).any()
+    xb, yb = _batch(rng, x, y, np.arange(4), 48)  # off by default
+    assert (xb.numpy() > 0).all() and not (yb.numpy() == IGNORE).any()

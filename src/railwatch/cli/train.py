@@ -208,6 +208,13 @@ def train_structures_cmd(
     threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads."),
     data: Path = typer.Option(None, "--data", help="Rendered yards (.npz): reused when it "
                               "exists, else rendered into and kept."),
+    init: Path = typer.Option(None, "--init", exists=True, dir_okay=False,
+                              help="Start from these weights (a railwatch-struct.pt)."),
+    lr: float = typer.Option(3e-3, "--lr", min=1e-6, help="Peak learning rate."),
+    cloudy_share: float = typer.Option(0.3, "--cloudy-share", min=0.0, max=1.0,
+                                       help="Share of yards rendered under partial cloud."),
+    nodata_share: float = typer.Option(0.25, "--nodata-share", min=0.0, max=1.0,
+                                       help="Share of crops cut into image and no-data."),
 ) -> None:
     """Train the structure segmentation network of `railwatch changes` on rendered yards."""
     st = _training("railwatch.train.structures")
@@ -218,10 +225,12 @@ def train_structures_cmd(
         if not path.exists():
             with progress() as bar:
                 bar.add_task(f"rendering {samples} yards", total=None)
-                st.build_structure_data(path, samples, seed=data_seed, workers=workers)
+                st.build_structure_data(path, samples, seed=data_seed, workers=workers,
+                                        cloudy_share=cloudy_share)
         with progress() as bar:
             task = bar.add_task("train structure maps", total=None)
             meta = st.train_structures(path, out, minutes=minutes, seed=seed, threads=threads,
+                                       init=init, lr=lr, nodata_share=nodata_share,
                                        log=lambda line: bar.update(task, description=line))
     v = meta["validation"]
     info(f"structure model written to {out}/railwatch-struct.onnx: on {v['samples']} held-out "

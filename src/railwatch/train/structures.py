@@ -6,11 +6,15 @@ sun, haze, off-nadir lean, GSD (0.3 to 0.8 m), noise and blur, with moving train
 image is read onto a 1 m grid exactly as the change finder reads images
 (:func:`railwatch.analytics.coregister.read_on_grid`) and labelled with every standing
 building's roof and visible walls (its footprint and the footprint displaced by the
-lean); walls of the yard and cells outside the image are ignored. Model: a small U-Net
+lean); walls of the yard and cells outside the image are ignored. A share of the yards
+is rendered under partial cloud (clouds are not roofs; roofs under opaque cloud are
+ignored), and a share of the training crops is cut by a straight line into image and
+no-data, as where an image ends on the site grid. Model: a small U-Net
 (:class:`StructNet`), loss binary cross-entropy plus soft Dice. Export: ONNX with the
 sigmoid inside, ``image`` (N, 3, H, W) float about 0..1 -> ``structure`` (N, 1, H, W).
 
-    railwatch train-structures --out MODEL_DIR --samples 4000 --minutes 60
+    railwatch train-structures --out MODEL_DIR --samples 6000 --minutes 60
+    railwatch train-structures --out MODEL_DIR2 --init MODEL_DIR/railwatch-struct.pt ...
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import torch
 from affine import Affine
 from rasterio import features
 from rasterio.crs import CRS
+from rasterio.warp import Resampling, reproject
 from shapely import affinity
 from shapely.geometry import LineString, MultiPoint, box
 from torch import nn
@@ -53,6 +58,10 @@ HALF_M = 160.0
 SAMPLE_PX = 320
 IGNORE = 255
 DATA_SEED = 424242
+#: Share of samples rendered under partial cloud (cover 0.05 to 0.5).
+CLOUDY_SHARE = 0.3
+#: Share of training crops cut by a random line into image and no-data (an image's edge).
+NODATA_SHARE = 0.25
 
 
 # ------------------------------------------------------------------------------- data
@@ -80,9 +89,11 @@ def _extra_buildings(rng: np.random.Generator, world: World, k: int) -> None:
 
 
 def structure_sample(seed: int, index: int, tmpdir: str | os.PathLike[str],
-                     ) -> tuple[np.ndarray, np.ndarray]:
+                     cloudy_share: float = CLOUDY_SHARE) -> tuple[np.ndarray, np.ndarray]:
     """One rendered sample: RGB (SAMPLE_PX, SAMPLE_PX, 3) uint8 on the 1 m grid and its
-    label (1 structure, 0 not, IGNORE unknown)."""
+    label (1 structure, 0 not, IGNORE unknown). A ``cloudy_share`` of samples is rendered
+    under partial cloud: ground under cloud is labelled 0 (clouds are not roofs), roofs
+    under opaque cloud IGNORE."""
     rng = np.random.default_rng([seed, index])
     ox, oy = 500_000.0 + 1000 * (index % 97), 4_700_000.0
     ext = (-HALF_M, -HALF_M, HALF_M, HALF_M)
@@ -95,14 +106,18 @@ def structure_sample(seed: int, index: int, tmpdir: str | os.PathLike[str],
     winter = when.month in (12, 1, 2)
     snow = (float(rng.uniform(0.2, 1.0)) if winter and rng.random() < 0.7
             else float(rng.uniform(0.1, 0.6)) if rng.random() < 0.05 else 0.0)
+    # Clouds come from a stream of their own, so cloud-free samples stay as they were.
+    crng = np.random.default_rng([seed, index, 1])
+    cloud = float(crng.uniform(0.05, 0.5)) if crng.random() < cloudy_share else 0.0
     cond = replace(cond, when=when, lon=float(rng.uniform(120, 135)), snow=snow,
-                   cloud_cover=0.0, off_nadir_deg=float(rng.uniform(0, 18)))
+                   cloud_cover=cloud, off_nadir_deg=float(rng.uniform(0, 18)))
     for b in world.buildings:  # some gone by this date
         if b.kind != "platform" and rng.random() < 0.15:
             b.removed = (when - dt.timedelta(days=30)).date()
     world.cars = moving_trains(rng, world)
     path = Path(tmpdir) / f"s{index}.tif"
-    write_geotiff(render(world, cond), path, cond, truth=False)
+    rendered = render(world, cond)
+    write_geotiff(rendered, path, cond, truth=False)
     grid = Grid(CRS.from_user_input(world.crs),
                 Affine(1.0, 0, ext[0] + ox, 0, -1.0, ext[3] + oy), SAMPLE_PX, SAMPLE_PX)
     rgb, valid = read_on_grid(path, grid)
@@ -118,23 +133,30 @@ def structure_sample(seed: int, index: int, tmpdir: str | os.PathLike[str],
     if walls:
         label[features.rasterize(walls, out_shape=shape, transform=local, fill=0,
                                  dtype="uint8") > 0] = IGNORE
+    if rendered.cloud_mask.any():  # ground under cloud is no structure; a roof there is unseen
+        under = np.zeros(shape, np.float32)
+        reproject(rendered.cloud_mask.astype(np.float32), under,
+                  src_transform=rendered.transform, src_crs=rendered.crs,
+                  dst_transform=grid.transform, dst_crs=grid.crs, resampling=Resampling.average)
+        label[(under > 0.5) & (label == 1)] = IGNORE
     label[~valid] = IGNORE
     return np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8), label
 
 
-def _worker(args: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    seed, start, stop = args
+def _worker(args: tuple[int, int, int, float]) -> tuple[np.ndarray, np.ndarray]:
+    seed, start, stop, cloudy_share = args
     with tempfile.TemporaryDirectory() as tmp:
-        pairs = [structure_sample(seed, i, tmp) for i in range(start, stop)]
+        pairs = [structure_sample(seed, i, tmp, cloudy_share) for i in range(start, stop)]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
 def build_structure_data(out: str | os.PathLike[str], samples: int, seed: int = DATA_SEED,
-                         workers: int = 2, start: int = 0) -> int:
+                         workers: int = 2, start: int = 0,
+                         cloudy_share: float = CLOUDY_SHARE) -> int:
     """Write ``out`` (.npz: ``x`` images, ``y`` labels) with samples ``start`` ..
     ``start + samples`` of the ``seed`` stream; returns the count."""
     bounds = np.linspace(start, start + samples, workers + 1).round().astype(int)
-    jobs = [(seed, int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
+    jobs = [(seed, int(a), int(b), cloudy_share) for a, b in itertools.pairwise(bounds) if b > a]
     if len(jobs) > 1:
         with mp.get_context("spawn").Pool(len(jobs)) as pool:
             parts = pool.map(_worker, jobs)
@@ -206,8 +228,23 @@ def export_structures(net: StructNet, path: str | os.PathLike[str]) -> Path:
 
 
 # --------------------------------------------------------------------------- training
+def _blank_side(rng: np.random.Generator, xi: np.ndarray, yi: np.ndarray,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Cut the crop along a random straight line: one side becomes no-data (zeros, as
+    ``read_on_grid`` gives outside an image; labels IGNORE), as where an image ends on the
+    site grid."""
+    size = xi.shape[0]
+    a = rng.uniform(0, 2 * np.pi)
+    r, c = np.mgrid[:size, :size] - (size - 1) / 2
+    off = np.cos(a) * c + np.sin(a) * r - rng.uniform(-0.3, 0.7) * size / 2
+    gone = off > 0
+    xi, yi = xi.copy(), yi.copy()
+    xi[gone], yi[gone] = 0.0, IGNORE
+    return xi, yi
+
+
 def _batch(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, idx: np.ndarray,
-           size: int) -> tuple[torch.Tensor, torch.Tensor]:
+           size: int, nodata_share: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     xb = np.empty((len(idx), size, size, 3), np.float32)
     yb = np.empty((len(idx), size, size), np.uint8)
     for k, i in enumerate(idx):
@@ -224,6 +261,8 @@ def _batch(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, idx: np.ndarr
         if rng.random() < 0.3:  # grey or faded colour
             g = xi.mean(axis=2, keepdims=True)
             xi = np.broadcast_to(g, xi.shape) if rng.random() < 0.5 else xi * 0.6 + g * 0.4
+        if nodata_share > 0 and rng.random() < nodata_share:
+            xi, yi = _blank_side(rng, xi, yi)
         xb[k], yb[k] = xi, yi
     return (torch.from_numpy(np.ascontiguousarray(xb.transpose(0, 3, 1, 2))),
             torch.from_numpy(yb))
@@ -263,6 +302,7 @@ def train_structures(data: str | os.PathLike[str], out_dir: str | os.PathLike[st
                      lr: float = 3e-3, width: int = 16, threads: int = 1,
                      val_fraction: float = 0.04, max_steps: int | None = None,
                      init: str | os.PathLike[str] | None = None,
+                     nodata_share: float = NODATA_SHARE,
                      log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train StructNet on ``build_structure_data`` output for ``minutes`` (or
     ``max_steps``), warm-started from ``init`` (a state dict) when given; write
@@ -278,14 +318,18 @@ def train_structures(data: str | os.PathLike[str], out_dir: str | os.PathLike[st
     n_val = max(1, int(len(x) * val_fraction))
     val, tr = np.sort(order[:n_val]), order[n_val:]
     net = StructNet(width)
+    init_training = None
     if init is not None:
         net.load_state_dict(torch.load(init))
+        before = Path(init).with_suffix(".json")
+        if before.exists():  # keep the record of how the starting weights were trained
+            init_training = json.loads(before.read_text()).get("training")
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     budget = Budget(minutes, max_steps)
     losses: list[float] = []
     net.train()
     for idx in budget.batches(opt, lr, tr, batch, rng):
-        xb, yb = _batch(rng, x, y, idx, crop)
+        xb, yb = _batch(rng, x, y, idx, crop, nodata_share)
         loss = segmentation_loss(net(xb), yb)
         opt.zero_grad()
         loss.backward()
@@ -305,7 +349,8 @@ def train_structures(data: str | os.PathLike[str], out_dir: str | os.PathLike[st
         "output": "structure (N, 1, H, W): probability that a roof or walls cover the cell",
         "training": {"samples": len(tr), "steps": budget.step,
                      "seconds": round(budget.elapsed(), 1), "seed": seed, "batch": batch,
-                     "crop": crop, "lr": lr, "init": str(init) if init else None,
+                     "crop": crop, "lr": lr, "nodata_share": nodata_share,
+                     "init": (init_training or Path(init).name) if init else None,
                      "first_loss": round(float(np.mean(losses[:20])), 4) if losses else None,
                      "final_loss": round(float(np.mean(losses[-50:])), 4) if losses else None},
         "validation": {"samples": int(n_val), **segmentation_scores(net, x[val], y[val])},
