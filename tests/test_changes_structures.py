@@ -85,7 +85,7 @@ def _maps(n: int, present: list[bool], rect=(slice(30, 50), slice(40, 65))) -> l
     rng = np.random.default_rng(0)
     maps = []
     for i in range(n):
-        m = rng.uniform(0.0, 0.03, (100, 100)).astype(np.float32)
+        m = rng.uniform(0.0, 0.005, (100, 100)).astype(np.float32)  # a network sure of ground
         if present[i]:
             m[rect] = 0.95
         maps.append(m)
@@ -116,6 +116,19 @@ def test_a_removed_structure_and_nothing_from_one_odd_image():
     assert odd == []
     blip = structure_changes(used, SITE, GRID, maps=_maps(5, [False, False, True, False, False]))
     assert blip == []
+
+
+def test_one_earlier_image_must_be_sure_of_the_absence():
+    # With only the first image before it, a new structure needs that image to be sure
+    # the place was empty: a roof the network half-misses once is not construction.
+    used = _series(4)
+    maps = _maps(4, [False, True, True, True])
+    maps[0][30:50, 40:65] = 0.0
+    found = structure_changes(used, SITE, GRID, persist=2, maps=maps)
+    assert [(c.kind, c.last_absent.month, c.first_seen.month) for c in found] == [
+        ("new structure", 1, 2)]
+    maps[0][30:50, 40:65] = 0.04  # "absent" (< 0.08), but not sure
+    assert structure_changes(used, SITE, GRID, persist=2, maps=maps) == []
 
 
 def test_snow_proves_presence_never_absence():

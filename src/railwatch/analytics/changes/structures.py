@@ -108,6 +108,10 @@ class StructureRules:
     min_region_m2: float = 60.0  # smallest region looked at
     later_share: float = 0.5  # of the images after the persistence window, agreeing
     min_score: float = 0.8  # region mean after minus before (before minus after: removals)
+    # A new structure whose absence only one earlier image attests needs that image to be
+    # sure of it: a network's miss of a standing roof in one image must not read as
+    # construction.
+    lone_absent: float = 0.01
 
 
 #: Region states in one image: present, absent, unclear (between the two).
@@ -233,6 +237,9 @@ def structure_changes(
                 if step is None:
                     continue
                 b_last, a_first = step
+                witnesses = [v for v in values[:k] if v is not None]
+                if sign == "new" and len(witnesses) == 1 and witnesses[0] >= rules.lone_absent:
+                    continue
                 v_before = float(np.mean([v for v in values[:k] if v is not None]))
                 v_after = float(np.mean([v for v in values[k:] if v is not None]))
                 if abs(v_after - v_before) < rules.min_score:
