@@ -240,7 +240,7 @@ def structure_changes(
                 witnesses = [v for v in values[:k] if v is not None]
                 if sign == "new" and len(witnesses) == 1 and witnesses[0] >= rules.lone_absent:
                     continue
-                v_before = float(np.mean([v for v in values[:k] if v is not None]))
+                v_before = float(np.mean(witnesses))
                 v_after = float(np.mean([v for v in values[k:] if v is not None]))
                 if abs(v_after - v_before) < rules.min_score:
                     continue
