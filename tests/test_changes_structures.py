@@ -14,13 +14,14 @@ from shapely.geometry import box
 
 import test_changes_synth as S
 from railwatch.analytics.changes import find_changes
-from railwatch.analytics.changes.find import UsedImage
+from railwatch.analytics.changes.find import Change, UsedImage, _supported
 from railwatch.analytics.changes.structures import (
     ABSENT,
     PRESENT,
     UNCLEAR,
     StructureModel,
     change_step,
+    map_support,
     shipped_model,
     structure_changes,
 )
@@ -131,6 +132,35 @@ def test_one_earlier_image_must_be_sure_of_the_absence():
     assert structure_changes(used, SITE, GRID, persist=2, maps=maps) == []
 
 
+def _edge_change(kind: str, first: int, last: int) -> Change:
+    # an outline over rows 30..50, columns 40..65 of GRID (the rectangle of _maps)
+    geom = box(500_040, 4_700_050, 500_065, 4_700_070)
+    month = lambda i: dt.datetime(2021, 1 + i, 1, tzinfo=dt.UTC)  # noqa: E731
+    return Change(geom, GRID.crs, kind, month(first), month(last), geom.area, None, 0.5)
+
+
+def test_map_support_reads_the_built_side_of_an_edge_change():
+    used = _series(5)
+    maps = _maps(5, [False, False, True, True, True])
+    new = _edge_change("new structure", first=2, last=1)
+    assert map_support(new, used, maps, GRID) == pytest.approx(0.95)
+    assert _supported(new, used, maps, GRID)
+    # the same outline where the maps see ground after it (a changed shadow or patch)
+    empty = _maps(5, [False] * 5)
+    assert map_support(new, used, empty, GRID) < 0.01
+    assert not _supported(new, used, empty, GRID)
+    # a removal is read on the images up to it: the roof stood there in 0 and 1
+    lost = _edge_change("removed structure", first=2, last=1)
+    assert map_support(lost, used, _maps(5, [True, True, False, False, False]), GRID) == (
+        pytest.approx(0.95))
+    assert not _supported(lost, used, maps, GRID)
+    # kinds the maps do not know, and places no built-side image shows, stand as they are
+    assert _supported(_edge_change("new track", first=2, last=1), used, empty, GRID)
+    hidden = _series(5, snow={2, 3, 4})
+    assert map_support(new, hidden, empty, GRID) is None
+    assert _supported(new, hidden, empty, GRID)
+
+
 def test_snow_proves_presence_never_absence():
     # A snowy image that "sees" a structure neither opens a removal nor hides one built
     # later; a snowy image that sees nothing proves nothing.
@@ -200,6 +230,9 @@ def test_structures_method_finds_the_new_building(tmp_path):
     truth = translate(new, S.X0, S.Y0)
     assert c.geometry.intersection(truth).area / c.geometry.union(truth).area > 0.7
     assert c.zone == "freight_handling"
+    # "both" (the default) gives the same change, with the maps' outline
+    both = find_changes(images, S.site(), persist=2).changes
+    assert [(c.kind, c.geometry.equals(b.geometry)) for b in both] == [("new structure", True)]
 
 
 def test_unknown_method_and_missing_model(tmp_path: Path):

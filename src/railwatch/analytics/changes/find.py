@@ -15,8 +15,10 @@ The flow of :func:`find_changes`:
    from their edges, shadows (height) and shape, and dated: ``last_absent`` is the last
    image before the step, ``first_seen`` the first image of the step;
 4. with ``method="both"`` (the default) the learned structure maps of :mod:`.structures`
-   add the changes the outlines missed (a structure network's map of every image, each
-   region's history read image by image).
+   (a structure network's map of every image, each region's history read image by image)
+   give their changes, with their tighter outlines, and check the edge method's: an edge
+   change of a structure stands only where the maps overlap none of their own and see a
+   structure on its built side.
 """
 
 from __future__ import annotations
@@ -45,7 +47,13 @@ from railwatch.analytics.changes.maps import (
     image_features,
     pair_maps,
 )
-from railwatch.analytics.changes.structures import StructureModel, structure_changes
+from railwatch.analytics.changes.structures import (
+    StructureModel,
+    StructureRules,
+    map_support,
+    structure_changes,
+    structure_maps,
+)
 from railwatch.analytics.coregister import (
     Alignment,
     Grid,
@@ -971,8 +979,9 @@ def find_changes(
     ``min_score``: changes scoring lower are dropped.
     ``method``: "edges" (changed outlines, classified by rules), "structures" (the
     learned structure maps of :mod:`.structures`; ``structure_model``: another model than
-    the shipped one) or "both" (the default: every edge change, and the structure changes
-    that overlap none of them).
+    the shipped one) or "both" (the default: the structure changes, and the edge changes
+    that overlap none of them and, if of a structure, that the maps see a structure in
+    on the built side: :func:`.structures.map_support`).
     ``threshold`` only scales the appearance part of the score. Detected railcars and
     containers are masked out (``object_buffer_m`` around each, and their ground in every
     image). Raises :class:`InputError` for fewer than two usable images, too few to
@@ -1032,11 +1041,16 @@ def find_changes(
     # (outlines under min_score were dropped as they were found)
     changes = [c for c in changes if c.area_m2 >= min_area_m2]
     if method in ("structures", "both"):
-        learned = structure_changes(used, site, grid, persist=persist, model=structure_model)
-        edges = list(changes)
-        changes += [
-            c for c in learned
-            if c.area_m2 >= min_area_m2 and not any(_overlap(c.geometry, e.geometry) for e in edges)
+        maps = structure_maps(used, grid, structure_model)
+        learned = [
+            c for c in structure_changes(used, site, grid, persist=persist, maps=maps)
+            if c.area_m2 >= min_area_m2
+        ]
+        edges = [c for c in changes if _supported(c, used, maps, grid)]
+        # Where both found a change the maps' outline stands: it follows the roof, where a
+        # changed outline often takes in its shadow and the ground beside it.
+        changes = learned + [
+            e for e in edges if not any(_overlap(e.geometry, c.geometry) for c in learned)
         ]
     for n, c in enumerate(changes, start=1):
         c.id = n
@@ -1052,6 +1066,16 @@ def find_changes(
         "",
     )
     return ChangeSet(site.name, changes, infos, grid, persist, ref)
+
+
+def _supported(c: Change, used: list[_Prepared], maps: list[np.ndarray], grid: Grid) -> bool:
+    """Whether the structure maps let an edge change stand: changes of other kinds than
+    structures, and structures on ground no image shows, always; a structure only where
+    the maps see one on its built side (:attr:`StructureRules.edge_support`)."""
+    if c.kind not in ("new structure", "removed structure"):
+        return True
+    support = map_support(c, used, maps, grid)
+    return support is None or support >= StructureRules().edge_support
 
 
 def _overlap(a: Any, b: Any, share: float = 0.2) -> bool:

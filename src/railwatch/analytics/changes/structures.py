@@ -112,6 +112,10 @@ class StructureRules:
     # sure of it: a network's miss of a standing roof in one image must not read as
     # construction.
     lone_absent: float = 0.01
+    # With method "both": an edge change of a structure whose built side (the images after
+    # a new one, up to a removed one) the maps see no structure in (footprint mean below
+    # this) is a changed shadow, patch or rim, not a building.
+    edge_support: float = 0.15
 
 
 #: Region states in one image: present, absent, unclear (between the two).
@@ -169,6 +173,44 @@ def change_step(states: list[str | None], k: int, sign: str, persist: int,
     return before[-1], after[0]
 
 
+def structure_maps(
+    used: list[_Prepared], grid: Grid, model: StructureModel | None = None
+) -> list[np.ndarray]:
+    """The structure probability map of each image in ``used`` on ``grid``."""
+    model = model or shipped_model()
+    return [model.predict(p.rgb, grid.gsd_m) for p in used]
+
+
+def map_support(
+    change: Change,
+    used: list[_Prepared],
+    maps: list[np.ndarray],
+    grid: Grid,
+    rules: StructureRules | None = None,
+) -> float | None:
+    """How sure the maps are that ``change``'s structure stands where it says on its built
+    side: the mean probability in its footprint over the images after a new structure (up to
+    a removed one) that show at least ``seen`` of it; None when no such image shows it."""
+    from rasterio import features
+
+    rules = rules or StructureRules()
+    foot = features.rasterize(
+        [change.geometry], out_shape=grid.shape, transform=grid.transform
+    ).astype(bool)
+    if not foot.any():
+        return None
+    lost = change.kind == "removed structure"
+    values = []
+    for p, s in zip(used, maps, strict=True):
+        t = p.info.acquired
+        if (t > change.last_absent) if lost else (t < change.first_seen):
+            continue
+        v = foot & p.usable & ~p.occluded
+        if v.sum() >= rules.seen * foot.sum():
+            values.append(float(s[v].mean()))
+    return float(np.mean(values)) if values else None
+
+
 def structure_changes(
     used: list[_Prepared],
     site: Site,
@@ -187,8 +229,7 @@ def structure_changes(
     rules = rules or StructureRules()
     gsd = grid.gsd_m
     if maps is None:
-        model = model or shipped_model()
-        maps = [model.predict(p.rgb, gsd) for p in used]
+        maps = structure_maps(used, grid, model)
     min_cells = rules.min_region_m2 / gsd**2
     n = len(used)
     visible = [p.usable & ~p.occluded for p in used]
