@@ -64,6 +64,7 @@ class _Img:
     rgb: np.ndarray
     usable: np.ndarray
     occluded: np.ndarray
+    bare: np.ndarray | None = None
 
 
 GRID = Grid(CRS.from_epsg(32652), Affine(1.0, 0, 500_000.0, 0, -1.0, 4_700_100.0), 100, 100)
@@ -161,6 +162,24 @@ def test_map_support_reads_the_built_side_of_an_edge_change():
     assert _supported(new, hidden, empty, GRID)
 
 
+def test_bare_ground_in_deep_snow_shows_a_place_was_empty_and_nothing_more():
+    # The only earlier image is deep snow (occluded everywhere), but the place lay bare.
+    used = _series(4, snow={0})
+    maps = _maps(4, [False, True, True, True])
+    maps[0][30:50, 40:65] = 0.0
+    assert structure_changes(used, SITE, GRID, persist=2, maps=maps) == []
+    used[0].bare = np.ones((100, 100), bool)
+    found = structure_changes(used, SITE, GRID, persist=2, maps=maps)
+    assert [(c.kind, c.last_absent.month, c.first_seen.month) for c in found] == [
+        ("new structure", 1, 2)]
+    # A network that sees nothing on "bare" ground in snowy images after a roof stood
+    # (a roof under snow) reports no removal.
+    used = _series(5, snow={2, 3, 4})
+    for p in used[2:]:
+        p.bare = np.ones((100, 100), bool)
+    assert structure_changes(used, SITE, GRID, maps=_maps(5, [True, True, False, False, False])) == []
+
+
 def test_snow_proves_presence_never_absence():
     # A snowy image that "sees" a structure neither opens a removal nor hides one built
     # later; a snowy image that sees nothing proves nothing.
@@ -233,6 +252,35 @@ def test_structures_method_finds_the_new_building(tmp_path):
     # "both" (the default) gives the same change, with the maps' outline
     both = find_changes(images, S.site(), persist=2).changes
     assert [(c.kind, c.geometry.equals(b.geometry)) for b in both] == [("new structure", True)]
+
+
+def test_a_building_after_a_deep_snow_image_is_dated_from_its_bare_ground(tmp_path):
+    # The only image before the building is deep snow over its west 150 m (more than a
+    # quarter white: the edge method may read nothing in it), the building's ground in
+    # the east bare. The maps read the empty place there and date the building.
+    import rasterio
+    from shapely.affinity import translate
+
+    new = box(220, 250, 260, 280)
+    images = []
+    for k in range(4):
+        w = S.base_world()
+        if k:
+            w.buildings.append(S.Building(new, 7.0, (0.62, 0.60, 0.58)))
+        path = S.write(tmp_path / f"d{k}.tif", w, S.Conditions(seed=k + 1, sun_az=150 + 20 * k),
+                       S.day(2 * k))
+        if k == 0:
+            with rasterio.open(path, "r+") as dst:
+                data = dst.read()
+                data[:, :, :150] = 235
+                dst.write(data)
+        images.append((path, S.day(2 * k), S.truth(path)))
+    result = find_changes(images, S.site(), persist=2, method="structures")
+    assert [c.kind for c in result.changes] == ["new structure"]
+    c = result.changes[0]
+    assert c.last_absent == S.day(0) and c.first_seen == S.day(2)
+    truth = translate(new, S.X0, S.Y0)
+    assert c.geometry.intersection(truth).area / c.geometry.union(truth).area > 0.7
 
 
 def test_unknown_method_and_missing_model(tmp_path: Path):

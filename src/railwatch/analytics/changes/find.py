@@ -145,6 +145,9 @@ class _Prepared:
     occluded: np.ndarray  # snow- or cloud-like: shows no ground detail, proves no absence
     objects: np.ndarray  # under detected railcars and containers (dilated)
     footprint: np.ndarray | None = None  # inside the image and the AOI
+    # Deep-snow images only: the ground left bare (clear of snow patches and cloud). The
+    # whole image is ``occluded``, but the structure maps may read an empty place there.
+    bare: np.ndarray | None = None
 
 
 def _native_gsd(path: str) -> float:
@@ -339,24 +342,30 @@ def _prepare(
             out.append(info)
             continue
         usable = valid.copy()
-        occluded = _snow(rgb, valid, grid.gsd_m)
+        snow = _snow(rgb, valid, grid.gsd_m)
+        cloudy = np.zeros_like(valid)
         masks = _cloud(rgb, valid, grid.gsd_m)
         if masks is not None:
             cloud, cloud_or_snow = masks
-            occluded |= ndimage.binary_dilation(cloud_or_snow, iterations=8)
+            cloudy = ndimage.binary_dilation(cloud_or_snow, iterations=8)
             # Cloud shadows hide as much as cloud (shadows and edges come and go).
-            shade = _cloud_shadow(rgb, valid, grid.gsd_m, occluded)
-            occluded |= ndimage.binary_dilation(shade, iterations=5)
+            shade = _cloud_shadow(rgb, valid, grid.gsd_m, snow | cloudy)
+            cloudy |= ndimage.binary_dilation(shade, iterations=5)
             usable &= ~ndimage.binary_dilation(cloud, iterations=3)
             clear = float(usable.sum() / max(aoi.sum(), 1))
             if clear < min_clear:
-                cloudy = float(cloud.sum() / max(valid.sum(), 1))
-                info.skipped = f"too much cloud ({cloudy:.0%} of the covered site)"
+                share = float(cloud.sum() / max(valid.sum(), 1))
+                info.skipped = f"too much cloud ({share:.0%} of the covered site)"
                 out.append(info)
                 continue
+        occluded = snow | cloudy
+        bare = None
+        if valid.any() and snow[valid].all():
+            # Deep snow: the patches of it, without the whole-image rule.
+            bare = valid & ~_snow(rgb, valid, grid.gsd_m, max_share=1.0) & ~cloudy
         objects = _mask_objects(det, grid, object_buffer_m)
         usable &= ~objects
-        out.append(_Prepared(info, rgb, usable, occluded, objects, valid.copy()))
+        out.append(_Prepared(info, rgb, usable, occluded, objects, valid.copy(), bare))
         if on_image:
             on_image(path)
     return out
@@ -395,6 +404,8 @@ def _align(prepared: list[_Prepared], **kw: Any) -> list[_Prepared]:
         p.objects = apply_shift(p.objects, al.dx, al.dy, order=0)
         if p.footprint is not None:
             p.footprint = apply_shift(p.footprint, al.dx, al.dy, order=0)
+        if p.bare is not None:
+            p.bare = apply_shift(p.bare, al.dx, al.dy, order=0)
         aligned.add(id(p))
 
     for p in prepared:

@@ -128,16 +128,21 @@ def region_states(
     usable: list[np.ndarray],
     region: np.ndarray,
     rules: StructureRules,
+    bare: list[np.ndarray | None] | None = None,
 ) -> tuple[list[str | None], list[float | None], list[bool]]:
     """Each image's verdict on ``region`` (cells of the maps' shape): P/A/M where it shows
     at least ``seen`` of it, P where only its snow or cloud covers the place and the
-    network still sees a structure there, else None; the region's mean probability; and
-    whether the verdict came through the image's snow or cloud mask."""
+    network still sees a structure there, A where a deep-snow image shows the place as
+    bare ground (``bare``) and the network sees nothing there, else None; the region's
+    mean probability; and whether the verdict came through the image's snow or cloud
+    mask."""
     states: list[str | None] = []
     values: list[float | None] = []
     masked: list[bool] = []
-    for s, v, u in zip(maps, visible, usable, strict=True):
+    for i, (s, v, u) in enumerate(zip(maps, visible, usable, strict=True)):
         s_r, v_r, u_r = s[region], v[region], u[region]
+        b = bare[i] if bare is not None else None
+        b_r = b[region] if b is not None else None
         if v_r.mean() >= rules.seen:
             x = float(s_r[v_r].mean())
             states.append(PRESENT if x > rules.present else ABSENT if x < rules.absent else UNCLEAR)
@@ -146,6 +151,10 @@ def region_states(
         elif u_r.mean() >= rules.seen and float(s_r[u_r].mean()) > rules.present:
             states.append(PRESENT)
             values.append(float(s_r[u_r].mean()))
+            masked.append(True)
+        elif b_r is not None and b_r.mean() >= rules.seen and float(s_r[b_r].mean()) < rules.absent:
+            states.append(ABSENT)
+            values.append(float(s_r[b_r].mean()))
             masked.append(True)
         else:
             states.append(None)
@@ -241,10 +250,19 @@ def structure_changes(
     # snowy image that no clear image confirms is not (the network finds roofs in snow
     # drifts): so presence through the mask confirms a new structure and vetoes a removal
     # or a new structure, but never opens a removal.
+    # Deep snow hides everything from the edge method, but where it left the ground bare
+    # the maps can still see that a place was empty before a new structure. Only that:
+    # a roof under snow can look like bare ground, so such an image never says a
+    # structure is gone, nor that one built before it is missing after it.
+    bare = [None if p.bare is None else p.bare & p.usable for p in used]
     seen = np.stack([np.where(v, s, np.nan) for s, v in zip(maps, visible, strict=True)])
     seen_or_masked = np.stack([
         np.where(v | (u & (s > rules.present)), s, np.nan)
         for s, v, u in zip(maps, visible, usable, strict=True)
+    ])
+    seen_or_bare = np.stack([
+        np.where(v | (u & (s > rules.present)) | (b if b is not None else False), s, np.nan)
+        for s, v, u, b in zip(maps, visible, usable, bare, strict=True)
     ])
     taken = np.zeros(grid.shape, bool)
     out: list[Change] = []
@@ -252,7 +270,7 @@ def structure_changes(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells: never seen
             after = np.nanmean(seen_or_masked[k:], axis=0)
-            before_any = np.nanmean(seen_or_masked[:k], axis=0)
+            before_any = np.nanmean(seen_or_bare[:k], axis=0)
             before_seen = np.nanmean(seen[:k], axis=0)
         for sign in ("new", "lost"):
             before = before_any if sign == "new" else before_seen
@@ -269,11 +287,17 @@ def structure_changes(
                     continue
                 states, values, masked = region_states(
                     [m[win] for m in maps], [v[win] for v in visible], [u[win] for u in usable],
-                    reg, rules,
+                    reg, rules, [None if b is None else b[win] for b in bare],
                 )
-                if sign == "lost":
-                    states = [None if i < k and m else st
-                              for i, (st, m) in enumerate(zip(states, masked, strict=True))]
+                # What came through a mask: presence never opens a removal, bare ground
+                # only ever says "empty" before a new structure.
+                drop = [
+                    m and ((sign == "lost" and (i < k or st == ABSENT))
+                           or (sign == "new" and i >= k and st == ABSENT))
+                    for i, (st, m) in enumerate(zip(states, masked, strict=True))
+                ]
+                states = [None if d else st for st, d in zip(states, drop, strict=True)]
+                values = [None if d else v for v, d in zip(values, drop, strict=True)]
                 step = change_step(states, k, sign, persist, rules.later_share)
                 if step is None:
                     continue
