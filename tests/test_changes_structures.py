@@ -177,7 +177,8 @@ def test_bare_ground_in_deep_snow_shows_a_place_was_empty_and_nothing_more():
     used = _series(5, snow={2, 3, 4})
     for p in used[2:]:
         p.bare = np.ones((100, 100), bool)
-    assert structure_changes(used, SITE, GRID, maps=_maps(5, [True, True, False, False, False])) == []
+    gone = _maps(5, [True, True, False, False, False])
+    assert structure_changes(used, SITE, GRID, maps=gone) == []
 
 
 def test_snow_proves_presence_never_absence():

@@ -513,6 +513,14 @@ def test_many_changes_are_summarised():
     s = change_sentences(chg)
     assert s[:3] == ["change 9", "change 8", "change 7"]
     assert "7 further, smaller changes" in s[3] and len(s) == 4
+    # Every building an analyst would name (at least 1,000 m²) is a key finding, up to six.
+    chg = [{"text": f"big {a}", "area_m2": a} for a in (4100.0, 1950.0, 2400.0, 1960.0, 2200.0)]
+    chg += [{"text": "shed", "area_m2": 300.0}, {"text": "hut", "area_m2": 120.0}]
+    s = change_sentences(chg)
+    assert s[:5] == ["big 4100.0", "big 2400.0", "big 2200.0", "big 1960.0", "big 1950.0"]
+    assert "2 further, smaller changes" in s[5] and len(s) == 6
+    s = change_sentences([{"text": f"b{i}", "area_m2": 5000.0 - i} for i in range(9)])
+    assert s[:6] == [f"b{i}" for i in range(6)] and "3 further" in s[6]
 
 
 def test_a_rise_ends_at_a_long_gap_in_the_imagery():

@@ -569,13 +569,18 @@ def change_findings(changes: Sequence[Mapping[str, Any]] | None) -> list[dict[st
     return out
 
 
-def change_sentences(changes: Sequence[Mapping[str, Any]], top: int = 3) -> list[str]:
-    """Key-finding sentences for facility changes: the ``top`` largest, and how many more
-    the changes section lists."""
+def change_sentences(
+    changes: Sequence[Mapping[str, Any]], top: int = 3, large_m2: float = 1000.0,
+    most: int = 6,
+) -> list[str]:
+    """Key-finding sentences for facility changes: the ``top`` largest and every other of
+    at least ``large_m2`` (a building an analyst would name; ``most`` in all, largest
+    first), and how many more the changes section lists."""
     if not changes:
         return []
     ranked = sorted(changes, key=lambda c: -float(c.get("area_m2") or 0.0))
-    out = [str(c["text"]) for c in ranked[:top]]
+    keep = max(top, sum(float(c.get("area_m2") or 0.0) >= large_m2 for c in ranked))
+    out = [str(c["text"]) for c in ranked[:min(keep, most)]]
     rest = len(changes) - len(out)
     if rest > 0:
         out.append(
