@@ -837,3 +837,21 @@ def test_a_removed_roof_cut_by_the_aoi_border_is_measured_against_the_part_insid
     assert cues["fill"] < 0.9 and kind is None
     kind, cues = _classify(region, geom, [before_f], [after_f], none, lost, 1.0, frame=frame)
     assert cues["fill"] >= 0.9 and kind == "removed structure"
+
+
+def test_a_long_narrow_structure_is_described_by_its_size():
+    # A 420 x 10 m loading platform is no "warehouse-sized building"; an 80 x 30 m one is.
+    from shapely.affinity import rotate
+
+    from railwatch.analytics.changes import Change
+
+    def new(geom):
+        return Change(geom, S.CRS, "new structure", S.day(2), S.day(1), geom.area,
+                      "freight_handling", 0.9)
+
+    platform = rotate(box(0, 0, 420, 10), 30)
+    text = describe_change(new(platform))
+    assert "platform" in text and "about 420 m by 10 m" in text and "4,200 m²" in text
+    assert "warehouse" not in text
+    text = describe_change(new(box(0, 0, 80, 30)))
+    assert text.startswith("A new warehouse-sized building of about 2,400 m²")

@@ -110,6 +110,16 @@ def _about(area: float) -> str:
     return f"{int(value):,}"
 
 
+def _sides(geom: Any) -> tuple[float, float]:
+    """Length and width (m) of an outline's minimum rotated rectangle."""
+    rect = geom.minimum_rotated_rectangle
+    if rect.geom_type != "Polygon":
+        return 0.0, 0.0
+    xy = np.asarray(rect.exterior.coords)[:3]
+    a, b = (float(np.hypot(*(xy[i + 1] - xy[i]))) for i in (0, 1))
+    return max(a, b), min(a, b)
+
+
 def describe_change(change: Change) -> str:
     """One plain sentence, e.g. "A new building of about 1,200 m² appeared in the
     freight-handling area between 2021-07-02 and 2021-08-15"."""
@@ -118,6 +128,13 @@ def describe_change(change: Change) -> str:
     area = _about(change.area_m2)
     kind = change.kind
     if kind == "new structure":
+        length, width = _sides(change.geometry)
+        if length >= 6 * width and width <= 15:
+            # A loading platform or a long shed, not a warehouse: say its size.
+            return (
+                f"A new long, narrow structure (a platform or long shed) of about {area} m² "
+                f"(about {_about(length)} m by {_about(width)} m) appeared in {where} {when}."
+            )
         what = "warehouse-sized building" if change.area_m2 >= 600 else "structure"
         return f"A new {what} of about {area} m² appeared in {where} {when}."
     if kind == "removed structure":
