@@ -181,6 +181,23 @@ def test_bare_ground_in_deep_snow_shows_a_place_was_empty_and_nothing_more():
     assert structure_changes(used, SITE, GRID, maps=gone) == []
 
 
+def test_one_earlier_image_must_be_sure_of_a_removed_roof():
+    # A removal that only the first image attests needs it sure of the roof.
+    used = _series(4)
+    maps = _maps(4, [True, False, False, False])
+    maps[0][30:50, 40:65] = 0.99
+    found = structure_changes(used, SITE, GRID, persist=2, maps=maps)
+    assert [(c.kind, c.last_absent.month, c.first_seen.month) for c in found] == [
+        ("removed structure", 1, 2)]
+    maps[0][30:50, 40:65] = 0.9  # "present" (> 0.6) but a half-seen shed
+    assert structure_changes(used, SITE, GRID, persist=2, maps=maps) == []
+    # with two earlier images saying so it stands
+    used = _series(5)
+    maps = _maps(5, [True, True, False, False, False])
+    maps[0][30:50, 40:65] = maps[1][30:50, 40:65] = 0.9
+    assert len(structure_changes(used, SITE, GRID, persist=2, maps=maps)) == 1
+
+
 def test_snow_proves_presence_never_absence():
     # A snowy image that "sees" a structure neither opens a removal nor hides one built
     # later; a snowy image that sees nothing proves nothing.

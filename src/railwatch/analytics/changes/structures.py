@@ -112,6 +112,9 @@ class StructureRules:
     # sure of it: a network's miss of a standing roof in one image must not read as
     # construction.
     lone_absent: float = 0.01
+    # And a removed one whose presence only one earlier image attests needs that image
+    # sure of the roof (region mean above this): small sheds the network half-saw once.
+    lone_present: float = 0.95
     # With method "both": an edge change of a structure whose built side (the images after
     # a new one, up to a removed one) the maps see no structure in (footprint mean below
     # this) is a changed shadow, patch or rim, not a building.
@@ -303,7 +306,10 @@ def structure_changes(
                     continue
                 b_last, a_first = step
                 witnesses = [v for v in values[:k] if v is not None]
-                if sign == "new" and len(witnesses) == 1 and witnesses[0] >= rules.lone_absent:
+                if len(witnesses) == 1 and (
+                    witnesses[0] >= rules.lone_absent if sign == "new"
+                    else witnesses[0] <= rules.lone_present
+                ):
                     continue
                 v_before = float(np.mean(witnesses))
                 v_after = float(np.mean([v for v in values[k:] if v is not None]))
