@@ -71,19 +71,28 @@ GRID = Grid(CRS.from_epsg(32652), Affine(1.0, 0, 500_000.0, 0, -1.0, 4_700_100.0
 SITE = Site("t", "t", box(129, 42, 130, 43), {})
 
 
+def _month(i: int) -> dt.datetime:
+    """The date of image ``i`` of a constructed series: the first of month ``i + 1``."""
+    return dt.datetime(2021, 1 + i, 1, tzinfo=dt.UTC)
+
+
 def _series(n: int, snow: set[int] | None = None) -> list[_Img]:
     out = []
     for i in range(n):
         occ = np.zeros((100, 100), bool)
         if snow and i in snow:
             occ[:] = True
-        when = dt.datetime(2021, 1 + i, 1, tzinfo=dt.UTC)
+        when = _month(i)
         out.append(_Img(UsedImage(f"im{i}.tif", when, 0.5, 1.0), np.zeros((100, 100, 3)),
                         np.ones((100, 100), bool), occ))
     return out
 
 
-def _maps(n: int, present: list[bool], rect=(slice(30, 50), slice(40, 65))) -> list[np.ndarray]:
+#: Where the constructed maps put their structure: rows 30..50, columns 40..65 of GRID.
+RECT = (slice(30, 50), slice(40, 65))
+
+
+def _maps(n: int, present: list[bool], rect=RECT) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     maps = []
     for i in range(n):
@@ -92,6 +101,12 @@ def _maps(n: int, present: list[bool], rect=(slice(30, 50), slice(40, 65))) -> l
             m[rect] = 0.95
         maps.append(m)
     return maps
+
+
+def _found(used: list[_Img], maps: list[np.ndarray], **kw) -> list[tuple[str, int, int]]:
+    """(kind, month last absent, month first seen) of each change structure_changes finds."""
+    return [(c.kind, c.last_absent.month, c.first_seen.month)
+            for c in structure_changes(used, SITE, GRID, maps=maps, **kw)]
 
 
 def test_a_new_structure_is_found_and_dated():
@@ -125,19 +140,16 @@ def test_one_earlier_image_must_be_sure_of_the_absence():
     # the place was empty: a roof the network half-misses once is not construction.
     used = _series(4)
     maps = _maps(4, [False, True, True, True])
-    maps[0][30:50, 40:65] = 0.0
-    found = structure_changes(used, SITE, GRID, persist=2, maps=maps)
-    assert [(c.kind, c.last_absent.month, c.first_seen.month) for c in found] == [
-        ("new structure", 1, 2)]
-    maps[0][30:50, 40:65] = 0.04  # "absent" (< 0.08), but not sure
-    assert structure_changes(used, SITE, GRID, persist=2, maps=maps) == []
+    maps[0][RECT] = 0.0
+    assert _found(used, maps) == [("new structure", 1, 2)]
+    maps[0][RECT] = 0.04  # "absent" (< 0.08), but not sure
+    assert _found(used, maps) == []
 
 
 def _edge_change(kind: str, first: int, last: int) -> Change:
-    # an outline over rows 30..50, columns 40..65 of GRID (the rectangle of _maps)
+    # an outline over RECT
     geom = box(500_040, 4_700_050, 500_065, 4_700_070)
-    month = lambda i: dt.datetime(2021, 1 + i, 1, tzinfo=dt.UTC)  # noqa: E731
-    return Change(geom, GRID.crs, kind, month(first), month(last), geom.area, None, 0.5)
+    return Change(geom, GRID.crs, kind, _month(first), _month(last), geom.area, None, 0.5)
 
 
 def test_map_support_reads_the_built_side_of_an_edge_change():
@@ -166,36 +178,31 @@ def test_bare_ground_in_deep_snow_shows_a_place_was_empty_and_nothing_more():
     # The only earlier image is deep snow (occluded everywhere), but the place lay bare.
     used = _series(4, snow={0})
     maps = _maps(4, [False, True, True, True])
-    maps[0][30:50, 40:65] = 0.0
-    assert structure_changes(used, SITE, GRID, persist=2, maps=maps) == []
+    maps[0][RECT] = 0.0
+    assert _found(used, maps) == []
     used[0].bare = np.ones((100, 100), bool)
-    found = structure_changes(used, SITE, GRID, persist=2, maps=maps)
-    assert [(c.kind, c.last_absent.month, c.first_seen.month) for c in found] == [
-        ("new structure", 1, 2)]
+    assert _found(used, maps) == [("new structure", 1, 2)]
     # A network that sees nothing on "bare" ground in snowy images after a roof stood
     # (a roof under snow) reports no removal.
     used = _series(5, snow={2, 3, 4})
     for p in used[2:]:
         p.bare = np.ones((100, 100), bool)
-    gone = _maps(5, [True, True, False, False, False])
-    assert structure_changes(used, SITE, GRID, maps=gone) == []
+    assert _found(used, _maps(5, [True, True, False, False, False])) == []
 
 
 def test_one_earlier_image_must_be_sure_of_a_removed_roof():
     # A removal that only the first image attests needs it sure of the roof.
     used = _series(4)
     maps = _maps(4, [True, False, False, False])
-    maps[0][30:50, 40:65] = 0.99
-    found = structure_changes(used, SITE, GRID, persist=2, maps=maps)
-    assert [(c.kind, c.last_absent.month, c.first_seen.month) for c in found] == [
-        ("removed structure", 1, 2)]
-    maps[0][30:50, 40:65] = 0.9  # "present" (> 0.6) but a half-seen shed
-    assert structure_changes(used, SITE, GRID, persist=2, maps=maps) == []
+    maps[0][RECT] = 0.99
+    assert _found(used, maps) == [("removed structure", 1, 2)]
+    maps[0][RECT] = 0.9  # "present" (> 0.6) but a half-seen shed
+    assert _found(used, maps) == []
     # with two earlier images saying so it stands
     used = _series(5)
     maps = _maps(5, [True, True, False, False, False])
-    maps[0][30:50, 40:65] = maps[1][30:50, 40:65] = 0.9
-    assert len(structure_changes(used, SITE, GRID, persist=2, maps=maps)) == 1
+    maps[0][RECT] = maps[1][RECT] = 0.9
+    assert _found(used, maps) == [("removed structure", 2, 3)]
 
 
 def test_snow_proves_presence_never_absence():

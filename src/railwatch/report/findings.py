@@ -578,8 +578,11 @@ def change_sentences(
     first), and how many more the changes section lists."""
     if not changes:
         return []
-    ranked = sorted(changes, key=lambda c: -float(c.get("area_m2") or 0.0))
-    keep = max(top, sum(float(c.get("area_m2") or 0.0) >= large_m2 for c in ranked))
+    def area(c: Mapping[str, Any]) -> float:
+        return float(c.get("area_m2") or 0.0)
+
+    ranked = sorted(changes, key=area, reverse=True)
+    keep = max(top, sum(area(c) >= large_m2 for c in ranked))
     out = [str(c["text"]) for c in ranked[:min(keep, most)]]
     rest = len(changes) - len(out)
     if rest > 0:

@@ -536,9 +536,8 @@ def _classify(
         "texture_after": float(np.mean([frac(f.edges, inner) for f in after])),
     }
     rect = geom.minimum_rotated_rectangle
-    xy = np.asarray(rect.exterior.coords)[:4]
-    sides = np.hypot(*(np.roll(xy, -1, axis=0) - xy).T)
-    length, width = float(sides.max()), float(max(sides.min(), gsd))
+    length, width = outline_sides(geom)
+    width = max(width, gsd)
     cues["length_m"], cues["width_m"] = length, width
     tall_before = cues["shadow_before"] > shadow_min
     flat_before = max(sb) < shadow_min / 2
@@ -1087,6 +1086,17 @@ def _supported(c: Change, used: list[_Prepared], maps: list[np.ndarray], grid: G
         return True
     support = map_support(c, used, maps, grid)
     return support is None or support >= StructureRules().edge_support
+
+
+def outline_sides(geom: Any) -> tuple[float, float]:
+    """Length and width (m) of an outline's minimum rotated rectangle (0, 0 for a
+    degenerate one)."""
+    rect = geom.minimum_rotated_rectangle
+    if rect.geom_type != "Polygon":
+        return 0.0, 0.0
+    xy = np.asarray(rect.exterior.coords)[:4]
+    sides = np.hypot(*(np.roll(xy, -1, axis=0) - xy).T)
+    return float(sides.max()), float(sides.min())
 
 
 def _overlap(a: Any, b: Any, share: float = 0.2) -> bool:

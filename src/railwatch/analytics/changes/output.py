@@ -15,7 +15,7 @@ import numpy as np
 from shapely.geometry import mapping
 from shapely.geometry.polygon import orient
 
-from railwatch.analytics.changes.find import Change, ChangeSet
+from railwatch.analytics.changes.find import Change, ChangeSet, outline_sides
 from railwatch.analytics.coregister import grid_from_bounds, read_on_grid, to_lonlat
 
 
@@ -110,16 +110,6 @@ def _about(area: float) -> str:
     return f"{int(value):,}"
 
 
-def _sides(geom: Any) -> tuple[float, float]:
-    """Length and width (m) of an outline's minimum rotated rectangle."""
-    rect = geom.minimum_rotated_rectangle
-    if rect.geom_type != "Polygon":
-        return 0.0, 0.0
-    xy = np.asarray(rect.exterior.coords)[:3]
-    a, b = (float(np.hypot(*(xy[i + 1] - xy[i]))) for i in (0, 1))
-    return max(a, b), min(a, b)
-
-
 def describe_change(change: Change) -> str:
     """One plain sentence, e.g. "A new building of about 1,200 m² appeared in the
     freight-handling area between 2021-07-02 and 2021-08-15"."""
@@ -128,7 +118,7 @@ def describe_change(change: Change) -> str:
     area = _about(change.area_m2)
     kind = change.kind
     if kind == "new structure":
-        length, width = _sides(change.geometry)
+        length, width = outline_sides(change.geometry)
         if length >= 6 * width and width <= 15:
             # A loading platform or a long shed, not a warehouse: say its size.
             return (

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from rasterio import features
 from scipy import ndimage
 
 from railwatch.errors import InputError
@@ -142,9 +143,8 @@ def region_states(
     states: list[str | None] = []
     values: list[float | None] = []
     masked: list[bool] = []
-    for i, (s, v, u) in enumerate(zip(maps, visible, usable, strict=True)):
+    for s, v, u, b in zip(maps, visible, usable, bare or [None] * len(maps), strict=True):
         s_r, v_r, u_r = s[region], v[region], u[region]
-        b = bare[i] if bare is not None else None
         b_r = b[region] if b is not None else None
         if v_r.mean() >= rules.seen:
             x = float(s_r[v_r].mean())
@@ -203,8 +203,6 @@ def map_support(
     """How sure the maps are that ``change``'s structure stands where it says on its built
     side: the mean probability in its footprint over the images after a new structure (up to
     a removed one) that show at least ``seen`` of it; None when no such image shows it."""
-    from rasterio import features
-
     rules = rules or StructureRules()
     foot = features.rasterize(
         [change.geometry], out_shape=grid.shape, transform=grid.transform
