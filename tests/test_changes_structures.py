@@ -325,3 +325,104 @@ def test_large_images_are_mapped_in_tiles_alike(monkeypatch):
     tiled = shipped_model().predict(rgb)
     assert tiled.shape == whole.shape
     assert np.abs(tiled - whole).max() < 0.02
+
+
+# ------------------------------------------------- images aligned by their structure maps
+def _blocks(shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """A constructed structure map: four buildings of different sizes, moved by ``shift``."""
+    from railwatch.analytics.coregister import apply_shift
+
+    m = np.zeros((120, 120), np.float32)
+    rects = ((20, 35, 15, 50), (60, 70, 70, 78), (85, 110, 20, 32), (40, 52, 90, 112))
+    for r0, r1, c0, c1 in rects:
+        m[r0:r1, c0:c1] = 0.95
+    return apply_shift(m, -shift[0], -shift[1])  # content moved right/down by shift
+
+
+def test_a_structure_map_is_aligned_to_the_reference_map():
+    from railwatch.analytics.coregister import estimate_map_shift
+
+    al = estimate_map_shift(_blocks(), _blocks((4.3, -2.6)))
+    assert al.ok and abs(al.dx - 4.3) < 0.25 and abs(al.dy + 2.6) < 0.25
+    assert al.response > 0.9 and al.residual_px < 0.3
+    # Buildings that are not the reference's do not align
+    other = np.zeros((120, 120), np.float32)
+    other[5:15, 100:115] = other[95:100, 60:110] = 0.95
+    al = estimate_map_shift(_blocks(), other)
+    assert not al.ok and "correlation" in al.reason
+
+
+class _BandModel(StructureModel):
+    """A stand-in structure model: the map is the image's first band."""
+
+    def __init__(self) -> None:
+        pass
+
+    def predict(self, rgb: np.ndarray, gsd_m: float = 1.0) -> np.ndarray:
+        return rgb[..., 0].astype(np.float32)
+
+
+def _prepared(name: str, band: np.ndarray):
+    from railwatch.analytics.changes.find import _Prepared
+
+    ones = np.ones(band.shape, bool)
+    info = UsedImage(name, _month(0), 0.5, 1.0, skipped="not aligned: too weak a correlation")
+    return _Prepared(info, np.dstack([band] * 3), ones.copy(), ones.copy(),
+                     np.zeros(band.shape, bool), ones.copy(), ones.copy())
+
+
+def test_images_the_imagery_cannot_align_are_aligned_by_their_structure_map():
+    from railwatch.analytics.changes.structures import align_by_maps
+
+    grid = Grid(GRID.crs, GRID.transform, 120, 120)
+    ref = _prepared("ref.tif", _blocks())
+    ref.info.skipped = ""
+    snowy = _prepared("snowy.tif", _blocks((3.0, 2.0)))
+    blank = _prepared("blank.tif", np.zeros((120, 120), np.float32))
+    late, late_maps = align_by_maps([snowy, blank], [ref], [_blocks()], grid, _BandModel())
+    assert late == [snowy] and len(late_maps) == 1
+    al = snowy.info.alignment
+    assert al is not None and al.ok and al.via == "structure maps"
+    assert abs(al.dx - 3.0) < 0.25 and abs(al.dy - 2.0) < 0.25
+    assert snowy.info.skipped == ""
+    # the image and its map are moved into the reference's frame
+    assert np.abs(snowy.rgb[..., 0] - _blocks()).mean() < 0.02
+    assert np.abs(late_maps[0] - _blocks()).mean() < 0.02
+    # an image with none of the site's buildings in it stays out, and says why
+    assert "nor by its structure map" in blank.info.skipped
+
+
+def test_a_building_confirmed_in_an_image_only_its_structure_map_aligns(tmp_path, monkeypatch):
+    # The last image is snowy and its ground edges are taken not to align (as deep snow
+    # does): without it the new building has a single image after it and cannot persist;
+    # aligned by its structure map it confirms the building.
+    import railwatch.analytics.changes.find as find
+    from railwatch.analytics.coregister import Alignment
+
+    real = find.estimate_shift
+
+    def snow_fails(ref, mov, ref_valid=None, mov_valid=None, **kw):
+        if float(np.mean(mov)) > float(np.mean(ref)) + 0.08:  # the snowy image
+            return Alignment(0.0, 0.0, 0.02, np.nan, False, "too weak a correlation (0.02)")
+        return real(ref, mov, ref_valid, mov_valid, **kw)
+
+    monkeypatch.setattr(find, "estimate_shift", snow_fails)
+    new = box(220, 250, 260, 280)
+    images = []
+    for k in range(4):
+        w = S.base_world()
+        if k >= 2:
+            w.buildings.append(S.Building(new, 7.0, (0.62, 0.60, 0.58)))
+        cond = S.Conditions(seed=k + 1, sun_az=150 + 20 * k, snow=0.3 if k == 3 else 0.0,
+                            shift_px=(4.0, -3.0) if k == 3 else (0.0, 0.0))
+        path = S.write(tmp_path / f"m{k}.tif", w, cond, S.day(2 * k))
+        images.append((path, S.day(2 * k), S.truth(path)))
+    result = find_changes(images, S.site(), persist=2, method="structures")
+    last = result.images[3].alignment
+    assert last is not None and last.via == "structure maps" and not result.images[3].skipped
+    assert [(c.kind, c.last_absent, c.first_seen) for c in result.changes] == [
+        ("new structure", S.day(2), S.day(4))
+    ]
+    # the edge method is not given such an image
+    edges = find_changes(images, S.site(), persist=2, method="edges")
+    assert edges.images[3].skipped.startswith("not aligned")

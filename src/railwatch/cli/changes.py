@@ -48,6 +48,7 @@ def register(app: typer.Typer) -> None:
         from railwatch.analytics.changes import describe_change, site_changes
         from railwatch.analytics.changes.output import write_changes_geojson
         from railwatch.analytics.changes.stored import change_scenes
+        from railwatch.analytics.changes.structures import MAP_ALIGNED
         from railwatch.store import Store
 
         start, end = _date(date_from, "--from"), _date(date_to, "--to")
@@ -72,6 +73,11 @@ def register(app: typer.Typer) -> None:
         if shifts:
             worst = max(a.residual_px for a in shifts)
             info(f"{len(result.used)} images aligned; worst residual {worst:.2f} px")
+        by_maps = [Path(im.path).name for im in result.used
+                   if im.alignment and im.alignment.via == MAP_ALIGNED]
+        if by_maps:
+            info("aligned by their structure maps (snow hides their ground; used by the maps "
+                 f"only): {', '.join(by_maps)}")
         if output is not None:
             write_changes_geojson(result, output)
             info(f"{len(result.changes)} changes written to {output}")

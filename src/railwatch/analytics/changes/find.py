@@ -50,6 +50,7 @@ from railwatch.analytics.changes.maps import (
 from railwatch.analytics.changes.structures import (
     StructureModel,
     StructureRules,
+    align_by_maps,
     map_support,
     structure_changes,
     structure_maps,
@@ -371,6 +372,19 @@ def _prepare(
     return out
 
 
+def _move(p: _Prepared, al: Alignment) -> None:
+    """Move ``p`` (image and masks) by the shift ``al`` into the reference's frame."""
+    p.info.alignment = al
+    p.rgb = apply_shift(p.rgb, al.dx, al.dy)
+    p.usable = apply_shift(p.usable, al.dx, al.dy, order=0)
+    p.occluded = apply_shift(p.occluded, al.dx, al.dy, order=0)
+    p.objects = apply_shift(p.objects, al.dx, al.dy, order=0)
+    if p.footprint is not None:
+        p.footprint = apply_shift(p.footprint, al.dx, al.dy, order=0)
+    if p.bare is not None:
+        p.bare = apply_shift(p.bare, al.dx, al.dy, order=0)
+
+
 def _align(prepared: list[_Prepared], **kw: Any) -> list[_Prepared]:
     """Align every image to the reference; chain the ones that cannot be aligned directly.
 
@@ -397,15 +411,7 @@ def _align(prepared: list[_Prepared], **kw: Any) -> list[_Prepared]:
     raw = {id(p): (gray(p.rgb), p.usable) for p in prepared}
 
     def move(p: _Prepared, al: Alignment) -> None:
-        p.info.alignment = al
-        p.rgb = apply_shift(p.rgb, al.dx, al.dy)
-        p.usable = apply_shift(p.usable, al.dx, al.dy, order=0)
-        p.occluded = apply_shift(p.occluded, al.dx, al.dy, order=0)
-        p.objects = apply_shift(p.objects, al.dx, al.dy, order=0)
-        if p.footprint is not None:
-            p.footprint = apply_shift(p.footprint, al.dx, al.dy, order=0)
-        if p.bare is not None:
-            p.bare = apply_shift(p.bare, al.dx, al.dy, order=0)
+        _move(p, al)
         aligned.add(id(p))
 
     for p in prepared:
@@ -1052,8 +1058,19 @@ def find_changes(
     changes = [c for c in changes if c.area_m2 >= min_area_m2]
     if method in ("structures", "both"):
         maps = structure_maps(used, grid, structure_model)
+        # Images whose ground edges did not align (deep snow) may by their buildings.
+        ids = {id(p) for p in used}
+        failed = [
+            p for p in candidates if id(p) not in ids and p.info.skipped.startswith("not aligned")
+        ]
+        late, late_maps = align_by_maps(failed, used, maps, grid, structure_model)
+        for p in late:
+            p.usable &= ~traffic
+        series = sorted(zip(used + late, maps + late_maps, strict=True),
+                        key=lambda pm: pm[0].info.acquired)
         learned = [
-            c for c in structure_changes(used, site, grid, persist=persist, maps=maps)
+            c for c in structure_changes([p for p, _ in series], site, grid, persist=persist,
+                                         maps=[m for _, m in series])
             if c.area_m2 >= min_area_m2
         ]
         edges = [c for c in changes if _supported(c, used, maps, grid)]

@@ -12,13 +12,15 @@ the last image that showed the place empty and the first that showed it built.
 
 An image whose snow or cloud mask covers the place cannot prove the place empty (snow on
 a roof hides it), but the network seeing a structure there still counts as presence.
+Deep snow can leave an image without the ground edges co-registration matches; where the
+network still finds the site's buildings in it, :func:`align_by_maps` aligns it by them.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +29,7 @@ import numpy as np
 from rasterio import features
 from scipy import ndimage
 
+from railwatch.analytics.coregister import apply_shift, estimate_map_shift
 from railwatch.errors import InputError
 
 if TYPE_CHECKING:
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
 
 MODEL_DIR = Path(__file__).parent / "model"
 STRUCTURE_MODEL = MODEL_DIR / "railwatch-struct.onnx"
+#: ``Alignment.via`` of an image aligned by its structure map (:func:`align_by_maps`).
+MAP_ALIGNED = "structure maps"
 #: The grid spacing the network was trained on (metres): the change finder's default grid.
 MODEL_GSD_M = 1.0
 #: Larger images are mapped in tiles of this many cells with this margin (memory).
@@ -191,6 +196,43 @@ def structure_maps(
     """The structure probability map of each image in ``used`` on ``grid``."""
     model = model or shipped_model()
     return [model.predict(p.rgb, grid.gsd_m) for p in used]
+
+
+def align_by_maps(
+    failed: list[_Prepared],
+    used: list[_Prepared],
+    maps: list[np.ndarray],
+    grid: Grid,
+    model: StructureModel | None = None,
+) -> tuple[list[_Prepared], list[np.ndarray]]:
+    """The images of ``failed`` (their own content did not align) whose structure map
+    aligns with the mean map of the aligned images ``used`` (``maps``), moved into the
+    reference's frame, with their maps; the others get the reason added to ``skipped``.
+
+    Deep snow leaves little of the ground's edges to match, yet the network often still
+    finds the buildings: their map is matched instead (:func:`.estimate_map_shift`, with
+    stricter checks than the imagery's). Such an image then serves the structure maps
+    only, where snow lets it confirm a structure but never prove a place empty.
+    """
+    from railwatch.analytics.changes.find import _move
+
+    if not failed or not maps:
+        return [], []
+    model = model or shipped_model()
+    ref = np.mean(maps, axis=0)
+    out: list[_Prepared] = []
+    out_maps: list[np.ndarray] = []
+    for p in failed:
+        s = model.predict(p.rgb, grid.gsd_m)
+        al = estimate_map_shift(ref, np.where(p.usable, s, 0.0).astype(np.float32))
+        if not al.ok:
+            p.info.skipped += f"; nor by its structure map ({al.reason})"
+            continue
+        _move(p, replace(al, via=MAP_ALIGNED))
+        p.info.skipped = ""
+        out.append(p)
+        out_maps.append(apply_shift(s, al.dx, al.dy))
+    return out, out_maps
 
 
 def map_support(
