@@ -146,6 +146,32 @@ def test_one_earlier_image_must_be_sure_of_the_absence():
     assert _found(used, maps) == []
 
 
+class _StubModel(StructureModel):
+    """A stand-in structure model: ``see(rgb)`` is the map."""
+
+    def __init__(self, see) -> None:
+        self.see = see
+
+    def predict(self, rgb: np.ndarray, gsd_m: float = 1.0) -> np.ndarray:
+        return np.asarray(self.see(rgb), np.float32)
+
+
+def test_a_lone_witness_must_stay_sure_when_it_looks_again_turned():
+    # The maps missed the roof in the only earlier image; a network that sees only the
+    # lower half of what it is shown (this stand-in) sees it there once turned or mirrored.
+    def lower_half(rgb: np.ndarray) -> np.ndarray:
+        out = rgb[..., 0].copy()
+        out[: out.shape[0] // 2] = 0.0
+        return out
+
+    model = _StubModel(lower_half)
+    maps = _maps(4, [False, True, True, True])
+    used = _series(4)
+    assert _found(used, maps, model=model) == [("new structure", 1, 2)]  # nothing there
+    used[0].rgb[RECT] = 0.95  # the roof stood there all along
+    assert _found(used, maps, model=model) == []
+
+
 def _edge_change(kind: str, first: int, last: int) -> Change:
     # an outline over RECT
     geom = box(500_040, 4_700_050, 500_065, 4_700_070)
@@ -352,14 +378,6 @@ def test_a_structure_map_is_aligned_to_the_reference_map():
     assert not al.ok and "correlation" in al.reason
 
 
-class _BandModel(StructureModel):
-    """A stand-in structure model: the map is the image's first band."""
-
-    def __init__(self) -> None:
-        pass
-
-    def predict(self, rgb: np.ndarray, gsd_m: float = 1.0) -> np.ndarray:
-        return rgb[..., 0].astype(np.float32)
 
 
 def _prepared(name: str, band: np.ndarray):
@@ -379,7 +397,8 @@ def test_images_the_imagery_cannot_align_are_aligned_by_their_structure_map():
     ref.info.skipped = ""
     snowy = _prepared("snowy.tif", _blocks((3.0, 2.0)))
     blank = _prepared("blank.tif", np.zeros((120, 120), np.float32))
-    late, late_maps = align_by_maps([snowy, blank], [ref], [_blocks()], grid, _BandModel())
+    band = _StubModel(lambda rgb: rgb[..., 0])
+    late, late_maps = align_by_maps([snowy, blank], [ref], [_blocks()], grid, band)
     assert late == [snowy] and len(late_maps) == 1
     al = snowy.info.alignment
     assert al is not None and al.ok and al.via == "structure maps"

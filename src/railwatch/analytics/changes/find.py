@@ -1070,7 +1070,7 @@ def find_changes(
                         key=lambda pm: pm[0].info.acquired)
         learned = [
             c for c in structure_changes([p for p, _ in series], site, grid, persist=persist,
-                                         maps=[m for _, m in series])
+                                         maps=[m for _, m in series], model=structure_model)
             if c.area_m2 >= min_area_m2
         ]
         edges = [c for c in changes if _supported(c, used, maps, grid)]

@@ -86,6 +86,18 @@ class StructureModel:
                 out[r:r + TILE, c:c + TILE] = part[r - r0:r - r0 + TILE, c - c0:c - c0 + TILE]
         return out
 
+    def predict_turned(self, rgb: np.ndarray, gsd_m: float = MODEL_GSD_M) -> np.ndarray:
+        """The mean of the maps of ``rgb`` turned and mirrored eight ways, each turned
+        back: a steadier second look (the network can miss a roof in one orientation)."""
+        maps = []
+        for k in range(4):
+            for flip in (False, True):
+                x = np.rot90(rgb, k)
+                x = x[:, ::-1] if flip else x
+                m = self.predict(np.ascontiguousarray(x), gsd_m)
+                maps.append(np.rot90(m[:, ::-1] if flip else m, -k))
+        return np.mean(maps, axis=0)
+
     def _run(self, rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
         hp, wp = -(-h // 8) * 8, -(-w // 8) * 8  # three stride-2 stages
@@ -118,6 +130,10 @@ class StructureRules:
     # sure of it: a network's miss of a standing roof in one image must not read as
     # construction.
     lone_absent: float = 0.01
+    # ... and to stay sure of it when it looks again, turned and mirrored eight ways
+    # (the maps' mean over them, :meth:`StructureModel.predict_turned`): a roof it missed
+    # in one orientation it half sees in others.
+    lone_absent_turned: float = 0.002
     # And a removed one whose presence only one earlier image attests needs that image
     # sure of the roof (region mean above this): small sheds the network half-saw once.
     lone_present: float = 0.95
@@ -196,6 +212,19 @@ def structure_maps(
     """The structure probability map of each image in ``used`` on ``grid``."""
     model = model or shipped_model()
     return [model.predict(p.rgb, grid.gsd_m) for p in used]
+
+
+def _turned_mean(
+    model: StructureModel, rgb: np.ndarray, win: tuple[slice, slice], region: np.ndarray,
+    gsd_m: float,
+) -> float:
+    """The mean of ``region`` (cells of the window ``win``) in the turned maps of ``rgb``
+    around it (:meth:`StructureModel.predict_turned` on the window with a margin)."""
+    (r, c), (h, w) = (sl.start for sl in win), rgb.shape[:2]
+    r0, c0 = max(0, r - TILE_MARGIN), max(0, c - TILE_MARGIN)
+    r1, c1 = min(h, win[0].stop + TILE_MARGIN), min(w, win[1].stop + TILE_MARGIN)
+    m = model.predict_turned(rgb[r0:r1, c0:c1], gsd_m)
+    return float(m[r - r0:r - r0 + region.shape[0], c - c0:c - c0 + region.shape[1]][region].mean())
 
 
 def align_by_maps(
@@ -351,6 +380,11 @@ def structure_changes(
                     else witnesses[0] <= rules.lone_present
                 ):
                     continue
+                if len(witnesses) == 1 and sign == "new":
+                    model = model or shipped_model()
+                    lone = next(used[i] for i in range(k) if values[i] is not None)
+                    if _turned_mean(model, lone.rgb, win, reg, gsd) >= rules.lone_absent_turned:
+                        continue
                 v_before = float(np.mean(witnesses))
                 v_after = float(np.mean([v for v in values[k:] if v is not None]))
                 if abs(v_after - v_before) < rules.min_score:
