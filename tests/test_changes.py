@@ -101,6 +101,12 @@ def test_misaligned_pair_is_aligned_and_building_still_found(tmp_path):
     assert moved is not None and moved.ok
     assert moved.dx == pytest.approx(-7, abs=0.6) and abs(moved.dy) < 0.6
     assert moved.residual_px < 0.5
+    # the GeoJSON reports each used image's shift and residual
+    member = json.loads(json.dumps(changes_to_geojson(result)))["railwatch"]["alignment"]
+    assert [a["path"] for a in member] == [im.path for im in result.used]
+    assert member[0]["dx_px"] == 0.0 and member[0]["via"] is None
+    assert member[1]["dx_px"] == pytest.approx(-7, abs=0.6) and member[1]["residual_px"] < 0.5
+    assert member[1]["acquired"] == "2021-02-15"
     assert len(result.changes) == 1
     c = result.changes[0]
     assert c.kind == "new structure"

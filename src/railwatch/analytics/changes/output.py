@@ -15,7 +15,7 @@ import numpy as np
 from shapely.geometry import mapping
 from shapely.geometry.polygon import orient
 
-from railwatch.analytics.changes.find import Change, ChangeSet, outline_sides
+from railwatch.analytics.changes.find import Change, ChangeSet, UsedImage, outline_sides
 from railwatch.analytics.coregister import grid_from_bounds, read_on_grid, to_lonlat
 
 
@@ -71,8 +71,25 @@ def changes_to_geojson(changes: ChangeSet | Sequence[Change]) -> dict[str, Any]:
             "persist": changes.persist,
             "images_used": [im.path for im in changes.used],
             "images_skipped": [{"path": im.path, "reason": im.skipped} for im in changes.skipped],
+            "alignment": [_alignment(im) for im in changes.used],
         }
     return fc
+
+
+def _alignment(image: UsedImage) -> dict[str, Any]:
+    """How one used image was co-registered: its shift onto the reference (grid pixels),
+    the residual a second correlation still measured, and what it was aligned through."""
+    al = image.alignment
+    out: dict[str, Any] = {"path": image.path, "acquired": _date(image.acquired)}
+    if al is not None:
+        out.update(
+            dx_px=round(al.dx, 2),
+            dy_px=round(al.dy, 2),
+            residual_px=round(al.residual_px, 2) if np.isfinite(al.residual_px) else None,
+            response=round(al.response, 3),
+            via=al.via or None,
+        )
+    return out
 
 
 def write_changes_geojson(
