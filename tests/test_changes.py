@@ -114,6 +114,27 @@ def test_misaligned_pair_is_aligned_and_building_still_found(tmp_path):
     assert c.area_m2 == pytest.approx(1200, rel=0.12)
 
 
+def test_the_reference_is_an_image_that_shows_its_ground(tmp_path):
+    # The first image is deep snow (all of it valid, none of its ground showing): the
+    # earliest image that shows the ground is the reference, and the others' shifts are
+    # measured against it.
+    images = [
+        shot(tmp_path, "a", S.base_world(), S.Conditions(seed=1, snow=0.45), 0),
+        shot(tmp_path, "b", S.base_world(), S.Conditions(seed=2, sun_az=170, shift_px=(5, -4)), 1),
+        shot(tmp_path, "c", with_new(), S.Conditions(seed=3, shift_px=(2, 3)), 2),
+        shot(tmp_path, "d", with_new(), S.Conditions(seed=4, sun_az=140, shift_px=(-3, 1)), 3),
+    ]
+    result = find_changes(images, S.site(), persist=2)
+    assert Path(result.reference).name == "b.tif"
+    c, d = result.images[2].alignment, result.images[3].alignment
+    assert c is not None and d is not None
+    assert c.dx == pytest.approx(3, abs=0.8) and c.dy == pytest.approx(-7, abs=0.8)
+    assert d.dx == pytest.approx(8, abs=0.8) and d.dy == pytest.approx(-5, abs=0.8)
+    assert [(x.kind, x.last_absent, x.first_seen) for x in result.changes] == [
+        ("new structure", S.day(1), S.day(2))
+    ]
+
+
 def test_image_too_far_off_the_reference_is_aligned_through_its_neighbour(tmp_path):
     # The middle image sits 36 px right and 30 px down of the reference: beyond the 30 px
     # search, so it cannot be aligned to it directly; the next image (18, 15 px off, and

@@ -393,10 +393,20 @@ def _align(prepared: list[_Prepared], **kw: Any) -> list[_Prepared]:
     moved into the reference's frame, so the shift is chained through them; its residual
     is measured against that neighbour. Only an image that aligns with neither is skipped.
     """
-    # The reference: the earliest image that shows nearly as much as the best one, so
-    # that positions are in the frame of an early, well-covered image.
-    best = max(p.usable.mean() for p in prepared)
-    ref = next(p for p in prepared if p.usable.mean() >= 0.9 * best)
+    # The reference: the earliest image that shows nearly as much ground as the best one,
+    # so that positions are in the frame of an early, well-covered image. Ground under
+    # snow or cloud does not count: a deep-snow reference has little to correlate with,
+    # and the shifts measured against it go wrong.
+    def ground(p: _Prepared) -> float:
+        return float((p.usable & ~p.occluded).mean())
+
+    best = max(ground(p) for p in prepared)
+    ref = (
+        next(p for p in prepared if ground(p) >= 0.9 * best)
+        if best > 0
+        else next(p for p in prepared
+                  if p.usable.mean() >= 0.9 * max(q.usable.mean() for q in prepared))
+    )
     aligned: set[int] = set()
     failed: dict[int, str] = {}
     tried: dict[int, set[str]] = {}
