@@ -267,6 +267,35 @@ def _site_file(tmp: Path) -> Path:
     return path
 
 
+def test_cli_names_images_aligned_by_their_structure_maps(tmp_path, monkeypatch):
+    from railwatch.cli.main import app
+
+    S.fail_snowy_alignment(monkeypatch)
+    runner = CliRunner()
+    db = str(tmp_path / "db.sqlite")
+    folder = tmp_path / "img"
+    folder.mkdir()
+    for k in range(4):
+        S.write(
+            folder / f"im{k}.tif",
+            with_new() if k >= 2 else S.base_world(),
+            S.Conditions(seed=k + 1, sun_az=150 + 20 * k, snow=0.3 if k == 3 else 0.0,
+                         shift_px=(4.0, -3.0) if k == 3 else (0.0, 0.0)),
+            S.day(2 * k),
+        )
+    for args in (["sites", "add", str(_site_file(tmp_path))],
+                 ["ingest", str(folder), "--site", "synth"]):
+        assert runner.invoke(app, ["--db", db, *args]).exit_code == 0
+    out = tmp_path / "changes.geojson"
+    r = runner.invoke(app, ["--db", db, "changes", "synth", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "aligned by their structure maps" in r.output and "im3.tif" in r.output
+    fc = json.loads(out.read_text())
+    last = fc["railwatch"]["alignment"][-1]
+    assert Path(last["path"]).name == "im3.tif" and last["via"] == "structure maps"
+    assert [f["properties"]["kind"] for f in fc["features"]] == ["new structure"]
+
+
 def test_cli_changes(tmp_path):
     from railwatch.cli.main import app
 

@@ -415,17 +415,7 @@ def test_a_building_confirmed_in_an_image_only_its_structure_map_aligns(tmp_path
     # The last image is snowy and its ground edges are taken not to align (as deep snow
     # does): without it the new building has a single image after it and cannot persist;
     # aligned by its structure map it confirms the building.
-    import railwatch.analytics.changes.find as find
-    from railwatch.analytics.coregister import Alignment
-
-    real = find.estimate_shift
-
-    def snow_fails(ref, mov, ref_valid=None, mov_valid=None, **kw):
-        if float(np.mean(mov)) > float(np.mean(ref)) + 0.08:  # the snowy image
-            return Alignment(0.0, 0.0, 0.02, np.nan, False, "too weak a correlation (0.02)")
-        return real(ref, mov, ref_valid, mov_valid, **kw)
-
-    monkeypatch.setattr(find, "estimate_shift", snow_fails)
+    S.fail_snowy_alignment(monkeypatch)
     new = box(220, 250, 260, 280)
     images = []
     for k in range(4):

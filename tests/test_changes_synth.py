@@ -205,3 +205,19 @@ def day(n: int) -> dt.datetime:
     """A date ``n`` months after 2021-01-15."""
     y, m = divmod(n, 12)
     return dt.datetime(2021 + y, m + 1, 15, 2, 0)
+
+
+def fail_snowy_alignment(monkeypatch) -> None:
+    """Make the change finder's imagery alignment fail for images much brighter than the
+    reference (the snowy ones), as deep snow's missing ground edges do."""
+    import railwatch.analytics.changes.find as find
+    from railwatch.analytics.coregister import Alignment
+
+    real = find.estimate_shift
+
+    def snow_fails(ref, mov, ref_valid=None, mov_valid=None, **kw):
+        if float(np.mean(mov)) > float(np.mean(ref)) + 0.08:
+            return Alignment(0.0, 0.0, 0.02, np.nan, False, "too weak a correlation (0.02)")
+        return real(ref, mov, ref_valid, mov_valid, **kw)
+
+    monkeypatch.setattr(find, "estimate_shift", snow_fails)
