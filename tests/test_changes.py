@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -267,25 +269,31 @@ def _site_file(tmp: Path) -> Path:
     return path
 
 
-def test_cli_names_images_aligned_by_their_structure_maps(tmp_path, monkeypatch):
+def _cli_store(tmp: Path, shots: list[tuple[S.Conditions, dt.datetime]]) -> tuple[Any, str]:
+    """A store with the synthetic site and one image per (conditions, date) of ``shots``
+    (the new building from the third on), ingested through the CLI: (app, --db path)."""
     from railwatch.cli.main import app
 
-    S.fail_snowy_alignment(monkeypatch)
-    runner = CliRunner()
-    db = str(tmp_path / "db.sqlite")
-    folder = tmp_path / "img"
+    db = str(tmp / "db.sqlite")
+    folder = tmp / "img"
     folder.mkdir()
-    for k in range(4):
-        S.write(
-            folder / f"im{k}.tif",
-            with_new() if k >= 2 else S.base_world(),
-            S.Conditions(seed=k + 1, sun_az=150 + 20 * k, snow=0.3 if k == 3 else 0.0,
-                         shift_px=(4.0, -3.0) if k == 3 else (0.0, 0.0)),
-            S.day(2 * k),
-        )
-    for args in (["sites", "add", str(_site_file(tmp_path))],
+    for k, (cond, when) in enumerate(shots):
+        S.write(folder / f"im{k}.tif", with_new() if k >= 2 else S.base_world(), cond, when)
+    for args in (["sites", "add", str(_site_file(tmp))],
                  ["ingest", str(folder), "--site", "synth"]):
-        assert runner.invoke(app, ["--db", db, *args]).exit_code == 0
+        r = CliRunner().invoke(app, ["--db", db, *args])
+        assert r.exit_code == 0, r.output
+    return app, db
+
+
+def test_cli_names_images_aligned_by_their_structure_maps(tmp_path, monkeypatch):
+    S.fail_snowy_alignment(monkeypatch)
+    app, db = _cli_store(tmp_path, [
+        (S.Conditions(seed=k + 1, sun_az=150 + 20 * k, snow=0.3 if k == 3 else 0.0,
+                      shift_px=(4.0, -3.0) if k == 3 else (0.0, 0.0)), S.day(2 * k))
+        for k in range(4)
+    ])
+    runner = CliRunner()
     out = tmp_path / "changes.geojson"
     r = runner.invoke(app, ["--db", db, "changes", "synth", "-o", str(out)])
     assert r.exit_code == 0, r.output
@@ -297,23 +305,10 @@ def test_cli_names_images_aligned_by_their_structure_maps(tmp_path, monkeypatch)
 
 
 def test_cli_changes(tmp_path):
-    from railwatch.cli.main import app
-
+    app, db = _cli_store(
+        tmp_path, [(S.Conditions(seed=k, sun_az=150 + 15 * k), S.day(k)) for k in range(4)]
+    )
     runner = CliRunner()
-    db = str(tmp_path / "db.sqlite")
-    folder = tmp_path / "img"
-    folder.mkdir()
-    for k in range(4):
-        S.write(
-            folder / f"im{k}.tif",
-            with_new() if k >= 2 else S.base_world(),
-            S.Conditions(seed=k, sun_az=150 + 15 * k),
-            S.day(k),
-        )
-    r = runner.invoke(app, ["--db", db, "sites", "add", str(_site_file(tmp_path))])
-    assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["--db", db, "ingest", str(folder), "--site", "synth"])
-    assert r.exit_code == 0, r.output
     out = tmp_path / "changes.geojson"
     r = runner.invoke(app, ["--db", db, "changes", "synth", "-o", str(out)])
     assert r.exit_code == 0, r.output
