@@ -1071,7 +1071,8 @@ def find_changes(
         # Images whose ground edges did not align (deep snow) may by their buildings.
         ids = {id(p) for p in used}
         failed = [
-            p for p in candidates if id(p) not in ids and p.info.skipped.startswith("not aligned")
+            p for p in candidates
+            if id(p) not in ids and p.info.alignment is not None and not p.info.alignment.ok
         ]
         late, late_maps = align_by_maps(failed, used, maps, grid, structure_model)
         for p in late:
