@@ -28,13 +28,7 @@ from railwatch.analytics.changes.maps import ImageFeatures
 from railwatch.analytics.coregister import to_lonlat
 from railwatch.errors import InputError
 
-NEW = box(220, 250, 260, 280)  # 1,200 m², in the freight-handling zone
-
-
-def with_new(seed: int = 0) -> S.World:
-    w = S.base_world(seed)
-    w.buildings.append(S.Building(NEW, 7.0, (0.62, 0.60, 0.58)))
-    return w
+NEW, with_new, true_geom = S.NEW, S.with_new, S.new_geom
 
 
 def shot(tmp: Path, name: str, world: S.World, cond: S.Conditions, month: int):
@@ -42,10 +36,6 @@ def shot(tmp: Path, name: str, world: S.World, cond: S.Conditions, month: int):
     return (path, S.day(month), S.truth(path))
 
 
-def true_geom():
-    from shapely.affinity import translate
-
-    return translate(NEW, S.X0, S.Y0)
 
 
 def test_new_building_found_at_right_place_and_area(tmp_path):

@@ -259,9 +259,7 @@ def test_shipped_model_sees_a_rendered_roof(tmp_path):
 
     site = S.site()
     grid = site_grid(site, 1.0)
-    w = S.base_world()
-    w.buildings.append(S.Building(box(220, 250, 260, 280), 7.0, (0.62, 0.60, 0.58)))
-    path = S.write(tmp_path / "b.tif", w, S.Conditions(seed=2), S.day(2))
+    path = S.write(tmp_path / "b.tif", S.with_new(), S.Conditions(seed=2), S.day(2))
     rgb, valid = read_on_grid(path, grid)
     m = shipped_model().predict(rgb)
     assert m.shape == grid.shape and m.dtype == np.float32
@@ -277,28 +275,24 @@ def test_shipped_model_sees_a_rendered_roof(tmp_path):
     assert float(np.median(m[far & valid])) < 0.1  # open ground, tracks, trains
 
 
+def _iou_with_new(geom) -> float:
+    """IoU of ``geom`` (map coordinates) with the new building of the rendered series."""
+    truth = S.new_geom()
+    return geom.intersection(truth).area / geom.union(truth).area
+
+
 def test_structures_method_finds_the_new_building(tmp_path):
-    new = box(220, 250, 260, 280)
-    images = []
-    for k, (built, cond) in enumerate([
-        (False, S.Conditions(seed=1, trains=2)),
-        (False, S.Conditions(seed=2, sun_az=160, trains=3)),
-        (True, S.Conditions(seed=3, sun_az=200, sun_el=30, trains=2)),
-        (True, S.Conditions(seed=4, sun_az=150, trains=1)),
-    ]):
-        w = S.base_world()
-        if built:
-            w.buildings.append(S.Building(new, 7.0, (0.62, 0.60, 0.58)))
-        path = S.write(tmp_path / f"s{k}.tif", w, cond, S.day(2 * k))
-        images.append((path, S.day(2 * k), S.truth(path)))
+    images = S.series(tmp_path, "s", [
+        S.Conditions(seed=1, trains=2),
+        S.Conditions(seed=2, sun_az=160, trains=3),
+        S.Conditions(seed=3, sun_az=200, sun_el=30, trains=2),
+        S.Conditions(seed=4, sun_az=150, trains=1),
+    ], [False, False, True, True])
     result = find_changes(images, S.site(), persist=2, method="structures")
     assert [c.kind for c in result.changes] == ["new structure"]
     c = result.changes[0]
     assert c.last_absent == S.day(2) and c.first_seen == S.day(4)
-    from shapely.affinity import translate
-
-    truth = translate(new, S.X0, S.Y0)
-    assert c.geometry.intersection(truth).area / c.geometry.union(truth).area > 0.7
+    assert _iou_with_new(c.geometry) > 0.7
     assert c.zone == "freight_handling"
     # "both" (the default) gives the same change, with the maps' outline
     both = find_changes(images, S.site(), persist=2).changes
@@ -310,28 +304,18 @@ def test_a_building_after_a_deep_snow_image_is_dated_from_its_bare_ground(tmp_pa
     # quarter white: the edge method may read nothing in it), the building's ground in
     # the east bare. The maps read the empty place there and date the building.
     import rasterio
-    from shapely.affinity import translate
 
-    new = box(220, 250, 260, 280)
-    images = []
-    for k in range(4):
-        w = S.base_world()
-        if k:
-            w.buildings.append(S.Building(new, 7.0, (0.62, 0.60, 0.58)))
-        path = S.write(tmp_path / f"d{k}.tif", w, S.Conditions(seed=k + 1, sun_az=150 + 20 * k),
-                       S.day(2 * k))
-        if k == 0:
-            with rasterio.open(path, "r+") as dst:
-                data = dst.read()
-                data[:, :, :150] = 235
-                dst.write(data)
-        images.append((path, S.day(2 * k), S.truth(path)))
+    images = S.series(tmp_path, "d", [S.Conditions(seed=k + 1, sun_az=150 + 20 * k)
+                                      for k in range(4)], [False, True, True, True])
+    with rasterio.open(images[0][0], "r+") as dst:
+        data = dst.read()
+        data[:, :, :150] = 235
+        dst.write(data)
     result = find_changes(images, S.site(), persist=2, method="structures")
     assert [c.kind for c in result.changes] == ["new structure"]
     c = result.changes[0]
     assert c.last_absent == S.day(0) and c.first_seen == S.day(2)
-    truth = translate(new, S.X0, S.Y0)
-    assert c.geometry.intersection(truth).area / c.geometry.union(truth).area > 0.7
+    assert _iou_with_new(c.geometry) > 0.7
 
 
 def test_unknown_method_and_missing_model(tmp_path: Path):
@@ -416,16 +400,11 @@ def test_a_building_confirmed_in_an_image_only_its_structure_map_aligns(tmp_path
     # does): without it the new building has a single image after it and cannot persist;
     # aligned by its structure map it confirms the building.
     S.fail_snowy_alignment(monkeypatch)
-    new = box(220, 250, 260, 280)
-    images = []
-    for k in range(4):
-        w = S.base_world()
-        if k >= 2:
-            w.buildings.append(S.Building(new, 7.0, (0.62, 0.60, 0.58)))
-        cond = S.Conditions(seed=k + 1, sun_az=150 + 20 * k, snow=0.3 if k == 3 else 0.0,
-                            shift_px=(4.0, -3.0) if k == 3 else (0.0, 0.0))
-        path = S.write(tmp_path / f"m{k}.tif", w, cond, S.day(2 * k))
-        images.append((path, S.day(2 * k), S.truth(path)))
+    images = S.series(tmp_path, "m", [
+        S.Conditions(seed=k + 1, sun_az=150 + 20 * k, snow=0.3 if k == 3 else 0.0,
+                     shift_px=(4.0, -3.0) if k == 3 else (0.0, 0.0))
+        for k in range(4)
+    ], [False, False, True, True])
     result = find_changes(images, S.site(), persist=2, method="structures")
     last = result.images[3].alignment
     assert last is not None and last.via == "structure maps" and not result.images[3].skipped

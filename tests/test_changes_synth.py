@@ -17,6 +17,7 @@ import rasterio
 import shapely
 from affine import Affine
 from pyproj import Transformer
+from shapely.affinity import translate
 from shapely.geometry import Polygon, box
 from skimage.draw import polygon as draw_polygon
 
@@ -205,6 +206,33 @@ def day(n: int) -> dt.datetime:
     """A date ``n`` months after 2021-01-15."""
     y, m = divmod(n, 12)
     return dt.datetime(2021 + y, m + 1, 15, 2, 0)
+
+
+#: The new building of the change tests: 1,200 m², in the freight-handling zone (local m).
+NEW = box(220, 250, 260, 280)
+
+
+def with_new(seed: int = 0) -> World:
+    """The base world with the new building standing."""
+    w = base_world(seed)
+    w.buildings.append(Building(NEW, 7.0, (0.62, 0.60, 0.58)))
+    return w
+
+
+def new_geom() -> Polygon:
+    """The new building's footprint in map coordinates."""
+    return translate(NEW, X0, Y0)
+
+
+def series(tmp: Path, name: str, conds: list[Conditions], built: list[bool]
+           ) -> list[tuple[Path, dt.datetime, Detections]]:
+    """A rendered series: image ``k`` under ``conds[k]`` on ``day(2 * k)``, the new building
+    standing where ``built[k]``; (path, time, true railcars) per image."""
+    out = []
+    for k, (cond, b) in enumerate(zip(conds, built, strict=True)):
+        path = write(tmp / f"{name}{k}.tif", with_new() if b else base_world(), cond, day(2 * k))
+        out.append((path, day(2 * k), truth(path)))
+    return out
 
 
 def fail_snowy_alignment(monkeypatch) -> None:
