@@ -397,16 +397,10 @@ def _align(prepared: list[_Prepared], **kw: Any) -> list[_Prepared]:
     # so that positions are in the frame of an early, well-covered image. Ground under
     # snow or cloud does not count: a deep-snow reference has little to correlate with,
     # and the shifts measured against it go wrong.
-    def ground(p: _Prepared) -> float:
-        return float((p.usable & ~p.occluded).mean())
-
-    best = max(ground(p) for p in prepared)
-    ref = (
-        next(p for p in prepared if ground(p) >= 0.9 * best)
-        if best > 0
-        else next(p for p in prepared
-                  if p.usable.mean() >= 0.9 * max(q.usable.mean() for q in prepared))
-    )
+    shown = [float((p.usable & ~p.occluded).mean()) for p in prepared]
+    if max(shown) == 0:  # snow or cloud everywhere in every image: coverage alone
+        shown = [float(p.usable.mean()) for p in prepared]
+    ref = next(p for p, v in zip(prepared, shown, strict=True) if v >= 0.9 * max(shown))
     aligned: set[int] = set()
     failed: dict[int, str] = {}
     tried: dict[int, set[str]] = {}

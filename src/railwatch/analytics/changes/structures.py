@@ -375,16 +375,17 @@ def structure_changes(
                     continue
                 b_last, a_first = step
                 witnesses = [v for v in values[:k] if v is not None]
-                if len(witnesses) == 1 and (
-                    witnesses[0] >= rules.lone_absent if sign == "new"
-                    else witnesses[0] <= rules.lone_present
-                ):
-                    continue
-                if len(witnesses) == 1 and sign == "new":
-                    model = model or shipped_model()
-                    lone = next(used[i] for i in range(k) if values[i] is not None)
-                    if _turned_mean(model, lone.rgb, win, reg, gsd) >= rules.lone_absent_turned:
+                if len(witnesses) == 1:
+                    if sign == "lost" and witnesses[0] <= rules.lone_present:
                         continue
+                    if sign == "new" and witnesses[0] >= rules.lone_absent:
+                        continue
+                    if sign == "new":  # sure at first sight; and when it looks again?
+                        model = model or shipped_model()
+                        lone = next(used[i] for i in range(k) if values[i] is not None)
+                        if (_turned_mean(model, lone.rgb, win, reg, gsd)
+                                >= rules.lone_absent_turned):
+                            continue
                 v_before = float(np.mean(witnesses))
                 v_after = float(np.mean([v for v in values[k:] if v is not None]))
                 if abs(v_after - v_before) < rules.min_score:
