@@ -20,6 +20,7 @@ from railwatch.analytics.changes.structures import (
     PRESENT,
     UNCLEAR,
     StructureModel,
+    StructureRules,
     change_step,
     map_support,
     shipped_model,
@@ -213,6 +214,33 @@ def test_bare_ground_in_deep_snow_shows_a_place_was_empty_and_nothing_more():
     used = _series(5, snow={2, 3, 4})
     for p in used[2:]:
         p.bare = np.ones((100, 100), bool)
+    assert _found(used, _maps(5, [True, True, False, False, False])) == []
+
+
+def test_deep_snow_shows_a_building_sized_place_was_empty_but_not_a_platform_sized_one():
+    # The only earlier image is deep snow lying over the place itself (no bare ground):
+    # a network sure of nothing there says the place was empty before a new building ...
+    used = _series(4, snow={0})
+    used[0].bare = np.zeros((100, 100), bool)
+    maps = _maps(4, [False, True, True, True])
+    maps[0][RECT] = 0.0
+    found = structure_changes(used, SITE, GRID, maps=maps)
+    assert [(c.kind, c.last_absent.month, c.first_seen.month) for c in found] == [
+        ("new structure", 1, 2)]
+    assert found[0].cues["through_snow"] == 1 and found[0].cues["width_m"] >= 19
+    # ... but not before a structure as narrow as a platform, which snow hides whole
+    narrow = (slice(30, 36), slice(20, 80))  # 6 m x 60 m
+    maps = _maps(4, [False, True, True, True], rect=narrow)
+    assert StructureRules().snow_min_width_m > 6
+    assert _found(used, maps) == []
+    # nor where the network half-sees something through the snow
+    maps = _maps(4, [False, True, True, True])
+    maps[0][RECT] = StructureRules().snow_absent + 0.01
+    assert _found(used, maps) == []
+    # and never after a structure stood: no removal from snow
+    used = _series(5, snow={2, 3, 4})
+    for p in used[2:]:
+        p.bare = np.zeros((100, 100), bool)
     assert _found(used, _maps(5, [True, True, False, False, False])) == []
 
 

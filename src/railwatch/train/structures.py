@@ -60,6 +60,9 @@ IGNORE = 255
 DATA_SEED = 424242
 #: Share of samples rendered under partial cloud (cover 0.05 to 0.5).
 CLOUDY_SHARE = 0.3
+#: Share of samples rendered as deep-snow winter scenes (snow 0.5 to 1.0, winter sun): the
+#: change finder must see buildings through snow to tell them from empty ground.
+SNOWY_SHARE = 0.0
 #: Share of training crops cut by a random line into image and no-data (an image's edge).
 NODATA_SHARE = 0.25
 
@@ -89,11 +92,13 @@ def _extra_buildings(rng: np.random.Generator, world: World, k: int) -> None:
 
 
 def structure_sample(seed: int, index: int, tmpdir: str | os.PathLike[str],
-                     cloudy_share: float = CLOUDY_SHARE) -> tuple[np.ndarray, np.ndarray]:
+                     cloudy_share: float = CLOUDY_SHARE,
+                     snowy_share: float = SNOWY_SHARE) -> tuple[np.ndarray, np.ndarray]:
     """One rendered sample: RGB (SAMPLE_PX, SAMPLE_PX, 3) uint8 on the 1 m grid and its
     label (1 structure, 0 not, IGNORE unknown). A ``cloudy_share`` of samples is rendered
     under partial cloud: ground under cloud is labelled 0 (clouds are not roofs), roofs
-    under opaque cloud IGNORE."""
+    under opaque cloud IGNORE. A ``snowy_share`` is moved to a winter date under deep
+    snow."""
     rng = np.random.default_rng([seed, index])
     ox, oy = 500_000.0 + 1000 * (index % 97), 4_700_000.0
     ext = (-HALF_M, -HALF_M, HALF_M, HALF_M)
@@ -109,6 +114,11 @@ def structure_sample(seed: int, index: int, tmpdir: str | os.PathLike[str],
     # Clouds come from a stream of their own, so cloud-free samples stay as they were.
     crng = np.random.default_rng([seed, index, 1])
     cloud = float(crng.uniform(0.05, 0.5)) if crng.random() < cloudy_share else 0.0
+    srng = np.random.default_rng([seed, index, 2])  # and deep snow from a third
+    if srng.random() < snowy_share:
+        when = dt.datetime(2020 + int(srng.integers(1, 3)), 12, 1, 2, tzinfo=dt.UTC) + dt.timedelta(
+            days=float(srng.uniform(0, 80)), minutes=float(srng.uniform(0, 120)))
+        snow = float(srng.uniform(0.5, 1.0))
     cond = replace(cond, when=when, lon=float(rng.uniform(120, 135)), snow=snow,
                    cloud_cover=cloud, off_nadir_deg=float(rng.uniform(0, 18)))
     for b in world.buildings:  # some gone by this date
@@ -143,20 +153,23 @@ def structure_sample(seed: int, index: int, tmpdir: str | os.PathLike[str],
     return np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8), label
 
 
-def _worker(args: tuple[int, int, int, float]) -> tuple[np.ndarray, np.ndarray]:
-    seed, start, stop, cloudy_share = args
+def _worker(args: tuple[int, int, int, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    seed, start, stop, cloudy_share, snowy_share = args
     with tempfile.TemporaryDirectory() as tmp:
-        pairs = [structure_sample(seed, i, tmp, cloudy_share) for i in range(start, stop)]
+        pairs = [structure_sample(seed, i, tmp, cloudy_share, snowy_share)
+                 for i in range(start, stop)]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
 def build_structure_data(out: str | os.PathLike[str], samples: int, seed: int = DATA_SEED,
                          workers: int = 2, start: int = 0,
-                         cloudy_share: float = CLOUDY_SHARE) -> int:
+                         cloudy_share: float = CLOUDY_SHARE,
+                         snowy_share: float = SNOWY_SHARE) -> int:
     """Write ``out`` (.npz: ``x`` images, ``y`` labels) with samples ``start`` ..
     ``start + samples`` of the ``seed`` stream; returns the count."""
     bounds = np.linspace(start, start + samples, workers + 1).round().astype(int)
-    jobs = [(seed, int(a), int(b), cloudy_share) for a, b in itertools.pairwise(bounds) if b > a]
+    jobs = [(seed, int(a), int(b), cloudy_share, snowy_share)
+            for a, b in itertools.pairwise(bounds) if b > a]
     if len(jobs) > 1:
         with mp.get_context("spawn").Pool(len(jobs)) as pool:
             parts = pool.map(_worker, jobs)

@@ -137,6 +137,13 @@ class StructureRules:
     # And a removed one whose presence only one earlier image attests needs that image
     # sure of the roof (region mean above this): small sheds the network half-saw once.
     lone_present: float = 0.95
+    # A place under deep snow in every earlier image: the network's map through the snow
+    # may say "empty" before a new structure where its region mean is below this (as sure
+    # as a lone witness must be; 0: never), and only for a region at least
+    # ``snow_min_width_m`` wide: snow hides a low platform (about a metre high, 3 to 9 m
+    # wide) whole, roof and shadow, where a building still shows its walls and shadow.
+    snow_absent: float = 0.01
+    snow_min_width_m: float = 10.0
     # With method "both": an edge change of a structure whose built side (the images after
     # a new one, up to a removed one) the maps see no structure in (footprint mean below
     # this) is a changed shadow, patch or rim, not a building.
@@ -154,16 +161,17 @@ def region_states(
     region: np.ndarray,
     rules: StructureRules,
     bare: list[np.ndarray | None] | None = None,
-) -> tuple[list[str | None], list[float | None], list[bool]]:
+) -> tuple[list[str | None], list[float | None], list[str | None]]:
     """Each image's verdict on ``region`` (cells of the maps' shape): P/A/M where it shows
     at least ``seen`` of it, P where only its snow or cloud covers the place and the
     network still sees a structure there, A where a deep-snow image shows the place as
     bare ground (``bare``) and the network sees nothing there, else None; the region's
-    mean probability; and whether the verdict came through the image's snow or cloud
-    mask."""
+    mean probability; and how the verdict came through the image's snow or cloud mask
+    (None: it did not; ``"mask"``: presence through it; ``"bare"``: bare ground in deep
+    snow; ``"snow"``: an empty place through deep snow, see ``snow_absent``)."""
     states: list[str | None] = []
     values: list[float | None] = []
-    masked: list[bool] = []
+    masked: list[str | None] = []
     for s, v, u, b in zip(maps, visible, usable, bare or [None] * len(maps), strict=True):
         s_r, v_r, u_r = s[region], v[region], u[region]
         b_r = b[region] if b is not None else None
@@ -171,19 +179,24 @@ def region_states(
             x = float(s_r[v_r].mean())
             states.append(PRESENT if x > rules.present else ABSENT if x < rules.absent else UNCLEAR)
             values.append(x)
-            masked.append(False)
+            masked.append(None)
         elif u_r.mean() >= rules.seen and float(s_r[u_r].mean()) > rules.present:
             states.append(PRESENT)
             values.append(float(s_r[u_r].mean()))
-            masked.append(True)
+            masked.append("mask")
         elif b_r is not None and b_r.mean() >= rules.seen and float(s_r[b_r].mean()) < rules.absent:
             states.append(ABSENT)
             values.append(float(s_r[b_r].mean()))
-            masked.append(True)
+            masked.append("bare")
+        elif (b_r is not None and u_r.mean() >= rules.seen
+              and float(s_r[u_r].mean()) < rules.snow_absent):
+            states.append(ABSENT)
+            values.append(float(s_r[u_r].mean()))
+            masked.append("snow")
         else:
             states.append(None)
             values.append(None)
-            masked.append(False)
+            masked.append(None)
     return states, values, masked
 
 
@@ -336,6 +349,10 @@ def structure_changes(
         np.where(v | (u & (s > rules.present)) | (b if b is not None else False), s, np.nan)
         for s, v, u, b in zip(maps, visible, usable, bare, strict=True)
     ])
+    through_snow = np.stack([
+        np.where(u & (b is not None), s, np.nan)
+        for s, u, b in zip(maps, usable, bare, strict=True)
+    ])
     taken = np.zeros(grid.shape, bool)
     out: list[Change] = []
     for k in range(1, n - persist + 1):
@@ -343,6 +360,9 @@ def structure_changes(
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells: never seen
             after = np.nanmean(seen_or_masked[k:], axis=0)
             before_any = np.nanmean(seen_or_bare[:k], axis=0)
+            if rules.snow_absent > 0:  # places no earlier image shows but through snow
+                before_any = np.where(np.isnan(before_any),
+                                      np.nanmean(through_snow[:k], axis=0), before_any)
             before_seen = np.nanmean(seen[:k], axis=0)
         for sign in ("new", "lost"):
             before = before_any if sign == "new" else before_seen
@@ -363,9 +383,13 @@ def structure_changes(
                 )
                 # What came through a mask: presence never opens a removal, bare ground
                 # only ever says "empty" before a new structure.
+                # Snow hides a low platform whole: it may say "empty" only where the
+                # region is wider than one.
+                width = (2 * float(ndimage.distance_transform_edt(np.pad(reg, 1)).max()) - 1) * gsd
                 drop = [
-                    m and ((sign == "lost" and (i < k or st == ABSENT))
-                           or (sign == "new" and i >= k and st == ABSENT))
+                    m is not None and ((sign == "lost" and (i < k or st == ABSENT))
+                                       or (sign == "new" and i >= k and st == ABSENT)
+                                       or (m == "snow" and width < rules.snow_min_width_m))
                     for i, (st, m) in enumerate(zip(states, masked, strict=True))
                 ]
                 states = [None if d else st for st, d in zip(states, drop, strict=True)]
@@ -414,7 +438,11 @@ def structure_changes(
                         after=used[a_first].info.path,
                         seen_in=persist,
                         cues={"structure_before": round(v_before, 4),
-                              "structure_after": round(v_after, 4)},
+                              "structure_after": round(v_after, 4),
+                              "width_m": round(width, 1),
+                              "through_snow": float(sum(
+                                  m == "snow" and not d for m, d in zip(masked[:k], drop[:k],
+                                                                        strict=True)))},
                     )
                 )
     return out
