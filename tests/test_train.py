@@ -435,6 +435,21 @@ def test_structure_samples_under_cloud_teach_that_clouds_are_not_roofs(tmp_path)
     assert hidden > 50 and cloud_ground > 5000
 
 
+def test_snowy_structure_samples_are_winter_yards_under_deep_snow(tmp_path):
+    from railwatch.train.structures import structure_sample
+
+    def white(x: np.ndarray) -> float:
+        return float((x.min(axis=2) > 170).mean())
+
+    for i in range(1, 4):  # yards the seed renders without snow
+        x0, y0 = structure_sample(5, i, tmp_path, snowy_share=0.0)
+        x1, y1 = structure_sample(5, i, tmp_path, snowy_share=1.0)
+        # the same yard and buildings (a few may be gone by the winter date) ...
+        assert (y1 == 1).sum() > 0.5 * (y0 == 1).sum()
+        # ... under deep snow: much of the ground turned white
+        assert white(x0) < 0.05 and white(x1) > 0.4
+
+
 def test_structure_crops_cut_at_an_image_edge_are_ignored_there():
     from railwatch.train.structures import IGNORE, _batch
 

@@ -215,6 +215,8 @@ def train_structures_cmd(
                                        help="Share of yards rendered under partial cloud."),
     nodata_share: float = typer.Option(0.25, "--nodata-share", min=0.0, max=1.0,
                                        help="Share of crops cut into image and no-data."),
+    snowy_share: float = typer.Option(0.0, "--snowy-share", min=0.0, max=1.0,
+                                      help="Share of yards moved to winter under deep snow."),
 ) -> None:
     """Train the structure segmentation network of `railwatch changes` on rendered yards."""
     st = _training("railwatch.train.structures")
@@ -226,7 +228,7 @@ def train_structures_cmd(
             with progress() as bar:
                 bar.add_task(f"rendering {samples} yards", total=None)
                 st.build_structure_data(path, samples, seed=data_seed, workers=workers,
-                                        cloudy_share=cloudy_share)
+                                        cloudy_share=cloudy_share, snowy_share=snowy_share)
         with progress() as bar:
             task = bar.add_task("train structure maps", total=None)
             meta = st.train_structures(path, out, minutes=minutes, seed=seed, threads=threads,
