@@ -229,9 +229,9 @@ def test_deep_snow_shows_a_building_sized_place_was_empty_but_not_a_platform_siz
         ("new structure", 1, 2)]
     assert found[0].cues["through_snow"] == 1 and found[0].cues["width_m"] >= 19
     # ... but not before a structure as narrow as a platform, which snow hides whole
-    narrow = (slice(30, 36), slice(20, 80))  # 6 m x 60 m
+    narrow = (slice(30, 34), slice(20, 80))  # 4 m x 60 m
     maps = _maps(4, [False, True, True, True], rect=narrow)
-    assert StructureRules().snow_min_width_m > 6
+    assert StructureRules().snow_min_width_m > 4
     assert _found(used, maps) == []
     # nor where the network half-sees something through the snow
     maps = _maps(4, [False, True, True, True])
