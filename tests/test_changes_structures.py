@@ -244,6 +244,22 @@ def test_deep_snow_shows_a_building_sized_place_was_empty_but_not_a_platform_siz
     assert _found(used, _maps(5, [True, True, False, False, False])) == []
 
 
+def test_a_narrow_region_is_judged_on_the_cells_clear_images_showed():
+    # A 4 m wide new structure: deep snow over all of it in the first image, the next two
+    # show only its western 16 m. Cells only snow saw empty do not count for a region this
+    # narrow, so it is judged on the part the clear images showed (all of it there).
+    used = _series(5, snow={0})
+    used[0].bare = np.zeros((100, 100), bool)
+    for p in used[1:3]:
+        p.usable[:, 36:] = False
+    narrow = (slice(30, 34), slice(20, 60))
+    maps = _maps(5, [False, False, False, True, True], rect=narrow)
+    found = structure_changes(used, SITE, GRID, maps=maps)
+    assert [(c.kind, c.last_absent.month, c.first_seen.month) for c in found] == [
+        ("new structure", 3, 4)]
+    assert found[0].cues["through_snow"] == 0
+
+
 def test_one_earlier_image_must_be_sure_of_a_removed_roof():
     # A removal that only the first image attests needs it sure of the roof.
     used = _series(4)

@@ -361,9 +361,10 @@ def structure_changes(
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells: never seen
             after = np.nanmean(seen_or_masked[k:], axis=0)
             before_any = np.nanmean(seen_or_bare[:k], axis=0)
-            if rules.snow_absent > 0:  # places no earlier image shows but through snow
-                before_any = np.where(np.isnan(before_any),
-                                      np.nanmean(through_snow[:k], axis=0), before_any)
+            only_snow = np.isnan(before_any)  # ... but through deep snow
+            if rules.snow_absent > 0:
+                before_any = np.where(only_snow, np.nanmean(through_snow[:k], axis=0),
+                                      before_any)
             before_seen = np.nanmean(seen[:k], axis=0)
         for sign in ("new", "lost"):
             before = before_any if sign == "new" else before_seen
@@ -376,6 +377,12 @@ def structure_changes(
                 if win is None:
                     continue
                 reg = labels[win] == r
+                # Snow hides a low platform whole: it may say "empty" only where the
+                # region is wider than one (and a narrower region is only its cells
+                # some earlier image showed otherwise).
+                width = (2 * float(ndimage.distance_transform_edt(np.pad(reg, 1)).max()) - 1) * gsd
+                if sign == "new" and width < rules.snow_min_width_m:
+                    reg &= ~only_snow[win]
                 if reg.sum() < min_cells:
                     continue
                 states, values, masked = region_states(
@@ -383,10 +390,7 @@ def structure_changes(
                     reg, rules, [None if b is None else b[win] for b in bare],
                 )
                 # What came through a mask: presence never opens a removal, bare ground
-                # only ever says "empty" before a new structure.
-                # Snow hides a low platform whole: it may say "empty" only where the
-                # region is wider than one.
-                width = (2 * float(ndimage.distance_transform_edt(np.pad(reg, 1)).max()) - 1) * gsd
+                # and deep snow only ever say "empty" before a new structure.
                 drop = [
                     m is not None and ((sign == "lost" and (i < k or st == ABSENT))
                                        or (sign == "new" and i >= k and st == ABSENT)
