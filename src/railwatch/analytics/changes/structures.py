@@ -220,6 +220,36 @@ def change_step(states: list[str | None], k: int, sign: str, persist: int,
     return before[-1], after[0]
 
 
+def _width(region: np.ndarray) -> float:
+    """The width of ``region`` (cells): twice its largest inscribed half-width."""
+    return 2 * float(ndimage.distance_transform_edt(np.pad(region, 1)).max()) - 1
+
+
+def _regions(cand: np.ndarray, only_snow: np.ndarray | None, min_width: float
+             ) -> list[tuple[tuple[slice, slice], np.ndarray, float]]:
+    """The candidate regions of ``cand`` (window, cells, width in cells), opened.
+
+    Cells that only deep snow showed before (``only_snow``) join a region only where it
+    is at least ``min_width`` wide: snow hides a low platform whole. The narrower ones
+    are the regions of the other cells, as if snow had shown nothing."""
+    opened = ndimage.binary_opening(cand, iterations=1)
+    out = []
+    wide = np.zeros_like(cand)
+    if only_snow is not None and only_snow.any():
+        labels, _ = ndimage.label(opened)
+        for r, win in enumerate(ndimage.find_objects(labels), start=1):
+            reg = labels[win] == r
+            if (reg & only_snow[win]).any() and (w := _width(reg)) >= min_width:
+                out.append((win, reg, w))
+                wide[win] |= reg
+        opened = ndimage.binary_opening(cand & ~only_snow, iterations=1) & ~wide
+    labels, _ = ndimage.label(opened)
+    for r, win in enumerate(ndimage.find_objects(labels), start=1):
+        reg = labels[win] == r
+        out.append((win, reg, _width(reg)))
+    return out
+
+
 def structure_maps(
     used: list[_Prepared], grid: Grid, model: StructureModel | None = None
 ) -> list[np.ndarray]:
@@ -371,18 +401,10 @@ def structure_changes(
             diff = np.nan_to_num(after - before, nan=0.0)
             built = np.nan_to_num(after if sign == "new" else before, nan=0.0) > rules.core
             cand = (diff > rules.candidate) if sign == "new" else (diff < -rules.candidate)
-            cand = ndimage.binary_opening(cand & built & ~taken, iterations=1)
-            labels, _ = ndimage.label(cand)
-            for r, win in enumerate(ndimage.find_objects(labels), start=1):
-                if win is None:
-                    continue
-                reg = labels[win] == r
-                # Snow hides a low platform whole: it may say "empty" only where the
-                # region is wider than one (and a narrower region is only its cells
-                # some earlier image showed otherwise).
-                width = (2 * float(ndimage.distance_transform_edt(np.pad(reg, 1)).max()) - 1) * gsd
-                if sign == "new" and width < rules.snow_min_width_m:
-                    reg &= ~only_snow[win]
+            cand &= built & ~taken
+            for win, reg, width in _regions(cand, only_snow if sign == "new" else None,
+                                            rules.snow_min_width_m / gsd):
+                width *= gsd
                 if reg.sum() < min_cells:
                     continue
                 states, values, masked = region_states(
