@@ -172,7 +172,7 @@ def region_states(
     snow; ``"snow"``: an empty place through deep snow, see ``snow_absent``)."""
     states: list[str | None] = []
     values: list[float | None] = []
-    masked: list[str | None] = []
+    via: list[str | None] = []
     for s, v, u, b in zip(maps, visible, usable, bare or [None] * len(maps), strict=True):
         s_r, v_r, u_r = s[region], v[region], u[region]
         b_r = b[region] if b is not None else None
@@ -180,25 +180,25 @@ def region_states(
             x = float(s_r[v_r].mean())
             states.append(PRESENT if x > rules.present else ABSENT if x < rules.absent else UNCLEAR)
             values.append(x)
-            masked.append(None)
+            via.append(None)
         elif u_r.mean() >= rules.seen and float(s_r[u_r].mean()) > rules.present:
             states.append(PRESENT)
             values.append(float(s_r[u_r].mean()))
-            masked.append("mask")
+            via.append("mask")
         elif b_r is not None and b_r.mean() >= rules.seen and float(s_r[b_r].mean()) < rules.absent:
             states.append(ABSENT)
             values.append(float(s_r[b_r].mean()))
-            masked.append("bare")
+            via.append("bare")
         elif (b_r is not None and u_r.mean() >= rules.seen
               and float(s_r[u_r].mean()) < rules.snow_absent):
             states.append(ABSENT)
             values.append(float(s_r[u_r].mean()))
-            masked.append("snow")
+            via.append("snow")
         else:
             states.append(None)
             values.append(None)
-            masked.append(None)
-    return states, values, masked
+            via.append(None)
+    return states, values, via
 
 
 def change_step(states: list[str | None], k: int, sign: str, persist: int,
@@ -407,7 +407,7 @@ def structure_changes(
                 width *= gsd
                 if reg.sum() < min_cells:
                     continue
-                states, values, masked = region_states(
+                states, values, via = region_states(
                     [m[win] for m in maps], [v[win] for v in visible], [u[win] for u in usable],
                     reg, rules, [None if b is None else b[win] for b in bare],
                 )
@@ -417,7 +417,7 @@ def structure_changes(
                     m is not None and ((sign == "lost" and (i < k or st == ABSENT))
                                        or (sign == "new" and i >= k and st == ABSENT)
                                        or (m == "snow" and width < rules.snow_min_width_m))
-                    for i, (st, m) in enumerate(zip(states, masked, strict=True))
+                    for i, (st, m) in enumerate(zip(states, via, strict=True))
                 ]
                 states = [None if d else st for st, d in zip(states, drop, strict=True)]
                 values = [None if d else v for v, d in zip(values, drop, strict=True)]
@@ -468,8 +468,8 @@ def structure_changes(
                               "structure_after": round(v_after, 4),
                               "width_m": round(width, 1),
                               "through_snow": float(sum(
-                                  m == "snow" and not d for m, d in zip(masked[:k], drop[:k],
-                                                                        strict=True)))},
+                                  m == "snow" and not d
+                                  for m, d in zip(via[:k], drop[:k], strict=True)))},
                     )
                 )
     return out
