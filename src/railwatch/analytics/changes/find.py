@@ -400,7 +400,8 @@ def _align(prepared: list[_Prepared], **kw: Any) -> list[_Prepared]:
     shown = [float((p.usable & ~p.occluded).mean()) for p in prepared]
     if max(shown) == 0:  # snow or cloud everywhere in every image: coverage alone
         shown = [float(p.usable.mean()) for p in prepared]
-    ref = next(p for p, v in zip(prepared, shown, strict=True) if v >= 0.9 * max(shown))
+    best = max(shown)
+    ref = next(p for p, v in zip(prepared, shown, strict=True) if v >= 0.9 * best)
     aligned: set[int] = set()
     failed: dict[int, str] = {}
     tried: dict[int, set[str]] = {}
