@@ -880,6 +880,24 @@ def test_a_removed_roof_cut_by_the_aoi_border_is_measured_against_the_part_insid
     assert cues["fill"] >= 0.9 and kind == "removed structure"
 
 
+def test_a_removal_and_a_later_building_over_part_of_it_are_two_changes():
+    from railwatch.analytics.changes.find import Change, _same_change
+
+    def change(kind: str, geom, last_absent: int, first_seen: int) -> Change:
+        month = lambda m: dt.datetime(2021, m, 1, tzinfo=dt.UTC)  # noqa: E731
+        return Change(geom, None, kind, month(first_seen), month(last_absent), geom.area,
+                      None, 1.0)
+
+    shed = change("removed structure", box(0, 0, 36, 16), 5, 8)
+    warehouse = change("new structure", box(10, 8, 90, 38), 10, 12)
+    assert not _same_change(shed, warehouse) and not _same_change(warehouse, shed)
+    # the same kind, or brackets that meet, are one event seen twice
+    assert _same_change(change("new structure", box(0, 0, 36, 16), 5, 8), warehouse)
+    assert _same_change(change("removed structure", box(0, 0, 36, 16), 10, 12), warehouse)
+    # outlines apart are never one
+    assert not _same_change(change("new structure", box(200, 0, 236, 16), 10, 12), warehouse)
+
+
 def test_a_long_narrow_structure_is_described_by_its_size():
     # A 420 x 10 m loading platform is no "warehouse-sized building"; an 80 x 30 m one is.
     from shapely.affinity import rotate

@@ -56,6 +56,19 @@ def test_change_step_reads_a_history():
     assert change_step([None, None, A, A], 2, "lost", 2, 0.5) is None
 
 
+def test_change_step_lets_a_place_partly_taken_long_before_settle_first():
+    # an old shed on part of a new warehouse's ground: unclear, then empty twice, built
+    old_shed = [M, None, A, A, P, P]
+    assert change_step(old_shed, 4, "new", 2, 0.5) is None  # strict: every earlier one
+    assert change_step(old_shed, 4, "new", 2, 0.5, settled=2) == (3, 4)
+    # only one empty image just before is not settled; a structure before is not unclear
+    assert change_step([M, M, A, P, P], 3, "new", 2, 0.5, settled=2) is None
+    assert change_step([P, A, A, P, P], 3, "new", 2, 0.5, settled=2) is None
+    # removals the other way round: half seen while it was built, then standing twice
+    assert change_step([M, P, P, A, A], 3, "lost", 2, 0.5, settled=2) == (2, 3)
+    assert change_step([A, P, P, A, A], 3, "lost", 2, 0.5, settled=2) is None
+
+
 # -------------------------------------------------------- regions from constructed maps
 @dataclass
 class _Img:

@@ -17,8 +17,8 @@ The flow of :func:`find_changes`:
 4. with ``method="both"`` (the default) the learned structure maps of :mod:`.structures`
    (a structure network's map of every image, each region's history read image by image)
    give their changes, with their tighter outlines, and check the edge method's: an edge
-   change of a structure stands only where the maps overlap none of their own and see a
-   structure on its built side.
+   change stands only where it is none of their own (:func:`_same_change`) and, if of a
+   structure, where the maps see one on its built side.
 """
 
 from __future__ import annotations
@@ -1001,8 +1001,8 @@ def find_changes(
     ``method``: "edges" (changed outlines, classified by rules), "structures" (the
     learned structure maps of :mod:`.structures`; ``structure_model``: another model than
     the shipped one) or "both" (the default: the structure changes, and the edge changes
-    that overlap none of them and, if of a structure, that the maps see a structure in
-    on the built side: :func:`.structures.map_support`).
+    that report none of theirs (:func:`_same_change`) and, if of a structure, that the maps
+    see a structure in on the built side: :func:`.structures.map_support`).
     ``threshold`` only scales the appearance part of the score. Detected railcars and
     containers are masked out (``object_buffer_m`` around each, and their ground in every
     image). Raises :class:`InputError` for fewer than two usable images, too few to
@@ -1082,9 +1082,7 @@ def find_changes(
         edges = [c for c in changes if _supported(c, used, maps, grid)]
         # Where both found a change the maps' outline stands: it follows the roof, where a
         # changed outline often takes in its shadow and the ground beside it.
-        changes = learned + [
-            e for e in edges if not any(_overlap(e.geometry, c.geometry) for c in learned)
-        ]
+        changes = learned + [e for e in edges if not any(_same_change(e, c) for c in learned)]
     for n, c in enumerate(changes, start=1):
         c.id = n
     ref = next(
@@ -1120,6 +1118,17 @@ def outline_sides(geom: Any) -> tuple[float, float]:
     xy = np.asarray(rect.exterior.coords)[:4]
     sides = np.hypot(*(np.roll(xy, -1, axis=0) - xy).T)
     return float(sides.max()), float(sides.min())
+
+
+def _same_change(a: Change, b: Change) -> bool:
+    """Whether two changes found by different methods report one event: their outlines
+    overlap, unless one is a removal and the other something new in a later or earlier
+    bracket (an old shed cleared in summer, a warehouse built over part of it in autumn)."""
+    if not _overlap(a.geometry, b.geometry):
+        return False
+    lost = (a.kind == "removed structure", b.kind == "removed structure")
+    apart = a.first_seen <= b.last_absent or b.first_seen <= a.last_absent
+    return lost[0] == lost[1] or not apart
 
 
 def _overlap(a: Any, b: Any, share: float = 0.2) -> bool:

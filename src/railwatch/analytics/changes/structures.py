@@ -145,6 +145,10 @@ class StructureRules:
     # 6 m is the narrowest building the benchmarks build; wider platforms still pass.
     snow_absent: float = 0.01
     snow_min_width_m: float = 6.0
+    # Earlier images may read a place unclear (part of it taken: an old shed on part of a
+    # new warehouse's ground) where the last this many before the step say the old state
+    # (0: every earlier image must say it; :func:`change_step`).
+    settled: int = 2
     # With method "both": an edge change of a structure whose built side (the images after
     # a new one, up to a removed one) the maps see no structure in (footprint mean below
     # this) is a changed shadow, patch or rim, not a building.
@@ -202,17 +206,27 @@ def region_states(
 
 
 def change_step(states: list[str | None], k: int, sign: str, persist: int,
-                later_share: float) -> tuple[int, int] | None:
+                later_share: float, settled: int = 0) -> tuple[int, int] | None:
     """(last image before, first image after) when the history ``states`` shows a change
     of ``sign`` ("new" or "lost") at step ``k``, else None: every image before ``k`` that
     says anything says the old state (at least one), the first ``persist`` after it that
-    say anything say the new one, and so do ``later_share`` of the rest."""
+    say anything say the new one, and so do ``later_share`` of the rest.
+
+    With ``settled`` > 0, earlier images may also be unclear (never the new state) where
+    the last ``settled`` before ``k`` that say anything say the old state: part of the
+    place was taken long before (an old shed on part of a new warehouse's ground)."""
     old, new = (ABSENT, PRESENT) if sign == "new" else (PRESENT, ABSENT)
     before = [i for i in range(k) if states[i] is not None]
     after = [i for i in range(k, len(states)) if states[i] is not None]
     if not before or len(after) < persist:
         return None
-    if any(states[i] != old for i in before) or any(states[i] != new for i in after[:persist]):
+    if any(states[i] != new for i in after[:persist]):
+        return None
+    if any(states[i] != old for i in before) and not (
+        settled > 0 and len(before) >= settled
+        and all(states[i] == old for i in before[-settled:])
+        and all(states[i] != new for i in before)
+    ):
         return None
     rest = after[persist:]
     if rest and np.mean([states[i] == new for i in rest]) < later_share:
@@ -421,7 +435,8 @@ def structure_changes(
                 ]
                 states = [None if d else st for st, d in zip(states, drop, strict=True)]
                 values = [None if d else v for v, d in zip(values, drop, strict=True)]
-                step = change_step(states, k, sign, persist, rules.later_share)
+                step = change_step(states, k, sign, persist, rules.later_share,
+                                   rules.settled)
                 if step is None:
                     continue
                 b_last, a_first = step
