@@ -22,6 +22,8 @@ from railwatch.analytics.changes.structures import (
     StructureModel,
     StructureRules,
     change_step,
+    flank,
+    leaning,
     map_support,
     shipped_model,
     structure_changes,
@@ -225,6 +227,35 @@ def test_map_support_reads_the_built_side_of_an_edge_change():
     hidden = _series(5, snow={2, 3, 4})
     assert map_support(new, hidden, empty, GRID) is None
     assert _supported(new, hidden, empty, GRID)
+
+
+def test_a_strip_along_a_standing_roof_is_the_roof_leaning():
+    # A warehouse (RECT) stands in all five images; from the third on the maps also see a
+    # 5 m strip along its east side, as when a tall roof leans further with the view.
+    used = _series(5)
+    maps = _maps(5, [True] * 5)
+    for m in maps[2:]:
+        m[30:50, 65:70] = 0.95
+    (strip,) = structure_changes(used, SITE, GRID, maps=maps)
+    width, standing, unseen = flank(strip, used, maps, GRID)
+    assert width <= 8 and standing > 0.2 and unseen == 0
+    assert leaning(strip, used, maps, GRID)
+    # the same strip with no roof beside it is a new structure ...
+    alone = _maps(5, [False] * 5)
+    for m in alone[2:]:
+        m[30:50, 65:70] = 0.95
+    assert flank(strip, used, alone, GRID)[1] == 0 and not leaning(strip, used, alone, GRID)
+    # ... and so is a building 12 m wide beside the warehouse
+    wide = _maps(5, [True] * 5)
+    for m in wide[2:]:
+        m[30:50, 65:77] = 0.95
+    (annex,) = structure_changes(used, SITE, GRID, maps=wide)
+    assert flank(annex, used, wide, GRID)[0] > 8 and not leaning(annex, used, wide, GRID)
+    # a strip beside ground no image shows (the images end there) cannot be told apart
+    cut = _series(5)
+    for p in cut:
+        p.usable[:, 71:] = False
+    assert flank(strip, cut, alone, GRID)[2] > 0.2 and leaning(strip, cut, alone, GRID)
 
 
 def test_bare_ground_in_deep_snow_shows_a_place_was_empty_and_nothing_more():

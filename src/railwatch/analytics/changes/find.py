@@ -51,6 +51,7 @@ from railwatch.analytics.changes.structures import (
     StructureModel,
     StructureRules,
     align_by_maps,
+    leaning,
     map_support,
     structure_changes,
     structure_maps,
@@ -81,6 +82,8 @@ ImageInput = tuple[str | os.PathLike[str], dt.datetime, Detections | None]
 
 #: How changes are found (``find_changes(method=...)``, ``railwatch changes --method``).
 METHODS = ("edges", "structures", "both")
+#: Kinds of change a roof leaning with the view can fake (:func:`.structures.leaning`).
+LEANING_KINDS = ("new structure", "removed structure", "new track")
 
 
 @dataclass
@@ -1074,15 +1077,21 @@ def find_changes(
             p.usable &= ~traffic
         series = sorted(zip(used + late, maps + late_maps, strict=True),
                         key=lambda pm: pm[0].info.acquired)
+        s_used, s_maps = [p for p, _ in series], [m for _, m in series]
         learned = [
-            c for c in structure_changes([p for p, _ in series], site, grid, persist=persist,
-                                         maps=[m for _, m in series], model=structure_model)
+            c for c in structure_changes(s_used, site, grid, persist=persist, maps=s_maps,
+                                         model=structure_model)
             if c.area_m2 >= min_area_m2
         ]
         edges = [c for c in changes if _supported(c, used, maps, grid)]
         # Where both found a change the maps' outline stands: it follows the roof, where a
         # changed outline often takes in its shadow and the ground beside it.
         changes = learned + [e for e in edges if not any(_same_change(e, c) for c in learned)]
+        # A strip along a roof that stands throughout is the roof leaning with the view.
+        changes = [
+            c for c in changes
+            if c.kind not in LEANING_KINDS or not leaning(c, s_used, s_maps, grid)
+        ]
     for n, c in enumerate(changes, start=1):
         c.id = n
     ref = next(

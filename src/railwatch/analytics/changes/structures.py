@@ -153,6 +153,13 @@ class StructureRules:
     # a new one, up to a removed one) the maps see no structure in (footprint mean below
     # this) is a changed shadow, patch or rim, not a building.
     edge_support: float = 0.15
+    # With method "both": a change at most ``lean_width_m`` wide along a structure that
+    # stands throughout (``lean_flank`` of a thin ring around it; :func:`flank`) is that
+    # roof leaning with the view, and one beside ground no image shows (``lean_unseen``
+    # of the ring) cannot be told from it.
+    lean_width_m: float = 8.0
+    lean_flank: float = 0.2
+    lean_unseen: float = 0.2
 
 
 #: Region states in one image: present, absent, unclear (between the two).
@@ -348,6 +355,68 @@ def map_support(
         if v.sum() >= rules.seen * foot.sum():
             values.append(float(s[v].mean()))
     return float(np.mean(values)) if values else None
+
+
+def flank(
+    change: Change,
+    used: list[_Prepared],
+    maps: list[np.ndarray],
+    grid: Grid,
+    rules: StructureRules | None = None,
+) -> tuple[float, float, float]:
+    """What stands around ``change``: its footprint's width (m, twice the largest
+    inscribed half-width), the share of a thin ring around it (1 to 3 cells out) where
+    the maps see a structure standing on both sides of its bracket (mean probability
+    above ``present`` over the images before it and over those after it that show the
+    cell), and the share of the ring that no image shows (off every image, or always
+    under cloud, snow or traffic).
+
+    A narrow strip that comes or goes along the side of a building that stands
+    throughout is that roof seen from another angle (a tall roof leans by metres with
+    the view), not construction; beside ground no image shows, nothing says it is not."""
+    rules = rules or StructureRules()
+    foot = features.rasterize(
+        [change.geometry], out_shape=grid.shape, transform=grid.transform
+    ).astype(bool)
+    if not foot.any():
+        return 0.0, 0.0, 0.0
+    ring = ndimage.binary_dilation(foot, iterations=3) & ~ndimage.binary_dilation(foot)
+    shown_ever = np.zeros(int(ring.sum()), bool)
+    sides = []
+    for early in (True, False):
+        seen = [
+            np.where(p.usable & ~p.occluded, m, np.nan)[ring]
+            for p, m in zip(used, maps, strict=True)
+            if (p.info.acquired <= change.last_absent if early
+                else p.info.acquired >= change.first_seen)
+        ]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # cells no image shows
+            sides.append(np.nanmean(seen, axis=0) if seen else np.full(ring.sum(), np.nan))
+        shown_ever |= ~np.isnan(sides[-1])
+    both = ~np.isnan(sides[0]) & ~np.isnan(sides[1])
+    standing = both & (np.nan_to_num(sides[0]) > rules.present) & (
+        np.nan_to_num(sides[1]) > rules.present)
+    return (
+        _width(foot) * grid.gsd_m,
+        float(standing.sum() / both.sum()) if both.any() else 0.0,
+        float(1.0 - shown_ever.mean()),
+    )
+
+
+def leaning(
+    change: Change,
+    used: list[_Prepared],
+    maps: list[np.ndarray],
+    grid: Grid,
+    rules: StructureRules | None = None,
+) -> bool:
+    """Whether ``change`` is a narrow strip along a standing roof or beside ground no
+    image shows (:func:`flank`; ``lean_*`` rules): a roof seen from another angle."""
+    rules = rules or StructureRules()
+    width, standing, unseen = flank(change, used, maps, grid, rules)
+    return width <= rules.lean_width_m and (
+        standing >= rules.lean_flank or unseen >= rules.lean_unseen)
 
 
 def structure_changes(
