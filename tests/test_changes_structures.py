@@ -207,7 +207,7 @@ def _edge_change(kind: str, first: int, last: int) -> Change:
     return Change(geom, GRID.crs, kind, _month(first), _month(last), geom.area, None, 0.5)
 
 
-def test_map_support_reads_the_built_side_of_an_edge_change():
+def test_map_support_reads_both_sides_of_an_edge_change():
     used = _series(5)
     maps = _maps(5, [False, False, True, True, True])
     new = _edge_change("new structure", first=2, last=1)
@@ -222,6 +222,12 @@ def test_map_support_reads_the_built_side_of_an_edge_change():
     assert map_support(lost, used, _maps(5, [True, True, False, False, False]), GRID) == (
         pytest.approx(0.95))
     assert not _supported(lost, used, maps, GRID)
+    # a roof the maps see on both sides is a standing building's outline seen anew
+    standing = _maps(5, [True] * 5)
+    assert map_support(new, used, standing, GRID, built=False) == pytest.approx(0.95)
+    assert map_support(new, used, maps, GRID, built=False) < 0.01
+    assert not _supported(new, used, standing, GRID)
+    assert not _supported(lost, used, standing, GRID)
     # kinds the maps do not know, and places no built-side image shows, stand as they are
     assert _supported(_edge_change("new track", first=2, last=1), used, empty, GRID)
     hidden = _series(5, snow={2, 3, 4})

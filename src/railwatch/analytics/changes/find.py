@@ -1111,11 +1111,15 @@ def find_changes(
 def _supported(c: Change, used: list[_Prepared], maps: list[np.ndarray], grid: Grid) -> bool:
     """Whether the structure maps let an edge change stand: changes of other kinds than
     structures, and structures on ground no image shows, always; a structure only where
-    the maps see one on its built side (:attr:`StructureRules.edge_support`)."""
+    the maps see one on its built side (:attr:`StructureRules.edge_support`) and none on
+    the other (:attr:`StructureRules.edge_other`)."""
     if c.kind not in ("new structure", "removed structure"):
         return True
-    support = map_support(c, used, maps, grid)
-    return support is None or support >= StructureRules().edge_support
+    rules = StructureRules()
+    support = map_support(c, used, maps, grid, rules)
+    other = map_support(c, used, maps, grid, rules, built=False)
+    return (support is None or support >= rules.edge_support) and (
+        other is None or other <= rules.edge_other)
 
 
 def outline_sides(geom: Any) -> tuple[float, float]:

@@ -153,6 +153,10 @@ class StructureRules:
     # a new one, up to a removed one) the maps see no structure in (footprint mean below
     # this) is a changed shadow, patch or rim, not a building.
     edge_support: float = 0.15
+    # ... and one whose other side (before a new one, after a removed one) the maps see a
+    # structure in (footprint mean above this) is a standing building's outline seen anew
+    # (lean, shadow), not construction.
+    edge_other: float = 0.5
     # With method "both": a change at most ``lean_width_m`` wide along a structure that
     # stands throughout (``lean_flank`` of a thin ring around it; :func:`flank`) is that
     # roof leaning with the view, and one beside ground no image shows (``lean_unseen``
@@ -335,21 +339,24 @@ def map_support(
     maps: list[np.ndarray],
     grid: Grid,
     rules: StructureRules | None = None,
+    *,
+    built: bool = True,
 ) -> float | None:
     """How sure the maps are that ``change``'s structure stands where it says on its built
     side: the mean probability in its footprint over the images after a new structure (up to
-    a removed one) that show at least ``seen`` of it; None when no such image shows it."""
+    a removed one) that show at least ``seen`` of it; None when no such image shows it.
+    ``built=False``: the same on the other side (before a new one, after a removed one)."""
     rules = rules or StructureRules()
     foot = features.rasterize(
         [change.geometry], out_shape=grid.shape, transform=grid.transform
     ).astype(bool)
     if not foot.any():
         return None
-    lost = change.kind == "removed structure"
+    early = (change.kind == "removed structure") == built  # the side read: up to the change
     values = []
     for p, s in zip(used, maps, strict=True):
         t = p.info.acquired
-        if (t > change.last_absent) if lost else (t < change.first_seen):
+        if (t > change.last_absent) if early else (t < change.first_seen):
             continue
         v = foot & p.usable & ~p.occluded
         if v.sum() >= rules.seen * foot.sum():
