@@ -18,7 +18,8 @@ The flow of :func:`find_changes`:
    (a structure network's map of every image, each region's history read image by image)
    give their changes, with their tighter outlines, and check the edge method's: an edge
    change stands only where it is none of their own (:func:`_same_change`) and, if of a
-   structure, where the maps see one on its built side.
+   structure, where the maps see one on its built side and none on the other; a narrow
+   strip along a roof that stands throughout is dropped (:func:`.structures.leaning`).
 """
 
 from __future__ import annotations
@@ -1005,7 +1006,9 @@ def find_changes(
     learned structure maps of :mod:`.structures`; ``structure_model``: another model than
     the shipped one) or "both" (the default: the structure changes, and the edge changes
     that report none of theirs (:func:`_same_change`) and, if of a structure, that the maps
-    see a structure in on the built side: :func:`.structures.map_support`).
+    see a structure in on the built side and not on the other:
+    :func:`.structures.map_support`; less the narrow strips along roofs that stand
+    throughout: :func:`.structures.leaning`).
     ``threshold`` only scales the appearance part of the score. Detected railcars and
     containers are masked out (``object_buffer_m`` around each, and their ground in every
     image). Raises :class:`InputError` for fewer than two usable images, too few to
