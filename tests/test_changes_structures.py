@@ -24,7 +24,7 @@ from railwatch.analytics.changes.structures import (
     change_step,
     flank,
     leaning,
-    map_support,
+    map_sides,
     shipped_model,
     structure_changes,
 )
@@ -207,31 +207,31 @@ def _edge_change(kind: str, first: int, last: int) -> Change:
     return Change(geom, GRID.crs, kind, _month(first), _month(last), geom.area, None, 0.5)
 
 
-def test_map_support_reads_both_sides_of_an_edge_change():
+def test_map_sides_reads_both_sides_of_an_edge_change():
     used = _series(5)
     maps = _maps(5, [False, False, True, True, True])
     new = _edge_change("new structure", first=2, last=1)
-    assert map_support(new, used, maps, GRID) == pytest.approx(0.95)
+    built, other = map_sides(new, used, maps, GRID)
+    assert built == pytest.approx(0.95) and other < 0.01
     assert _supported(new, used, maps, GRID)
     # the same outline where the maps see ground after it (a changed shadow or patch)
     empty = _maps(5, [False] * 5)
-    assert map_support(new, used, empty, GRID) < 0.01
+    assert map_sides(new, used, empty, GRID)[0] < 0.01
     assert not _supported(new, used, empty, GRID)
     # a removal is read on the images up to it: the roof stood there in 0 and 1
     lost = _edge_change("removed structure", first=2, last=1)
-    assert map_support(lost, used, _maps(5, [True, True, False, False, False]), GRID) == (
-        pytest.approx(0.95))
+    built, other = map_sides(lost, used, _maps(5, [True, True, False, False, False]), GRID)
+    assert built == pytest.approx(0.95) and other < 0.01
     assert not _supported(lost, used, maps, GRID)
     # a roof the maps see on both sides is a standing building's outline seen anew
     standing = _maps(5, [True] * 5)
-    assert map_support(new, used, standing, GRID, built=False) == pytest.approx(0.95)
-    assert map_support(new, used, maps, GRID, built=False) < 0.01
+    assert map_sides(new, used, standing, GRID) == (pytest.approx(0.95), pytest.approx(0.95))
     assert not _supported(new, used, standing, GRID)
     assert not _supported(lost, used, standing, GRID)
     # kinds the maps do not know, and places no built-side image shows, stand as they are
     assert _supported(_edge_change("new track", first=2, last=1), used, empty, GRID)
     hidden = _series(5, snow={2, 3, 4})
-    assert map_support(new, hidden, empty, GRID) is None
+    assert map_sides(new, hidden, empty, GRID)[0] is None
     assert _supported(new, hidden, empty, GRID)
 
 

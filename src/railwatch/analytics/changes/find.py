@@ -53,7 +53,7 @@ from railwatch.analytics.changes.structures import (
     StructureRules,
     align_by_maps,
     leaning,
-    map_support,
+    map_sides,
     structure_changes,
     structure_maps,
 )
@@ -1007,7 +1007,7 @@ def find_changes(
     the shipped one) or "both" (the default: the structure changes, and the edge changes
     that report none of theirs (:func:`_same_change`) and, if of a structure, that the maps
     see a structure in on the built side and not on the other:
-    :func:`.structures.map_support`; less the narrow strips along roofs that stand
+    :func:`.structures.map_sides`; less the narrow strips along roofs that stand
     throughout: :func:`.structures.leaning`).
     ``threshold`` only scales the appearance part of the score. Detected railcars and
     containers are masked out (``object_buffer_m`` around each, and their ground in every
@@ -1119,8 +1119,7 @@ def _supported(c: Change, used: list[_Prepared], maps: list[np.ndarray], grid: G
     if c.kind not in ("new structure", "removed structure"):
         return True
     rules = StructureRules()
-    support = map_support(c, used, maps, grid, rules)
-    other = map_support(c, used, maps, grid, rules, built=False)
+    support, other = map_sides(c, used, maps, grid, rules)
     return (support is None or support >= rules.edge_support) and (
         other is None or other <= rules.edge_other)
 

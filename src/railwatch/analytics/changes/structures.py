@@ -333,35 +333,46 @@ def align_by_maps(
     return out, out_maps
 
 
-def map_support(
+def _footprint(change: Change, grid: Grid) -> np.ndarray:
+    """The cells of ``grid`` under ``change``'s outline."""
+    return features.rasterize(
+        [change.geometry], out_shape=grid.shape, transform=grid.transform
+    ).astype(bool)
+
+
+def _sides(change: Change, used: list[_Prepared]) -> tuple[list[int], list[int]]:
+    """The indices of the images of ``used`` up to ``change`` (its last absent and
+    before) and from it on (its first seen and after)."""
+    when = [p.info.acquired for p in used]
+    return ([i for i, t in enumerate(when) if t <= change.last_absent],
+            [i for i, t in enumerate(when) if t >= change.first_seen])
+
+
+def map_sides(
     change: Change,
     used: list[_Prepared],
     maps: list[np.ndarray],
     grid: Grid,
     rules: StructureRules | None = None,
-    *,
-    built: bool = True,
-) -> float | None:
-    """How sure the maps are that ``change``'s structure stands where it says on its built
-    side: the mean probability in its footprint over the images after a new structure (up to
-    a removed one) that show at least ``seen`` of it; None when no such image shows it.
-    ``built=False``: the same on the other side (before a new one, after a removed one)."""
+) -> tuple[float | None, float | None]:
+    """How sure the maps are that a structure stands in ``change``'s footprint on its
+    built side (the images after a new structure, up to a removed one) and on the other:
+    the mean probability there over the images of that side that show at least ``seen``
+    of it; None for a side no such image is on."""
     rules = rules or StructureRules()
-    foot = features.rasterize(
-        [change.geometry], out_shape=grid.shape, transform=grid.transform
-    ).astype(bool)
+    foot = _footprint(change, grid)
     if not foot.any():
-        return None
-    early = (change.kind == "removed structure") == built  # the side read: up to the change
-    values = []
-    for p, s in zip(used, maps, strict=True):
-        t = p.info.acquired
-        if (t > change.last_absent) if early else (t < change.first_seen):
-            continue
-        v = foot & p.usable & ~p.occluded
-        if v.sum() >= rules.seen * foot.sum():
-            values.append(float(s[v].mean()))
-    return float(np.mean(values)) if values else None
+        return None, None
+    means: list[float | None] = []
+    for side in _sides(change, used):
+        values = []
+        for i in side:
+            v = used[i].usable[foot] & ~used[i].occluded[foot]
+            if v.sum() >= rules.seen * foot.sum():
+                values.append(float(maps[i][foot][v].mean()))
+        means.append(float(np.mean(values)) if values else None)
+    early, late = means
+    return (early, late) if change.kind == "removed structure" else (late, early)
 
 
 def flank(
@@ -382,20 +393,16 @@ def flank(
     throughout is that roof seen from another angle (a tall roof leans by metres with
     the view), not construction; beside ground no image shows, nothing says it is not."""
     rules = rules or StructureRules()
-    foot = features.rasterize(
-        [change.geometry], out_shape=grid.shape, transform=grid.transform
-    ).astype(bool)
+    foot = _footprint(change, grid)
     if not foot.any():
         return 0.0, 0.0, 0.0
     ring = ndimage.binary_dilation(foot, iterations=3) & ~ndimage.binary_dilation(foot)
     shown_ever = np.zeros(int(ring.sum()), bool)
     sides = []
-    for early in (True, False):
+    for side in _sides(change, used):
         seen = [
-            np.where(p.usable & ~p.occluded, m, np.nan)[ring]
-            for p, m in zip(used, maps, strict=True)
-            if (p.info.acquired <= change.last_absent if early
-                else p.info.acquired >= change.first_seen)
+            np.where(used[i].usable[ring] & ~used[i].occluded[ring], maps[i][ring], np.nan)
+            for i in side
         ]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # cells no image shows
