@@ -576,6 +576,28 @@ def test_cloud_shadow_is_found_and_a_dark_roof_is_not_taken_for_one():
     assert shade[roof_and_shadow].sum() == 0
 
 
+def test_a_yard_of_dark_roofs_trains_and_shadows_is_not_a_cloud_shadow_until_one_falls():
+    # A row of dark warehouses beside three trains at a winter sun (25 degrees): dark on
+    # average over tens of metres, with lit ground between. A cloud's shadow over the
+    # same yard darkens the lit ground too.
+    from railwatch.analytics.changes.find import _cloud_shadow
+
+    w = S.base_world()
+    for x in (20, 75, 130, 185, 240):
+        w.buildings.append(S.Building(box(x, 145, x + 45, 180), 9.0, (0.12, 0.12, 0.13)))
+    rows, cols = np.mgrid[0:400, 0:400] + 0.5
+    core = np.hypot(cols - 150, (400 - rows) - 160) < 50
+    for shade in (None, (150.0, 160.0, 80.0, 0.5)):
+        cond = S.Conditions(seed=3, sun_el=25, sun_az=200, trains=3, shade=shade)
+        data, _, _ = S.render(w, cond)
+        rgb = data.transpose(1, 2, 0).astype(np.float32) / 255
+        found = _cloud_shadow(rgb, np.ones(rgb.shape[:2], bool), 1.0)
+        if shade is None:
+            assert found.sum() == 0
+        else:
+            assert found[core].mean() > 0.95
+
+
 def test_cloud_shadow_cut_by_the_image_edge_is_found_a_small_one_inside_is_not():
     from railwatch.analytics.changes.find import _cloud_shadow
 
@@ -618,6 +640,27 @@ def test_patchy_snow_hides_only_the_snowy_places():
     deep = rgb.copy()
     deep[:, :120] = 0.92
     assert _snow(deep, valid, 1.0).all()
+
+
+def test_light_gravel_in_a_bright_summer_image_is_not_snow():
+    # Patches of light grey gravel (0.62-0.66, blobs, not roofs) over 8 % of a summer
+    # image: as grey as snow and above its 0.6, but not sunlit-snow bright. The same
+    # patches at a snow's 0.85 are snow.
+    from railwatch.analytics.changes.find import _snow
+
+    data, _, _ = S.render(S.base_world(), S.Conditions(seed=2))
+    rgb = data.transpose(1, 2, 0).astype(np.float32) / 255
+    valid = np.ones(rgb.shape[:2], bool)
+    rows, cols = np.ogrid[:400, :400]
+    blobs = np.zeros((400, 400), bool)
+    for r, c in ((60, 60), (60, 300), (200, 200), (330, 80), (330, 320), (200, 40)):
+        blobs |= ((rows - r) / 18.0) ** 2 + ((cols - c) / 30.0) ** 2 <= 1
+    assert 0.05 < blobs.mean() < 0.25
+    grain = np.random.default_rng(1).uniform(-0.02, 0.02, (400, 400, 1)).astype(np.float32)
+    for level, snowy in ((0.64, False), (0.85, True)):
+        img = rgb.copy()
+        img[blobs] = (level + grain)[blobs]
+        assert _snow(img, valid, 1.0)[blobs].mean() == (1.0 if snowy else 0.0)
 
 
 def test_a_light_roof_in_summer_is_not_snow():

@@ -204,22 +204,48 @@ def _cloud(
     return cloud & (sharp_share < 0.05), cloud
 
 
+def _block_quantile(
+    g: np.ndarray, mask: np.ndarray, block: int, q: float, min_share: float = 0.25
+) -> np.ndarray:
+    """The ``q`` quantile of ``g`` over ``mask`` in each ``block`` x ``block`` tile (NaN
+    where under ``min_share`` of the tile is in ``mask``), one value per tile."""
+    h, w = g.shape
+    hb, wb = -(-h // block), -(-w // block)
+    pad = ((0, hb * block - h), (0, wb * block - w))
+    v = np.pad(np.where(mask, g, np.nan), pad, constant_values=np.nan)
+    tiles = v.reshape(hb, block, wb, block).transpose(0, 2, 1, 3).reshape(hb, wb, -1)
+    share = np.isfinite(tiles).mean(axis=-1)
+    out = np.full((hb, wb), np.nan, np.float32)
+    ok = share >= min_share
+    if ok.any():
+        out[ok] = np.nanquantile(tiles[ok], q, axis=-1)
+    return out
+
+
 def _cloud_shadow(
     rgb: np.ndarray,
     valid: np.ndarray,
     gsd_m: float,
     bright: np.ndarray | None = None,
+    solid: np.ndarray | None = None,
     *,
     darker: float = 0.25,
     rim_darker: float = 0.1,
     sigma_m: float = 6.0,
+    block_m: float = 8.0,
+    quantile: float = 0.9,
     min_area_m2: float = 5000.0,
 ) -> np.ndarray:
-    """Cloud shadows: patches, smoothed over ``sigma_m``, more than ``darker`` (log units)
-    below the median brightness of the image's ground (``bright``: cloud and snow, left
-    out of the median) and of at least ``min_area_m2`` (larger than any
-    roof; a building's shadow is thinner than the smoothing and disappears in it), grown
-    over the connected ground still ``rim_darker`` below it (the shadow's soft rim).
+    """Cloud shadows: patches where even the light ground is dark: the ``quantile`` of
+    the brightness in ``block_m`` tiles, smoothed over ``sigma_m``, more than ``darker``
+    (log units) below its median over the image (``bright``: cloud and snow, left out of
+    that median), of at least ``min_area_m2`` (larger than any roof), grown over the
+    connected ground still ``rim_darker`` below it (the shadow's soft rim).
+
+    A cloud shadow darkens everything under it, the lightest ground too; a yard of dark
+    roofs, trains, ballast and building shadows is dark on average but keeps lit ground
+    between them. ``solid`` (railcars, containers) and dark rectangles of roof size
+    (:func:`_roof_like`) are left out: a tile that is mostly roof says nothing.
 
     A cloud (inside the image or outside it) darkens the ground under its shadow by up to
     half. Under such a patch shadows and edges come and go with the cloud, so, like snow,
@@ -229,11 +255,21 @@ def _cloud_shadow(
     if ground.sum() < 100:
         return np.zeros(valid.shape, bool)
     g = np.log(gray(np.clip(rgb, 0, None)) + 0.02).astype(np.float32)
-    ref = float(np.median(g[ground]))
+    roofs = _roof_like((g < float(np.median(g[ground])) - darker) & valid, gsd_m)
+    open_ground = valid & ~roofs & (~solid if solid is not None else True)
+    block = max(1, round(block_m / gsd_m))
+    light = _block_quantile(g, open_ground, block, quantile)
+    if not np.isfinite(light).any():
+        return np.zeros(valid.shape, bool)
+    ref = float(np.nanmedian(_block_quantile(g, open_ground & ground, block, quantile)))
+    h, w = g.shape
+    light = np.repeat(np.repeat(light, block, axis=0), block, axis=1)[:h, :w]
+    seen = np.isfinite(light)
     sigma = max(sigma_m / gsd_m, 1.0)
-    w = cv2.GaussianBlur(valid.astype(np.float32), (0, 0), sigma)
-    smooth = cv2.GaussianBlur(np.where(valid, g, 0).astype(np.float32), (0, 0), sigma)
-    smooth = smooth / np.maximum(w, 1e-3)
+    wt = cv2.GaussianBlur(seen.astype(np.float32), (0, 0), sigma)
+    smooth = cv2.GaussianBlur(np.where(seen, light, 0).astype(np.float32), (0, 0), sigma)
+    # Where no open ground lies within reach the patch cannot be judged: not dark.
+    smooth = np.where(wt > 0.05, smooth / np.maximum(wt, 1e-3), ref)
     dark = (smooth < ref - darker) & valid
     lab, n = ndimage.label(dark)
     if n == 0:
@@ -287,19 +323,22 @@ def _snow(
     max_share: float = 0.25,
     local_share: float = 0.3,
     window_m: float = 40.0,
+    sunlit: float = 0.7,
 ) -> np.ndarray:
-    """Snow: bright, nearly grey pixels (and a margin), in an image where they are common
-    (at least ``min_share`` of it; nothing otherwise, so that a white roof in summer stays
-    a roof), and the places where they cover more than ``local_share`` of the ground
-    around (``window_m`` across): between dense patches the outlines are snow's own. The
-    whole image where snow covers more than ``max_share`` of it. White rectangles of roof
-    size are roofs, not snow (:func:`_roof_like`)."""
+    """Snow: bright, nearly grey pixels (and a margin), in an image where sunlit snow is
+    common (at least ``min_share`` of it brighter than ``sunlit``; nothing otherwise, so
+    that a white roof or light gravel in a bright summer image stays what it is), and the
+    places where they cover more than ``local_share`` of the ground around (``window_m``
+    across): between dense patches the outlines are snow's own. The whole image where
+    they cover more than ``max_share`` of it (a thin cover need not be sunlit-bright).
+    White rectangles of roof size are roofs, not snow (:func:`_roof_like`)."""
     g = gray(rgb)
     mx, mn = rgb.max(axis=-1), rgb.min(axis=-1)
     white = (g > 0.6) & ((mx - mn) < 0.12 * np.maximum(mx, 1e-6)) & valid
     white &= ~_roof_like(white, gsd_m)
-    share = white.sum() / max(valid.sum(), 1)
-    if share < min_share:
+    n_valid = max(valid.sum(), 1)
+    share = white.sum() / n_valid
+    if share <= max_share and (white & (g > sunlit)).sum() / n_valid < min_share:
         return np.zeros(valid.shape, bool)
     if share > max_share:
         # Deep snow: the outlines left to see are snow's own; the image proves nothing.
@@ -354,7 +393,8 @@ def _prepare(
             cloud, cloud_or_snow = masks
             cloudy = ndimage.binary_dilation(cloud_or_snow, iterations=8)
             # Cloud shadows hide as much as cloud (shadows and edges come and go).
-            shade = _cloud_shadow(rgb, valid, grid.gsd_m, snow | cloudy)
+            shade = _cloud_shadow(rgb, valid, grid.gsd_m, snow | cloudy,
+                                  _mask_objects(det, grid, object_buffer_m))
             cloudy |= ndimage.binary_dilation(shade, iterations=5)
             usable &= ~ndimage.binary_dilation(cloud, iterations=3)
             clear = float(usable.sum() / max(aoi.sum(), 1))
