@@ -13,7 +13,7 @@ from pyproj import CRS
 from shapely.geometry import box
 
 import test_changes_synth as S
-from railwatch.analytics.changes import find_changes
+from railwatch.analytics.changes import describe_change, find_changes
 from railwatch.analytics.changes.find import Change, UsedImage, _supported
 from railwatch.analytics.changes.structures import (
     ABSENT,
@@ -130,13 +130,54 @@ def _found(used: list[_Img], maps: list[np.ndarray], **kw) -> list[tuple[str, in
 
 
 def _snowed_after_a_roof(bare: bool) -> tuple[list[_Img], list[np.ndarray]]:
-    """Five images: a roof in the first two, gone in the clear third, and deep snow in
-    the last two (their ground all bare, or all under snow) where the network sees
-    nothing, as over a roof under snow: only they could confirm a removal."""
+    """Five images: a roof in the first two, gone in the clear third (but the network
+    not sure enough of that for the image to stand alone), and deep snow in the last two
+    (their ground all bare, or all under snow) where the network sees nothing, as over a
+    roof under snow: only they could confirm a removal."""
     used = _series(5, snow={3, 4})
     for p in used[3:]:
         p.bare = np.full((100, 100), bare)
-    return used, _maps(5, [True, True, False, False, False])
+    maps = _maps(5, [True, True, False, False, False])
+    maps[2][RECT] = 0.03  # "absent" (< 0.08), not sure (lone_absent)
+    return used, maps
+
+
+def test_a_removal_only_one_later_image_can_see_stands_on_it_when_sure():
+    # A roof in the first two images, gone in the clear third; the last two are under
+    # snow and never can confirm it: the third, sure of the empty place, stands alone.
+    used = _series(5, snow={3, 4})
+    maps = _maps(5, [True, True, False, False, False])
+    (gone,) = structure_changes(used, SITE, GRID, maps=maps)
+    assert _dated([gone]) == [("removed structure", 2, 3)] and gone.seen_in == 1
+    assert "seen in one later image only" in describe_change(gone)  # the brief says so
+    # not when it is less than sure, or looks again turned and half sees the roof
+    half = [m.copy() for m in maps]
+    half[2][RECT] = 0.03
+    assert _found(used, half) == []
+
+    def lower_half(rgb: np.ndarray) -> np.ndarray:
+        out = rgb[..., 0].copy()
+        out[: out.shape[0] // 2] = 0.0
+        return out
+
+    seen_turned = _series(5, snow={3, 4})
+    seen_turned[2].rgb[RECT] = 0.95
+    assert _found(seen_turned, maps, model=_StubModel(lower_half)) == []
+    # not when only one earlier image saw the roof, however sure of it
+    once = _series(5, snow={0, 3, 4})
+    sure = [m.copy() for m in maps]
+    sure[1][RECT] = 0.99  # above lone_present
+    assert _found(once, sure) == []
+    # not when a later snowy image still sees the roof through the snow
+    through = [m.copy() for m in maps]
+    through[3][RECT] = 0.95
+    assert _found(used, through) == []
+    # and not from the last image: a later one may yet confirm it (or not)
+    last = _series(4, snow={2})
+    assert _found(last, _maps(4, [True, True, False, False])) == []
+    # with two clear images after it, the usual rule: seen in both
+    (both,) = structure_changes(_series(5), SITE, GRID, maps=maps)
+    assert both.seen_in == 2 and "one later image" not in describe_change(both)
 
 
 def test_a_new_structure_is_found_and_dated():

@@ -145,7 +145,9 @@ def describe_change(change: Change) -> str:
         what = "warehouse-sized building" if change.area_m2 >= 600 else "structure"
         return f"A new {what} of about {area} m² appeared in {where} {when}."
     if kind == "removed structure":
-        return f"A structure of about {area} m² was removed from {where} {when}."
+        once = (" (seen in one later image only: the images after it are under snow or "
+                "cloud)" if change.seen_in == 1 else "")
+        return f"A structure of about {area} m² was removed from {where} {when}{once}."
     if kind == "new track":
         length = change.cues.get("length_m") or np.sqrt(change.area_m2)
         return (

@@ -137,6 +137,13 @@ class StructureRules:
     # And a removed one whose presence only one earlier image attests needs that image
     # sure of the roof (region mean above this): small sheds the network half-saw once.
     lone_present: float = 0.95
+    # A removal that only one later image can see (every image after it under snow or
+    # cloud, so none will ever confirm it) stands on that image alone where it is as sure
+    # of the empty place as a lone earlier witness must be (``lone_absent``, and
+    # ``lone_absent_turned`` when it looks again) and at least this many earlier images
+    # saw the roof (0: never; such a removal has ``seen_in`` 1). Snow itself never says
+    # a roof is gone.
+    gone_once_witnesses: int = 2
     # A place under deep snow in every earlier image: the network's map through the snow
     # may say "empty" before a new structure where its region mean is below this (as sure
     # as a lone witness must be; 0: never), and only for a region at least
@@ -243,6 +250,24 @@ def change_step(states: list[str | None], k: int, sign: str, persist: int,
     if rest and np.mean([states[i] == new for i in rest]) < later_share:
         return None
     return before[-1], after[0]
+
+
+def gone_once(states: list[str | None], values: list[float | None], k: int,
+              rules: StructureRules) -> tuple[int, int] | None:
+    """(last image before, the one image after) when the history shows a removal at step
+    ``k`` that a single later image sees, sure of it, with images after that one that
+    cannot see the place and ``rules.gone_once_witnesses`` earlier images that saw the
+    roof (``StructureRules.gone_once_witnesses``), else None."""
+    if rules.gone_once_witnesses <= 0:
+        return None
+    after = [i for i in range(k, len(states)) if states[i] is not None]
+    before = [i for i in range(k) if states[i] is not None]
+    if len(after) != 1 or after[0] == len(states) - 1:
+        return None
+    v = values[after[0]]
+    if v is None or v >= rules.lone_absent or len(before) < rules.gone_once_witnesses:
+        return None
+    return change_step(states, k, "lost", 1, rules.later_share, rules.settled)
 
 
 def _width(region: np.ndarray) -> float:
@@ -520,9 +545,17 @@ def structure_changes(
                 values = [None if d else v for v, d in zip(values, drop, strict=True)]
                 step = change_step(states, k, sign, persist, rules.later_share,
                                    rules.settled)
+                seen_in = persist
+                if step is None and sign == "lost" and persist > 1:
+                    step, seen_in = gone_once(states, values, k, rules), 1
                 if step is None:
                     continue
                 b_last, a_first = step
+                if seen_in < persist:  # sure at first sight; and when it looks again?
+                    model = model or shipped_model()
+                    if (_turned_mean(model, used[a_first].rgb, win, reg, gsd)
+                            >= rules.lone_absent_turned):
+                        continue
                 witnesses = [v for v in values[:k] if v is not None]
                 if len(witnesses) == 1:
                     if sign == "lost" and witnesses[0] <= rules.lone_present:
@@ -561,7 +594,7 @@ def structure_changes(
                         score=round(abs(v_after - v_before), 4),
                         before=used[b_last].info.path,
                         after=used[a_first].info.path,
-                        seen_in=persist,
+                        seen_in=seen_in,
                         cues={"structure_before": round(v_before, 4),
                               "structure_after": round(v_after, 4),
                               "width_m": round(width, 1),
