@@ -642,6 +642,20 @@ def test_patchy_snow_hides_only_the_snowy_places():
     assert _snow(deep, valid, 1.0).all()
 
 
+def test_a_thin_dull_snow_cover_is_deep_snow_with_no_bare_ground(tmp_path):
+    # Snow blended at 45 % over everything: grey 0.62, nowhere sunlit-bright, but more
+    # than a quarter of the image white. The image proves nothing, and none of it is
+    # bare ground (which may show that a place was empty).
+    from railwatch.analytics.changes.find import _prepare, site_grid
+
+    path = S.write(tmp_path / "thin.tif", S.base_world(), S.Conditions(seed=1, snow=0.45),
+                   S.day(0))
+    (p,) = _prepare([(path, S.day(0), S.truth(path))], S.site(), site_grid(S.site(), 1.0),
+                    min_coverage=0.5, min_clear=0.3, object_buffer_m=3.0, on_image=None)
+    assert p.occluded[p.footprint].all()
+    assert p.bare is not None and p.bare[p.footprint].mean() < 0.1
+
+
 def test_light_gravel_in_a_bright_summer_image_is_not_snow():
     # Patches of light grey gravel (0.62-0.66, blobs, not roofs) over 8 % of a summer
     # image: as grey as snow and above its 0.6, but not sunlit-snow bright. The same

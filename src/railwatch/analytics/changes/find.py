@@ -386,6 +386,7 @@ def _prepare(
             out.append(info)
             continue
         usable = valid.copy()
+        objects = _mask_objects(det, grid, object_buffer_m)
         snow = _snow(rgb, valid, grid.gsd_m)
         cloudy = np.zeros_like(valid)
         masks = _cloud(rgb, valid, grid.gsd_m)
@@ -393,8 +394,7 @@ def _prepare(
             cloud, cloud_or_snow = masks
             cloudy = ndimage.binary_dilation(cloud_or_snow, iterations=8)
             # Cloud shadows hide as much as cloud (shadows and edges come and go).
-            shade = _cloud_shadow(rgb, valid, grid.gsd_m, snow | cloudy,
-                                  _mask_objects(det, grid, object_buffer_m))
+            shade = _cloud_shadow(rgb, valid, grid.gsd_m, snow | cloudy, objects)
             cloudy |= ndimage.binary_dilation(shade, iterations=5)
             usable &= ~ndimage.binary_dilation(cloud, iterations=3)
             clear = float(usable.sum() / max(aoi.sum(), 1))
@@ -406,9 +406,9 @@ def _prepare(
         occluded = snow | cloudy
         bare = None
         if valid.any() and snow[valid].all():
-            # Deep snow: the patches of it, without the whole-image rule.
-            bare = valid & ~_snow(rgb, valid, grid.gsd_m, max_share=1.0) & ~cloudy
-        objects = _mask_objects(det, grid, object_buffer_m)
+            # Deep snow: the patches of it, without the whole-image rule (and however
+            # dull: a thin cover is snow too, not bare ground).
+            bare = valid & ~_snow(rgb, valid, grid.gsd_m, max_share=1.0, sunlit=0.0) & ~cloudy
         usable &= ~objects
         out.append(_Prepared(info, rgb, usable, occluded, objects, valid.copy(), bare))
         if on_image:
