@@ -385,6 +385,7 @@ def test_structure_training_learns_and_onnx_matches_torch(tmp_path):
     from railwatch.train.structures import (
         StructNet,
         build_structure_data,
+        structnet_from_onnx,
         structure_sample,
         train_structures,
     )
@@ -418,6 +419,21 @@ def test_structure_training_learns_and_onnx_matches_torch(tmp_path):
                              init=tmp_path / "m" / "railwatch-struct.pt")["training"]
     assert again["first_loss"] < 0.8 * t["first_loss"]
     assert again["init"]["steps"] == 120
+
+    # ... and from the exported ONNX alone (the shipped model ships without its .pt): the
+    # folded weights give the ONNX model's maps, and training keeps the batch norms fixed
+    folded = structnet_from_onnx(tmp_path / "m" / "railwatch-struct.onnx")
+    folded.eval()
+    with torch.no_grad():
+        mine = torch.sigmoid(folded(torch.from_numpy(rgb.transpose(2, 0, 1)[None].copy())))
+    assert np.abs(mine[0, 0].numpy() - got).max() < 1e-4
+    onnx_start = train_structures(data, tmp_path / "m3", max_steps=20, batch=4, crop=96,
+                                  lr=1e-3, val_fraction=0.25,
+                                  init=tmp_path / "m" / "railwatch-struct.onnx")["training"]
+    assert onnx_start["first_loss"] < 0.8 * t["first_loss"]
+    assert onnx_start["init"]["steps"] == 120
+    state = torch.load(tmp_path / "m3" / "railwatch-struct.pt")
+    assert all(float(v.abs().max()) == 0 for k, v in state.items() if k.endswith("running_mean"))
 
 
 def test_structure_samples_under_cloud_teach_that_clouds_are_not_roofs(tmp_path):

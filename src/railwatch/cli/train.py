@@ -209,7 +209,8 @@ def train_structures_cmd(
     data: Path = typer.Option(None, "--data", help="Rendered yards (.npz): reused when it "
                               "exists, else rendered into and kept."),
     init: Path = typer.Option(None, "--init", exists=True, dir_okay=False,
-                              help="Start from these weights (a railwatch-struct.pt)."),
+                              help="Start from these weights (a railwatch-struct.pt, or "
+                              "a railwatch-struct.onnx such as the shipped one)."),
     lr: float = typer.Option(3e-3, "--lr", min=1e-6, help="Peak learning rate."),
     cloudy_share: float = typer.Option(0.3, "--cloudy-share", min=0.0, max=1.0,
                                        help="Share of yards rendered under partial cloud."),

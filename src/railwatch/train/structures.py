@@ -15,6 +15,7 @@ sigmoid inside, ``image`` (N, 3, H, W) float about 0..1 -> ``structure`` (N, 1, 
 
     railwatch train-structures --out MODEL_DIR --samples 6000 --minutes 60
     railwatch train-structures --out MODEL_DIR2 --init MODEL_DIR/railwatch-struct.pt ...
+    railwatch train-structures --out MINE --init .../changes/model/railwatch-struct.onnx ...
 """
 
 from __future__ import annotations
@@ -220,6 +221,53 @@ class StructNet(nn.Module):
         return self.head(self.d1(torch.cat([up(b, a), a], 1)))
 
 
+def structnet_from_onnx(path: str | os.PathLike[str]) -> StructNet:
+    """The StructNet of a ``railwatch-struct.onnx`` (the shipped model ships without its
+    torch weights): the export folded each batch norm into its convolution, so the
+    convolutions take the folded weights and each batch norm is set to add the folded
+    bias and nothing else (marked ``frozen_bn``: training keeps them so, see
+    :func:`set_training`). Outputs match the ONNX model's."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    convs = [(inits[n.input[1]], inits[n.input[2]])
+             for n in model.graph.node if n.op_type == "Conv"]
+    net = StructNet(int(convs[0][0].shape[0]))
+    modules = list(net.modules())
+    mine = [i for i, m in enumerate(modules) if isinstance(m, nn.Conv2d)]
+    if len(mine) != len(convs):
+        raise ValueError(f"{path}: {len(convs)} convolutions, a StructNet has {len(mine)}")
+    with torch.no_grad():
+        for i, (w, b) in zip(mine, convs, strict=True):
+            conv = modules[i]
+            if tuple(conv.weight.shape) != w.shape:
+                raise ValueError(f"{path}: a convolution of shape {w.shape} where a StructNet "
+                                 f"has {tuple(conv.weight.shape)}")
+            conv.weight.copy_(torch.from_numpy(w.copy()))
+            if conv.bias is not None:
+                conv.bias.copy_(torch.from_numpy(b.copy()))
+                continue
+            bn = modules[i + 1]  # _cbr: conv, batch norm, relu
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(torch.from_numpy(b.copy()))
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+    net.frozen_bn = True
+    return net
+
+
+def set_training(net: StructNet) -> None:
+    """Training mode, with batch norms kept in inference mode where ``net.frozen_bn``
+    (a net from :func:`structnet_from_onnx`: its folded weights assume them fixed)."""
+    net.train()
+    if getattr(net, "frozen_bn", False):
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+
+
 class _Exported(nn.Module):
     def __init__(self, net: StructNet) -> None:
         super().__init__()
@@ -305,7 +353,7 @@ def segmentation_scores(net: StructNet, x: np.ndarray, y: np.ndarray) -> dict[st
         tp += int((p & t & v).sum())
         fp += int((p & ~t & v).sum())
         fn += int((~p & t & v).sum())
-    net.train()
+    set_training(net)
     return {"iou": round(tp / max(tp + fp + fn, 1), 4), "precision": round(tp / max(tp + fp, 1), 4),
             "recall": round(tp / max(tp + fn, 1), 4)}
 
@@ -318,7 +366,8 @@ def train_structures(data: str | os.PathLike[str], out_dir: str | os.PathLike[st
                      nodata_share: float = NODATA_SHARE,
                      log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train StructNet on ``build_structure_data`` output for ``minutes`` (or
-    ``max_steps``), warm-started from ``init`` (a state dict) when given; write
+    ``max_steps``), warm-started from ``init`` (a state dict, or an exported
+    ``railwatch-struct.onnx`` such as the shipped model's) when given; write
     ``railwatch-struct.onnx``, its ``.pt`` weights and ``railwatch-struct.json``
     (metadata with the validation scores) to ``out_dir``; ``log`` gets a line every 200
     steps. Returns the metadata."""
@@ -333,14 +382,18 @@ def train_structures(data: str | os.PathLike[str], out_dir: str | os.PathLike[st
     net = StructNet(width)
     init_training = None
     if init is not None:
-        net.load_state_dict(torch.load(init))
+        if Path(init).suffix == ".onnx":  # the shipped model: folded, batch norms fixed
+            net = structnet_from_onnx(init)
+            width = net.width
+        else:
+            net.load_state_dict(torch.load(init))
         before = Path(init).with_suffix(".json")
         if before.exists():  # keep the record of how the starting weights were trained
             init_training = json.loads(before.read_text()).get("training")
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     budget = Budget(minutes, max_steps)
     losses: list[float] = []
-    net.train()
+    set_training(net)
     for idx in budget.batches(opt, lr, tr, batch, rng):
         xb, yb = _batch(rng, x, y, idx, crop, nodata_share)
         loss = segmentation_loss(net(xb), yb)
