@@ -44,6 +44,7 @@ from shapely.ops import unary_union
 from railwatch.analytics.changes.maps import (
     ImageFeatures,
     PairMaps,
+    block_quantile,
     edge_strength,
     image_features,
     pair_maps,
@@ -204,24 +205,6 @@ def _cloud(
     return cloud & (sharp_share < 0.05), cloud
 
 
-def _block_quantile(
-    g: np.ndarray, mask: np.ndarray, block: int, q: float, min_share: float = 0.25
-) -> np.ndarray:
-    """The ``q`` quantile of ``g`` over ``mask`` in each ``block`` x ``block`` tile (NaN
-    where under ``min_share`` of the tile is in ``mask``), one value per tile."""
-    h, w = g.shape
-    hb, wb = -(-h // block), -(-w // block)
-    pad = ((0, hb * block - h), (0, wb * block - w))
-    v = np.pad(np.where(mask, g, np.nan), pad, constant_values=np.nan)
-    tiles = v.reshape(hb, block, wb, block).transpose(0, 2, 1, 3).reshape(hb, wb, -1)
-    share = np.isfinite(tiles).mean(axis=-1)
-    out = np.full((hb, wb), np.nan, np.float32)
-    ok = share >= min_share
-    if ok.any():
-        out[ok] = np.nanquantile(tiles[ok], q, axis=-1)
-    return out
-
-
 def _cloud_shadow(
     rgb: np.ndarray,
     valid: np.ndarray,
@@ -258,10 +241,10 @@ def _cloud_shadow(
     roofs = _roof_like((g < float(np.median(g[ground])) - darker) & valid, gsd_m)
     open_ground = valid & ~roofs & (~solid if solid is not None else True)
     block = max(1, round(block_m / gsd_m))
-    light = _block_quantile(g, open_ground, block, quantile)
+    light = block_quantile(g, open_ground, block, quantile)
     if not np.isfinite(light).any():
         return np.zeros(valid.shape, bool)
-    ref = float(np.nanmedian(_block_quantile(g, open_ground & ground, block, quantile)))
+    ref = float(np.nanmedian(block_quantile(g, open_ground & ground, block, quantile)))
     h, w = g.shape
     light = np.repeat(np.repeat(light, block, axis=0), block, axis=1)[:h, :w]
     seen = np.isfinite(light)

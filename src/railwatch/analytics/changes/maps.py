@@ -134,6 +134,29 @@ def shadow_map(
     return np.isin(lab, index[keep])
 
 
+def tiles(img: np.ndarray, mask: np.ndarray, block: int) -> np.ndarray:
+    """``img`` cut into ``block`` x ``block`` tiles (the last row and column of tiles
+    padded), masked and padded pixels NaN: shape (tile rows, tile columns, block²)."""
+    h, w = img.shape
+    nb_y, nb_x = max(1, -(-h // block)), max(1, -(-w // block))
+    pad = np.full((nb_y * block, nb_x * block), np.nan, dtype=np.float32)
+    pad[:h, :w] = np.where(mask, img, np.nan)
+    return pad.reshape(nb_y, block, nb_x, block).transpose(0, 2, 1, 3).reshape(nb_y, nb_x, -1)
+
+
+def block_quantile(
+    img: np.ndarray, mask: np.ndarray, block: int, q: float, min_share: float = 0.25
+) -> np.ndarray:
+    """The ``q`` quantile of ``img`` over ``mask`` in each tile (:func:`tiles`), one value
+    per tile; NaN where under ``min_share`` of the tile is in ``mask``."""
+    t = tiles(img, mask, block)
+    out = np.full(t.shape[:2], np.nan, np.float32)
+    ok = np.isfinite(t).mean(axis=-1) >= min_share
+    if ok.any():
+        out[ok] = np.nanquantile(t[ok], q, axis=-1)
+    return out
+
+
 def block_median(img: np.ndarray, mask: np.ndarray, block: int) -> np.ndarray:
     """A smooth local median: medians of ``block`` blocks over their 3x3 neighbourhood.
 
@@ -141,10 +164,8 @@ def block_median(img: np.ndarray, mask: np.ndarray, block: int) -> np.ndarray:
     Bilinearly resampled back to the full grid.
     """
     h, w = img.shape
-    nb_y, nb_x = max(1, -(-h // block)), max(1, -(-w // block))
-    pad = np.full((nb_y * block, nb_x * block), np.nan, dtype=np.float32)
-    pad[:h, :w] = np.where(mask, img, np.nan)
-    blocks = pad.reshape(nb_y, block, nb_x, block).transpose(0, 2, 1, 3).reshape(nb_y, nb_x, -1)
+    blocks = tiles(img, mask, block)
+    nb_y, nb_x = blocks.shape[:2]
     # Neighbourhood of 3x3 blocks, so that one large new building cannot bias its block.
     padded = np.pad(blocks, ((1, 1), (1, 1), (0, 0)), constant_values=np.nan)
     hood = np.concatenate(

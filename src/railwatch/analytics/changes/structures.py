@@ -551,23 +551,22 @@ def structure_changes(
                 if step is None:
                     continue
                 b_last, a_first = step
-                if seen_in < persist:  # sure at first sight; and when it looks again?
-                    model = model or shipped_model()
-                    if (_turned_mean(model, used[a_first].rgb, win, reg, gsd)
-                            >= rules.lone_absent_turned):
-                        continue
+                # The one image that alone says the place is empty (the only one after a
+                # removal, or before a new structure), if any.
+                lone_empty = used[a_first] if seen_in < persist else None
                 witnesses = [v for v in values[:k] if v is not None]
                 if len(witnesses) == 1:
                     if sign == "lost" and witnesses[0] <= rules.lone_present:
                         continue
                     if sign == "new" and witnesses[0] >= rules.lone_absent:
                         continue
-                    if sign == "new":  # sure at first sight; and when it looks again?
-                        model = model or shipped_model()
-                        lone = next(used[i] for i in range(k) if values[i] is not None)
-                        if (_turned_mean(model, lone.rgb, win, reg, gsd)
-                                >= rules.lone_absent_turned):
-                            continue
+                    if sign == "new":
+                        lone_empty = next(used[i] for i in range(k) if values[i] is not None)
+                if lone_empty is not None:  # sure at first sight; and when it looks again?
+                    model = model or shipped_model()
+                    if (_turned_mean(model, lone_empty.rgb, win, reg, gsd)
+                            >= rules.lone_absent_turned):
+                        continue
                 v_before = float(np.mean(witnesses))
                 v_after = float(np.mean([v for v in values[k:] if v is not None]))
                 if abs(v_after - v_before) < rules.min_score:
