@@ -92,6 +92,11 @@ def _month(i: int) -> dt.datetime:
     return dt.datetime(2021, 1 + i, 1, tzinfo=dt.UTC)
 
 
+#: The constructed images' bare ground (RGB 0..1): the shipped network, asked to look again
+#: at a lone witness (``lone_absent_turned``), must see plain ground, not a black void.
+GROUND = np.array([0.45, 0.42, 0.36])
+
+
 def _series(n: int, snow: set[int] | None = None) -> list[_Img]:
     out = []
     for i in range(n):
@@ -99,7 +104,8 @@ def _series(n: int, snow: set[int] | None = None) -> list[_Img]:
         if snow and i in snow:
             occ[:] = True
         when = _month(i)
-        out.append(_Img(UsedImage(f"im{i}.tif", when, 0.5, 1.0), np.zeros((100, 100, 3)),
+        rgb = np.broadcast_to(GROUND, (100, 100, 3)).copy()
+        out.append(_Img(UsedImage(f"im{i}.tif", when, 0.5, 1.0), rgb,
                         np.ones((100, 100), bool), occ))
     return out
 
@@ -155,14 +161,9 @@ def test_a_removal_only_one_later_image_can_see_stands_on_it_when_sure():
     half[2][RECT] = 0.03
     assert _found(used, half) == []
 
-    def lower_half(rgb: np.ndarray) -> np.ndarray:
-        out = rgb[..., 0].copy()
-        out[: out.shape[0] // 2] = 0.0
-        return out
-
     seen_turned = _series(5, snow={3, 4})
     seen_turned[2].rgb[RECT] = 0.95
-    assert _found(seen_turned, maps, model=_StubModel(lower_half)) == []
+    assert _found(seen_turned, maps, model=_StubModel(_lower_half)) == []
     # not when only one earlier image saw the roof, however sure of it
     once = _series(5, snow={0, 3, 4})
     sure = [m.copy() for m in maps]
@@ -226,15 +227,17 @@ class _StubModel(StructureModel):
         return np.asarray(self.see(rgb), np.float32)
 
 
+def _lower_half(rgb: np.ndarray) -> np.ndarray:
+    """A stand-in network's map: the bright roofs of the lower half of what it is shown."""
+    out = (rgb[..., 0] > 0.9).astype(np.float32)
+    out[: out.shape[0] // 2] = 0.0
+    return out
+
+
 def test_a_lone_witness_must_stay_sure_when_it_looks_again_turned():
     # The maps missed the roof in the only earlier image; a network that sees only the
     # lower half of what it is shown (this stand-in) sees it there once turned or mirrored.
-    def lower_half(rgb: np.ndarray) -> np.ndarray:
-        out = rgb[..., 0].copy()
-        out[: out.shape[0] // 2] = 0.0
-        return out
-
-    model = _StubModel(lower_half)
+    model = _StubModel(_lower_half)
     maps = _maps(4, [False, True, True, True])
     used = _series(4)
     assert _found(used, maps, model=model) == [("new structure", 1, 2)]  # nothing there
