@@ -308,6 +308,30 @@ def test_a_strip_along_a_standing_roof_is_the_roof_leaning():
     assert flank(strip, cut, alone, GRID)[2] > 0.2 and leaning(strip, cut, alone, GRID)
 
 
+def test_a_thin_platform_seen_a_little_off_later_is_not_a_new_strip_beside_it():
+    # A 5 m platform stands throughout; the last three images are 2-3 m off (images align
+    # to about 2 px) and their maps take in a strip of its shadow: the maps say "new"
+    # along it, and not one cell of the ring around that strip is under the platform on
+    # both sides at once.
+    maps = _maps(5, [False] * 5)
+    for m in maps[:2]:
+        m[40:45, 30:70] = 0.95
+    for m, top in zip(maps[2:], (42, 43, 43), strict=True):
+        m[top:51, 30:70] = 0.95
+    used = _series(5)
+    (strip,) = structure_changes(used, SITE, GRID, maps=maps)
+    assert flank(strip, used, maps, GRID, StructureRules(lean_shift_m=0.0))[1] < 0.05
+    assert leaning(strip, used, maps, GRID)  # the platform, a little off
+    # a new shed 3 m from a platform that stands where it stood is still a new shed
+    apart = _maps(5, [False] * 5)
+    for m in apart:
+        m[40:45, 30:70] = 0.95
+    for m in apart[2:]:
+        m[48:54, 30:70] = 0.95
+    (shed,) = structure_changes(used, SITE, GRID, maps=apart)
+    assert not leaning(shed, used, apart, GRID)
+
+
 def test_bare_ground_in_deep_snow_shows_a_place_was_empty_and_nothing_more():
     # The only earlier image is deep snow (occluded everywhere), but the place lay bare.
     used = _series(4, snow={0})

@@ -171,6 +171,11 @@ class StructureRules:
     lean_width_m: float = 8.0
     lean_flank: float = 0.2
     lean_unseen: float = 0.2
+    # ... where the built side's maps (after a new strip, before a removed one) may see
+    # that roof up to this far off the ring (m): images align to within about 2 px, and
+    # a thin platform 2 m off in the later images leaves no cell of the ring under it on
+    # both sides.
+    lean_shift_m: float = 2.0
 
 
 #: Region states in one image: present, absent, unclear (between the two).
@@ -411,28 +416,40 @@ def flank(
     inscribed half-width), the share of a thin ring around it (1 to 3 cells out) where
     the maps see a structure standing on both sides of its bracket (mean probability
     above ``present`` over the images before it and over those after it that show the
-    cell), and the share of the ring that no image shows (off every image, or always
-    under cloud, snow or traffic).
+    cell; on the built side, after a new structure or before a removed one, at the cell
+    or within ``lean_shift_m`` of it), and the share of the ring that no image shows (off
+    every image, or always under cloud, snow or traffic).
 
     A narrow strip that comes or goes along the side of a building that stands
     throughout is that roof seen from another angle (a tall roof leans by metres with
-    the view), not construction; beside ground no image shows, nothing says it is not."""
+    the view) or a little off (images align to about 2 px), not construction; beside
+    ground no image shows, nothing says it is not."""
     rules = rules or StructureRules()
     foot = _footprint(change, grid)
     if not foot.any():
         return 0.0, 0.0, 0.0
     ring = ndimage.binary_dilation(foot, iterations=3) & ~ndimage.binary_dilation(foot)
+    reach = round(rules.lean_shift_m / grid.gsd_m)
+    rows, cols = np.nonzero(ring)
+    win = (slice(max(int(rows.min()) - reach, 0), int(rows.max()) + reach + 1),
+           slice(max(int(cols.min()) - reach, 0), int(cols.max()) + reach + 1))
+    ring_w = ring[win]
     shown_ever = np.zeros(int(ring.sum()), bool)
     sides = []
-    for side in _sides(change, used):
+    built = 0 if change.kind == "removed structure" else 1
+    for k, side in enumerate(_sides(change, used)):
         seen = [
-            np.where(used[i].usable[ring] & ~used[i].occluded[ring], maps[i][ring], np.nan)
+            np.where(used[i].usable[win] & ~used[i].occluded[win], maps[i][win], np.nan)
             for i in side
         ]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # cells no image shows
-            sides.append(np.nanmean(seen, axis=0) if seen else np.full(ring.sum(), np.nan))
-        shown_ever |= ~np.isnan(sides[-1])
+            mean = np.nanmean(seen, axis=0) if seen else np.full(ring_w.shape, np.nan)
+        shown = ~np.isnan(mean)
+        if k == built and reach > 0:  # where the strip is, the roof may stand a little off
+            mean = ndimage.maximum_filter(np.nan_to_num(mean, nan=0.0), size=2 * reach + 1)
+        sides.append(np.where(shown, mean, np.nan)[ring_w])
+        shown_ever |= shown[ring_w]
     both = ~np.isnan(sides[0]) & ~np.isnan(sides[1])
     standing = both & (np.nan_to_num(sides[0]) > rules.present) & (
         np.nan_to_num(sides[1]) > rules.present)
