@@ -198,6 +198,9 @@ class StructNet(nn.Module):
         super().__init__()
         w = width
         self.width = width
+        # Batch norms kept as they are while training (a net loaded from an ONNX export,
+        # whose folded convolutions assume them fixed): :func:`set_training`.
+        self.frozen_bn = False
         self.e1 = nn.Sequential(_cbr(3, w), _cbr(w, w))
         self.e2 = nn.Sequential(_cbr(w, 2 * w, 2), _cbr(2 * w, 2 * w))
         self.e3 = nn.Sequential(_cbr(2 * w, 3 * w, 2), _cbr(3 * w, 3 * w))
@@ -262,7 +265,7 @@ def set_training(net: StructNet) -> None:
     """Training mode, with batch norms kept in inference mode where ``net.frozen_bn``
     (a net from :func:`structnet_from_onnx`: its folded weights assume them fixed)."""
     net.train()
-    if getattr(net, "frozen_bn", False):
+    if net.frozen_bn:
         for m in net.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.eval()

@@ -46,6 +46,7 @@ from railwatch.analytics.changes.maps import (
     PairMaps,
     block_quantile,
     edge_strength,
+    grown,
     image_features,
     pair_maps,
 )
@@ -727,13 +728,9 @@ def _regions(
         return out
     counts = ndimage.sum_labels(edges, lab, index=np.arange(1, count + 1))
     objects = ndimage.find_objects(lab)
-    h, w = edges.shape
     for k in np.flatnonzero(counts >= min_edge_px):
         sl = objects[k]
-        win = (
-            slice(max(0, sl[0].start - pad), min(h, sl[0].stop + pad)),
-            slice(max(0, sl[1].start - pad), min(w, sl[1].stop + pad)),
-        )
+        win = grown(sl, pad, edges.shape)
         comp = lab[win] == k + 1
         filled = ndimage.binary_fill_holes(comp)
         hull = _hull_mask(comp, edges[win])
@@ -1287,7 +1284,6 @@ def _changes_over_time(
     n = len(used)
     out: list[Change] = []
     min_px = min_area_m2 / gsd**2
-    h_img, w_img = grid.shape
     reach = round(60 / gsd)  # how far a lost side may reach into its roof
     thin_m = 8.0  # a lost outline this narrow is one side at most
     for i in range(1, n - persist + 1):
@@ -1325,10 +1321,7 @@ def _changes_over_time(
                 if sign == "lost" and kind != "removed structure" and cues["width_m"] <= thin_m:
                     # One lost side of a roof: grow it into the roof it bordered before
                     # and test that rectangle as a removed roof.
-                    big = (
-                        slice(max(0, win[0].start - reach), min(h_img, win[0].stop + reach)),
-                        slice(max(0, win[1].start - reach), min(w_img, win[1].stop + reach)),
-                    )
+                    big = grown(win, reach, grid.shape)
                     strip = np.zeros((big[0].stop - big[0].start, big[1].stop - big[1].start), bool)
                     r0, c0 = win[0].start - big[0].start, win[1].start - big[1].start
                     strip[r0 : r0 + outline.shape[0], c0 : c0 + outline.shape[1]] = outline

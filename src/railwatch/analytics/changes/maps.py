@@ -134,6 +134,12 @@ def shadow_map(
     return np.isin(lab, index[keep])
 
 
+def grown(win: tuple[slice, slice], pad: int, shape: tuple[int, ...]) -> tuple[slice, slice]:
+    """The window ``win`` grown by ``pad`` cells on every side, kept inside ``shape``."""
+    return (slice(max(0, win[0].start - pad), min(shape[0], win[0].stop + pad)),
+            slice(max(0, win[1].start - pad), min(shape[1], win[1].stop + pad)))
+
+
 def tiles(img: np.ndarray, mask: np.ndarray, block: int) -> np.ndarray:
     """``img`` cut into ``block`` x ``block`` tiles (the last row and column of tiles
     padded), masked and padded pixels NaN: shape (tile rows, tile columns, block²)."""

@@ -29,6 +29,7 @@ import numpy as np
 from rasterio import features
 from scipy import ndimage
 
+from railwatch.analytics.changes.maps import grown
 from railwatch.analytics.coregister import apply_shift, estimate_map_shift
 from railwatch.errors import InputError
 
@@ -430,9 +431,7 @@ def flank(
         return 0.0, 0.0, 0.0
     ring = ndimage.binary_dilation(foot, iterations=3) & ~ndimage.binary_dilation(foot)
     reach = round(rules.lean_shift_m / grid.gsd_m)
-    rows, cols = np.nonzero(ring)
-    win = (slice(max(int(rows.min()) - reach, 0), int(rows.max()) + reach + 1),
-           slice(max(int(cols.min()) - reach, 0), int(cols.max()) + reach + 1))
+    win = grown(ndimage.find_objects(ring.astype(np.uint8))[0], reach, ring.shape)
     ring_w = ring[win]
     shown_ever = np.zeros(int(ring.sum()), bool)
     sides = []
