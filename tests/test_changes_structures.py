@@ -25,6 +25,7 @@ from railwatch.analytics.changes.structures import (
     flank,
     leaning,
     map_sides,
+    merge_pieces,
     shipped_model,
     structure_changes,
 )
@@ -330,6 +331,24 @@ def test_a_thin_platform_seen_a_little_off_later_is_not_a_new_strip_beside_it():
         m[48:54, 30:70] = 0.95
     (shed,) = structure_changes(used, SITE, GRID, maps=apart)
     assert not leaning(shed, used, apart, GRID)
+
+
+def test_pieces_of_one_platform_are_one_change_and_neighbours_stay_two():
+    # A 10 m wide platform the maps cut on one line of unsure cells: two pieces, 1 m apart,
+    # one bracket. They are one change of both pieces' area.
+    def piece(x0: float, x1: float, y0: float = 0.0, y1: float = 10.0, first: int = 3):
+        geom = box(500_000 + x0, 4_700_000 + y0, 500_000 + x1, 4_700_000 + y1)
+        return Change(geom, GRID.crs, "new structure", _month(first), _month(first - 1),
+                      geom.area, None, 0.9, seen_in=2)
+
+    (one,) = merge_pieces([piece(0, 250), piece(251, 420)])
+    assert one.area_m2 == pytest.approx(4200 - 10) and one.cues["pieces"] == 2
+    assert one.geometry.length == pytest.approx(2 * (420 + 10), rel=0.01)  # the gap closed
+    # two warehouses built side by side in one bracket stay two (together twice as wide)
+    assert len(merge_pieces([piece(0, 60, 0, 30), piece(0, 60, 31, 61)])) == 2
+    # and so do pieces of different brackets, or further apart than a line of cells
+    assert len(merge_pieces([piece(0, 250), piece(251, 420, first=5)])) == 2
+    assert len(merge_pieces([piece(0, 250), piece(254, 420)])) == 2
 
 
 def test_bare_ground_in_deep_snow_shows_a_place_was_empty_and_nothing_more():

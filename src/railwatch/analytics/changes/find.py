@@ -56,6 +56,7 @@ from railwatch.analytics.changes.structures import (
     align_by_maps,
     leaning,
     map_sides,
+    merge_pieces,
     structure_changes,
     structure_maps,
 )
@@ -1115,6 +1116,8 @@ def find_changes(
             c for c in changes
             if c.kind not in LEANING_KINDS or not leaning(c, s_used, s_maps, grid)
         ]
+        # Pieces of one structure the maps cut on a line of unsure cells are one change.
+        changes = merge_pieces(changes)
     for n, c in enumerate(changes, start=1):
         c.id = n
     ref = next(

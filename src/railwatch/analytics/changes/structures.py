@@ -177,6 +177,10 @@ class StructureRules:
     # a thin platform 2 m off in the later images leaves no cell of the ring under it on
     # both sides.
     lean_shift_m: float = 2.0
+    # Changes of one kind and one bracket whose footprints lie at most this far apart (m)
+    # and together make one rectangle no wider than their widest piece are one structure
+    # that a line of cells the maps were unsure of cut in two (:func:`merge_pieces`).
+    piece_gap_m: float = 1.5
 
 
 #: Region states in one image: present, absent, unclear (between the two).
@@ -457,6 +461,55 @@ def flank(
         float(standing.sum() / both.sum()) if both.any() else 0.0,
         float(1.0 - shown_ever.mean()),
     )
+
+
+def _short_side(geom) -> float:
+    """The short side (m) of ``geom``'s minimum rotated rectangle."""
+    x, y = geom.minimum_rotated_rectangle.exterior.coords.xy
+    sides = np.hypot(np.diff(x), np.diff(y))[:2]
+    return float(sides.min())
+
+
+def merge_pieces(changes: list[Change], rules: StructureRules | None = None) -> list[Change]:
+    """``changes`` with the pieces of one structure made one change: pieces of one kind and
+    one bracket at most ``piece_gap_m`` apart whose union (the gap closed) is one
+    rectangle (at least 70 % of its minimum rotated rectangle) no wider than 1.25 times
+    their widest piece: a long platform whose maps dip on a line of cells, not two
+    buildings side by side."""
+    rules = rules or StructureRules()
+    gap = rules.piece_gap_m
+    out = list(changes)
+    merged = True
+    while merged:
+        merged = False
+        for i, a in enumerate(out):
+            for j in range(i + 1, len(out)):
+                b = out[j]
+                if ((a.kind, a.last_absent, a.first_seen) != (b.kind, b.last_absent, b.first_seen)
+                        or a.geometry.distance(b.geometry) > gap):
+                    continue
+                union = (a.geometry.buffer(gap / 2).union(b.geometry.buffer(gap / 2))
+                         .buffer(-gap / 2))
+                if (union.geom_type != "Polygon"
+                        or union.area < 0.7 * union.minimum_rotated_rectangle.area
+                        or _short_side(union) > 1.25 * max(_short_side(a.geometry),
+                                                           _short_side(b.geometry))):
+                    continue
+                big, small = (a, b) if a.area_m2 >= b.area_m2 else (b, a)
+                area = a.area_m2 + b.area_m2
+                out[i] = replace(
+                    big, geometry=union, area_m2=area,
+                    score=round((a.score * a.area_m2 + b.score * b.area_m2) / area, 4),
+                    seen_in=min(a.seen_in, b.seen_in),
+                    cues=big.cues | {"pieces": big.cues.get("pieces", 1.0)
+                                     + small.cues.get("pieces", 1.0)},
+                )
+                del out[j]
+                merged = True
+                break
+            if merged:
+                break
+    return out
 
 
 def leaning(
