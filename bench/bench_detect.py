@@ -306,6 +306,13 @@ def markdown(res: dict[str, Any]) -> str:
         if "peer" in sc:
             lines.append(f"| scenario images ({PEER_NAME}) | {sc['peer']['images']} | "
                          f"{_row(sc['peer'])} |")
+    e = ours["overall"]["errors"]  # why railcars were wrong (railwatch.evaluate)
+    lines += ["", "Why railcars were wrong (all, " + name + "): false railcars "
+              + ", ".join(f"{v} {k[6:].replace('_', ' ')}" for k, v in e.items()
+                          if k.startswith("false_"))
+              + "; missed railcars " + ", ".join(f"{v} {k[7:].replace('_', ' ')}"
+                                                for k, v in e.items()
+                                                if k.startswith("missed_")) + "."]
     if "speed_peer" in res:  # speed side by side (only with the peer)
         lines += ["", "| method | megapixels | seconds | MP/s |", "|---|---:|---:|---:|"]
         sc = res.get("scenario", {})

@@ -99,6 +99,25 @@ def test_slices_from_manifest(tmp_path):
     assert res["slices"]["density"]["sparse (<10)"]["images"] == 2
 
 
+def test_error_causes_say_where_false_railcars_lie_and_what_missed_ones_got(tmp_path):
+    # truth: a found car, its neighbour (a box 5.5 m off its centre), a car with nothing on
+    # it, a car taken for a container, an occluded car (a box on it), a ground container
+    truth = _dets([(X0, Y0), (X0 + 16, Y0), (X0 + 200, Y0), (X0 + 400, Y0), (X0 + 600, Y0),
+                   (X0, Y0 + 100)], kinds=["railcar"] * 5 + ["container"],
+                  occluded=[False, False, False, False, True, False])
+    pred = _dets([(X0 + 0.5, Y0), (X0 + 21.5, Y0), (X0, Y0 + 5), (X0 + 1, Y0 + 100),
+                  (X0 + 1000, Y0), (X0 + 400, Y0), (X0 + 600.5, Y0)],
+                 kinds=["railcar"] * 5 + ["container", "railcar"])
+    _write(tmp_path, "img", truth, pred)
+    o = evaluate(tmp_path / "t", tmp_path / "p")["overall"]
+    assert o["errors"] == {"false_on_a_car": 1, "false_beside_a_car": 1,
+                           "false_on_a_container": 1, "false_elsewhere": 1,
+                           "missed_box_off_centre": 1, "missed_taken_for_container": 1,
+                           "missed_no_box": 1}
+    rail = o["by_kind"]["railcar"]
+    assert (rail["fp"], rail["fn"]) == (4, 3)  # the causes add up to the errors
+
+
 def test_cli_json_and_tables(tmp_path):
     _write(tmp_path, "a", _dets([(X0, Y0)]), _dets([(X0 + 1, Y0)]))
     runner = CliRunner()
@@ -109,6 +128,7 @@ def test_cli_json_and_tables(tmp_path):
     r = runner.invoke(app, ["evaluate", "--truth", str(tmp_path / "t"), "--pred",
                             str(tmp_path / "p")])
     assert r.exit_code == 0 and "precision" in r.stdout
+    assert "false railcars: 0 on a car" in r.stdout and "missed railcars: 0 box off" in r.stdout
     r = runner.invoke(app, ["evaluate", "--truth", str(tmp_path / "nope"), "--pred",
                             str(tmp_path / "p")])
     assert r.exit_code == 2 and "not found" in r.output

@@ -12,6 +12,12 @@ With ``bootstrap=N`` every summary also carries ``ci``: 95 % intervals of its he
 metrics from N resamples of the images (the image, not the object, is the unit: objects
 of one scene share its look and fail together), so a test set of a few dozen scenes says
 how far its numbers can be trusted.
+
+Every summary also says *why* railcars were wrong (``errors``): a false railcar whose
+centre lies on a true car (a second box or a piece of a long car, more than 4 m from its
+centre), beside one (a shadow, the empty track next to a car), on a ground container, or
+elsewhere; a missed railcar with a box on it that was too far off centre, one taken for a
+container, or with no box at all. Each cause points at a different fix.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import shapely
 from pyproj import CRS
 from pyproj.aoi import AreaOfInterest
 from pyproj.database import query_utm_crs_info
@@ -36,6 +43,11 @@ from railwatch.geojson import from_geojson
 from railwatch.types import KINDS, RAILCAR_CLASSES, Detections
 
 MAX_DIST_M = 4.0
+#: A false railcar this close (metres) to a true car's footprint lies *beside* it.
+BESIDE_M = 6.0
+#: Causes of false railcars and of missed railcars (``ImageResult.errors`` keys).
+FALSE_CAUSES = ("on_a_car", "beside_a_car", "on_a_container", "elsewhere")
+MISS_CAUSES = ("box_off_centre", "taken_for_container", "no_box")
 #: The metrics that get a bootstrap interval.
 CI_METRICS = ("precision", "recall", "f1", "count_error", "class_accuracy",
               "covered_accuracy", "container_f1")
@@ -54,6 +66,7 @@ class ImageResult:
     class_pairs: list[tuple[str, str]] = field(default_factory=list)
     covered_pairs: list[tuple[bool, bool]] = field(default_factory=list)
     slices: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
 
 
 def local_crs(det: Detections) -> CRS:
@@ -97,6 +110,7 @@ def evaluate_pair(truth: Detections, pred: Detections, name: str = "",
         occluded = np.array([bool(v) if v is not None else False
                              for v in truth.extra["occluded"]])
     pairs = match(truth, pred, max_dist_m)
+    res.errors = railcar_error_causes(truth, pred, pairs, occluded)
     matched_t = {t for t, _ in pairs}
     matched_p = {p for _, p in pairs}
     dropped_p = {p for t, p in pairs if occluded[t]}
@@ -114,6 +128,55 @@ def evaluate_pair(truth: Detections, pred: Detections, name: str = "",
         res.class_pairs.append((str(truth.cls[t]), str(pred.cls[p])))
         res.covered_pairs.append((bool(truth.covered[t]), bool(pred.covered[p])))
     return res
+
+
+def railcar_error_causes(truth: Detections, pred: Detections, pairs: list[tuple[int, int]],
+                         occluded: np.ndarray) -> dict[str, int]:
+    """Count false railcars by where they lie (``FALSE_CAUSES``, prefixed ``false_``) and
+    missed railcars by what the predictions did there (``MISS_CAUSES``, ``missed_``).
+
+    Footprints are compared in the truth's local UTM CRS; predictions on occluded truth
+    are neither false nor counted here.
+    """
+    out = {f"false_{c}": 0 for c in FALSE_CAUSES} | {f"missed_{c}": 0 for c in MISS_CAUSES}
+    if len(truth) == 0 and len(pred) == 0:
+        return out
+    crs = local_crs(truth if len(truth) else pred)
+    t_poly = shapely.polygons(truth.to_crs(crs).footprints) if len(truth) else np.array([])
+    p_det = pred.to_crs(crs)
+    p_poly = shapely.polygons(p_det.footprints) if len(pred) else np.array([])
+    p_ctr = shapely.points(p_det.centers) if len(pred) else np.array([])
+    matched_t = {t for t, _ in pairs}
+    matched_p = {p for _, p in pairs}
+    on_occluded = {p for t, p in pairs if occluded[t]}
+    cars = np.nonzero(truth.kind == "railcar")[0]
+    boxes = np.nonzero(truth.kind == "container")[0]
+
+    def near(point: Any, idx: np.ndarray, dist: float) -> bool:
+        return bool(len(idx)) and bool(np.any(shapely.dwithin(t_poly[idx], point, dist)))
+
+    for p in np.nonzero(pred.kind == "railcar")[0]:
+        if p in matched_p or p in on_occluded:
+            continue
+        c = p_ctr[p]
+        cause = ("on_a_car" if near(c, cars, 0.5) else "on_a_container" if near(c, boxes, 0.5)
+                 else "beside_a_car" if near(c, cars, BESIDE_M) else "elsewhere")
+        out[f"false_{cause}"] += 1
+    for t in cars:
+        if t in matched_t or occluded[t]:
+            continue
+        on = (np.nonzero(shapely.contains(t_poly[t], p_ctr))[0] if len(pred)
+              else np.zeros(0, int))
+        if np.any(pred.kind[on] == "railcar"):
+            cause = "box_off_centre"
+        elif np.any(pred.kind[on] == "container") or (
+                len(pred) and np.any(shapely.intersects(t_poly[t],
+                                                        p_poly[pred.kind == "container"]))):
+            cause = "taken_for_container"
+        else:
+            cause = "no_box"
+        out[f"missed_{cause}"] += 1
+    return out
 
 
 def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
@@ -154,6 +217,9 @@ def summarise(results: list[ImageResult]) -> dict[str, Any]:
     cov = [p for r in results for p in r.covered_pairs]
     out["covered_accuracy"] = (round(sum(a == b for a, b in cov) / len(cov), 4)
                                if cov else None)
+    out["errors"] = {k: sum(r.errors.get(k, 0) for r in results)
+                     for k in (*(f"false_{c}" for c in FALSE_CAUSES),
+                               *(f"missed_{c}" for c in MISS_CAUSES))}
     return out
 
 

@@ -52,6 +52,13 @@ def evaluate_cmd(
     console.print(f"class accuracy {_with_ci(o, 'class_accuracy')}   covered accuracy "
                   f"{_with_ci(o, 'covered_accuracy')}   container F1 "
                   f"{_with_ci(o, 'container_f1')}")
+    e = o["errors"]
+    console.print("false railcars: " + ", ".join(
+        f"{v} {k[len('false_'):].replace('_', ' ')}" for k, v in e.items()
+        if k.startswith("false_")))
+    console.print("missed railcars: " + ", ".join(
+        f"{v} {k[len('missed_'):].replace('_', ' ')}" for k, v in e.items()
+        if k.startswith("missed_")))
     if ci:
         console.print(f"(95 % intervals from {ci} bootstrap resamples of the "
                       f"{o['images']} images)")
