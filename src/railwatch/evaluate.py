@@ -169,9 +169,8 @@ def railcar_error_causes(truth: Detections, pred: Detections, pairs: list[tuple[
               else np.zeros(0, int))
         if np.any(pred.kind[on] == "railcar"):
             cause = "box_off_centre"
-        elif np.any(pred.kind[on] == "container") or (
-                len(pred) and np.any(shapely.intersects(t_poly[t],
-                                                        p_poly[pred.kind == "container"]))):
+        elif len(pred) and np.any(shapely.intersects(t_poly[t],
+                                                     p_poly[pred.kind == "container"])):
             cause = "taken_for_container"
         else:
             cause = "no_box"
