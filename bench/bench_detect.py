@@ -47,7 +47,7 @@ from rasterio.transform import from_origin
 
 from railwatch.analytics.trackmap import fit_tracks, track_fit
 from railwatch.detect import Detector, detect, detect_each, model_dir
-from railwatch.evaluate import CI_METRICS, evaluate, interval_text
+from railwatch.evaluate import CI_METRICS, error_lines, evaluate, interval_text
 from railwatch.geojson import from_geojson, write_geojson
 from railwatch.imagery import read_scene_metadata, read_window
 from railwatch.sites import get_site
@@ -306,13 +306,8 @@ def markdown(res: dict[str, Any]) -> str:
         if "peer" in sc:
             lines.append(f"| scenario images ({PEER_NAME}) | {sc['peer']['images']} | "
                          f"{_row(sc['peer'])} |")
-    e = ours["overall"]["errors"]  # why railcars were wrong (railwatch.evaluate)
-    lines += ["", "Why railcars were wrong (all, " + name + "): false railcars "
-              + ", ".join(f"{v} {k[6:].replace('_', ' ')}" for k, v in e.items()
-                          if k.startswith("false_"))
-              + "; missed railcars " + ", ".join(f"{v} {k[7:].replace('_', ' ')}"
-                                                for k, v in e.items()
-                                                if k.startswith("missed_")) + "."]
+    false, missed = error_lines(ours["overall"]["errors"])  # why railcars were wrong
+    lines += ["", f"Why railcars were wrong (all, {name}): {false}; {missed}."]
     if "speed_peer" in res:  # speed side by side (only with the peer)
         lines += ["", "| method | megapixels | seconds | MP/s |", "|---|---:|---:|---:|"]
         sc = res.get("scenario", {})

@@ -79,12 +79,13 @@ def local_crs(det: Detections) -> CRS:
 
 
 def match(truth: Detections, pred: Detections, max_dist_m: float = MAX_DIST_M,
-          ) -> list[tuple[int, int]]:
+          crs: CRS | None = None) -> list[tuple[int, int]]:
     """One-to-one (truth index, pred index) pairs of the same kind with centres within
-    ``max_dist_m`` metres, minimising total distance (Hungarian)."""
+    ``max_dist_m`` metres, minimising total distance (Hungarian); distances in ``crs``
+    (metres; default: the truth's local UTM CRS)."""
     if len(truth) == 0 or len(pred) == 0:
         return []
-    crs = local_crs(truth)
+    crs = local_crs(truth) if crs is None else crs
     tc = truth.to_crs(crs).centers
     pc = pred.to_crs(crs).centers
     pairs: list[tuple[int, int]] = []
@@ -109,8 +110,12 @@ def evaluate_pair(truth: Detections, pred: Detections, name: str = "",
     if "occluded" in truth.extra:
         occluded = np.array([bool(v) if v is not None else False
                              for v in truth.extra["occluded"]])
-    pairs = match(truth, pred, max_dist_m)
-    res.errors = railcar_error_causes(truth, pred, pairs, occluded)
+    crs = None
+    if len(truth) or len(pred):  # one metric CRS for matching and error causes
+        crs = local_crs(truth if len(truth) else pred)
+        truth, pred = truth.to_crs(crs), pred.to_crs(crs)
+    pairs = match(truth, pred, max_dist_m, crs)
+    res.errors = railcar_error_causes(truth, pred, pairs, occluded, crs)
     matched_t = {t for t, _ in pairs}
     matched_p = {p for _, p in pairs}
     dropped_p = {p for t, p in pairs if occluded[t]}
@@ -131,17 +136,17 @@ def evaluate_pair(truth: Detections, pred: Detections, name: str = "",
 
 
 def railcar_error_causes(truth: Detections, pred: Detections, pairs: list[tuple[int, int]],
-                         occluded: np.ndarray) -> dict[str, int]:
+                         occluded: np.ndarray, crs: CRS | None = None) -> dict[str, int]:
     """Count false railcars by where they lie (``FALSE_CAUSES``, prefixed ``false_``) and
     missed railcars by what the predictions did there (``MISS_CAUSES``, ``missed_``).
 
-    Footprints are compared in the truth's local UTM CRS; predictions on occluded truth
-    are neither false nor counted here.
+    Footprints are compared in ``crs`` (metres; default: the truth's local UTM CRS);
+    predictions on occluded truth are neither false nor counted here.
     """
     out = {f"false_{c}": 0 for c in FALSE_CAUSES} | {f"missed_{c}": 0 for c in MISS_CAUSES}
     if len(truth) == 0 and len(pred) == 0:
         return out
-    crs = local_crs(truth if len(truth) else pred)
+    crs = local_crs(truth if len(truth) else pred) if crs is None else crs
     t_poly = shapely.polygons(truth.to_crs(crs).footprints) if len(truth) else np.array([])
     p_det = pred.to_crs(crs)
     p_poly = shapely.polygons(p_det.footprints) if len(pred) else np.array([])
@@ -176,6 +181,15 @@ def railcar_error_causes(truth: Detections, pred: Detections, pairs: list[tuple[
             cause = "no_box"
         out[f"missed_{cause}"] += 1
     return out
+
+
+def error_lines(errors: Mapping[str, int]) -> tuple[str, str]:
+    """``errors`` (a summary's) as two lines of text: false and missed railcars by cause."""
+    def line(prefix: str, causes: tuple[str, ...]) -> str:
+        return ", ".join(f"{errors.get(prefix + c, 0)} {c.replace('_', ' ')}" for c in causes)
+
+    return (f"false railcars: {line('false_', FALSE_CAUSES)}",
+            f"missed railcars: {line('missed_', MISS_CAUSES)}")
 
 
 def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:

@@ -35,7 +35,7 @@ def evaluate_cmd(
 ) -> None:
     """Precision, recall, F1, count error, class/covered accuracy, by slice, with 95 %
     bootstrap intervals over the images."""
-    from railwatch.evaluate import evaluate, interval_text
+    from railwatch.evaluate import error_lines, evaluate, interval_text
 
     res = evaluate(truth, pred, max_dist_m=max_dist, bootstrap=ci)
     if as_json:
@@ -52,13 +52,8 @@ def evaluate_cmd(
     console.print(f"class accuracy {_with_ci(o, 'class_accuracy')}   covered accuracy "
                   f"{_with_ci(o, 'covered_accuracy')}   container F1 "
                   f"{_with_ci(o, 'container_f1')}")
-    e = o["errors"]
-    console.print("false railcars: " + ", ".join(
-        f"{v} {k[len('false_'):].replace('_', ' ')}" for k, v in e.items()
-        if k.startswith("false_")))
-    console.print("missed railcars: " + ", ".join(
-        f"{v} {k[len('missed_'):].replace('_', ' ')}" for k, v in e.items()
-        if k.startswith("missed_")))
+    for line in error_lines(o["errors"]):
+        console.print(line)
     if ci:
         console.print(f"(95 % intervals from {ci} bootstrap resamples of the "
                       f"{o['images']} images)")

@@ -34,6 +34,8 @@ from railwatch.analytics.coregister import apply_shift, estimate_map_shift
 from railwatch.errors import InputError
 
 if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
+
     from railwatch.analytics.changes.find import Change, _Prepared
     from railwatch.analytics.coregister import Grid
     from railwatch.types import Site
@@ -463,11 +465,26 @@ def flank(
     )
 
 
-def _short_side(geom) -> float:
+def _short_side(geom: BaseGeometry) -> float:
     """The short side (m) of ``geom``'s minimum rotated rectangle."""
     x, y = geom.minimum_rotated_rectangle.exterior.coords.xy
     sides = np.hypot(np.diff(x), np.diff(y))[:2]
     return float(sides.min())
+
+
+def _joined(a: Change, b: Change, gap: float) -> BaseGeometry | None:
+    """The union of ``a`` and ``b`` (the gap closed) when they are pieces of one structure
+    (see :func:`merge_pieces`), else None."""
+    if ((a.kind, a.last_absent, a.first_seen) != (b.kind, b.last_absent, b.first_seen)
+            or a.geometry.distance(b.geometry) > gap):
+        return None
+    union = a.geometry.buffer(gap / 2).union(b.geometry.buffer(gap / 2)).buffer(-gap / 2)
+    if (union.geom_type != "Polygon"
+            or union.area < 0.7 * union.minimum_rotated_rectangle.area
+            or _short_side(union) > 1.25 * max(_short_side(a.geometry),
+                                               _short_side(b.geometry))):
+        return None
+    return union
 
 
 def merge_pieces(changes: list[Change], rules: StructureRules | None = None) -> list[Change]:
@@ -476,39 +493,30 @@ def merge_pieces(changes: list[Change], rules: StructureRules | None = None) -> 
     rectangle (at least 70 % of its minimum rotated rectangle) no wider than 1.25 times
     their widest piece: a long platform whose maps dip on a line of cells, not two
     buildings side by side."""
-    rules = rules or StructureRules()
-    gap = rules.piece_gap_m
+    gap = (rules or StructureRules()).piece_gap_m
     out = list(changes)
-    merged = True
-    while merged:
-        merged = False
-        for i, a in enumerate(out):
-            for j in range(i + 1, len(out)):
-                b = out[j]
-                if ((a.kind, a.last_absent, a.first_seen) != (b.kind, b.last_absent, b.first_seen)
-                        or a.geometry.distance(b.geometry) > gap):
-                    continue
-                union = (a.geometry.buffer(gap / 2).union(b.geometry.buffer(gap / 2))
-                         .buffer(-gap / 2))
-                if (union.geom_type != "Polygon"
-                        or union.area < 0.7 * union.minimum_rotated_rectangle.area
-                        or _short_side(union) > 1.25 * max(_short_side(a.geometry),
-                                                           _short_side(b.geometry))):
-                    continue
-                big, small = (a, b) if a.area_m2 >= b.area_m2 else (b, a)
-                area = a.area_m2 + b.area_m2
-                out[i] = replace(
-                    big, geometry=union, area_m2=area,
-                    score=round((a.score * a.area_m2 + b.score * b.area_m2) / area, 4),
-                    seen_in=min(a.seen_in, b.seen_in),
-                    cues=big.cues | {"pieces": big.cues.get("pieces", 1.0)
-                                     + small.cues.get("pieces", 1.0)},
-                )
-                del out[j]
-                merged = True
-                break
-            if merged:
-                break
+    i = 0
+    while i < len(out):
+        a = out[i]
+        for j in range(i + 1, len(out)):
+            b = out[j]
+            union = _joined(a, b, gap)
+            if union is None:
+                continue
+            big, small = (a, b) if a.area_m2 >= b.area_m2 else (b, a)
+            area = a.area_m2 + b.area_m2
+            out[i] = replace(
+                big, geometry=union, area_m2=area,
+                score=round((a.score * a.area_m2 + b.score * b.area_m2) / area, 4),
+                seen_in=min(a.seen_in, b.seen_in),
+                cues=big.cues | {"pieces": big.cues.get("pieces", 1.0)
+                                 + small.cues.get("pieces", 1.0)},
+            )
+            del out[j]
+            i = 0  # the grown piece may now join one checked before
+            break
+        else:
+            i += 1
     return out
 
 
