@@ -480,3 +480,18 @@ def test_structure_crops_cut_at_an_image_edge_are_ignored_there():
         assert (yi[gone] == IGNORE).all() and not (yi[~gone] == IGNORE).any()
     xb, yb = _batch(rng, x, y, np.arange(4), 48)  # off by default
     assert (xb.numpy() > 0).all() and not (yb.numpy() == IGNORE).any()
+
+
+def test_container_yards_option_reaches_the_simulated_training_chips():
+    """``container_yards`` lays the simulator's container lots out as yards: the same
+    seeded stream then holds many more container centres."""
+    from itertools import islice
+
+    from railwatch.train.loop import ChipStream
+
+    def centres(yards):
+        cfg = TrainConfig(sim_fraction=1.0, container_yards=yards, seed=5, chip_px=192)
+        return sum(int((t["heat"][1] == 1.0).sum()) for t in islice(iter(ChipStream(cfg)), 12))
+
+    plain, yards = centres(0.0), centres(1.0)
+    assert yards > 1.5 * plain + 5, (plain, yards)

@@ -36,6 +36,9 @@ def train_cmd(
     sim_fraction: float = typer.Option(
         0.0, "--sim-fraction", min=0.0, max=1.0,
         help="Share of chips rendered on the fly by the scene simulator (rest: own renderer)."),
+    container_yards: float = typer.Option(
+        0.0, "--container-yards", min=0.0, max=1.0,
+        help="Share of the simulator's container lots laid out as yards (rows in pairs)."),
     lr: float = typer.Option(3e-3, "--lr", help="Peak learning rate."),
     workers: int = typer.Option(1, "--workers", help="Data worker processes."),
     init: Path = typer.Option(None, "--init",
@@ -51,8 +54,8 @@ def train_cmd(
         raise InputError("model to start from not found", init)
     cfg = loop.TrainConfig(steps=steps, batch=batch, seed=seed, threads=threads,
                            minutes=minutes, chips_dir=str(chips) if chips else None,
-                           sim_fraction=sim_fraction, lr=lr, workers=workers,
-                           init_onnx=str(init) if init else None)
+                           sim_fraction=sim_fraction, container_yards=container_yards,
+                           lr=lr, workers=workers, init_onnx=str(init) if init else None)
     with progress() as bar:
         task = bar.add_task("train", total=None if minutes else steps)
         meta = loop.train(out, cfg, log=lambda s: None,

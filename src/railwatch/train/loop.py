@@ -49,6 +49,7 @@ class TrainConfig:
     workers: int = 1
     chips_dir: str | None = None
     sim_fraction: float = 0.0  # share rendered on the fly by railwatch.simulate.chips (slow)
+    container_yards: float = 0.0  # share of the simulator's container lots laid out as yards
     chips_fraction: float = 0.5  # share read from chips_dir when given
     checkpoint_every: int = 200
     minutes: float | None = None  # wall-clock budget: the LR schedule follows elapsed time
@@ -104,8 +105,9 @@ def _from_sim_labels(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [dict(o, cx=o["cx"] - 0.5, cy=o["cy"] - 0.5) for o in objs]
 
 
-def _sim_chip_fn() -> ChipFn | None:
-    """``railwatch.simulate.chips.generate_chip`` adapted to (image, object dicts)."""
+def _sim_chip_fn(container_yards: float = 0.0) -> ChipFn | None:
+    """``railwatch.simulate.chips.generate_chip`` adapted to (image, object dicts);
+    ``container_yards``: the share of container lots laid out as yards (rows in pairs)."""
     try:
         from railwatch.simulate.chips import generate_chip, object_records
     except Exception:  # the simulator is optional for training
@@ -113,7 +115,8 @@ def _sim_chip_fn() -> ChipFn | None:
 
     def fn(rng: np.random.Generator, chip_px: int, gsd: float,
            ) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        image, objects, _info = generate_chip(rng, chip_px, gsd=gsd)
+        image, objects, _info = generate_chip(rng, chip_px, gsd=gsd,
+                                              container_yards=container_yards)
         return image, _from_sim_labels(object_records(objects))
 
     return fn
@@ -166,7 +169,7 @@ class ChipStream(IterableDataset):
         info = torch.utils.data.get_worker_info()
         wid = info.id if info is not None else 0
         rng = np.random.default_rng([self.cfg.seed, wid])
-        sim = _sim_chip_fn()
+        sim = _sim_chip_fn(self.cfg.container_yards)
         pairs = load_chips_dir(self.cfg.chips_dir) if self.cfg.chips_dir else None
         n = 0
         while True:
