@@ -142,3 +142,37 @@ def test_broken_verifier_file_is_a_one_line_error_naming_it(tmp_path):
         Detector(tmp_path)
     assert "railwatch-ver.onnx" in str(e.value) and "\n" not in str(e.value)
     assert Detector(tmp_path, verify=False).verifier is None  # the detector alone still runs
+
+
+def test_candidates_skip_the_early_nms_and_the_late_one_removes_duplicates(tmp_path,
+                                                                          monkeypatch):
+    """With ``candidate_nms`` off (model.json ``verifier``), every candidate peak reaches
+    the verifier; the NMS after the verifier still leaves no two boxes overlapping past
+    the common rule, even for a model without a railcar rule."""
+    import rasterio
+    import shapely
+
+    import railwatch.detect.model as model_module
+    from railwatch.train.testsets import write_sim_scene
+
+    write_sim_scene(tmp_path, "s", 880011, 500, 0.5)
+    with rasterio.open(tmp_path / "s.tif") as src:
+        tile = np.moveaxis(src.read([1, 2, 3]), 0, -1)
+    seen = []
+    real = model_module.apply_verifier
+    monkeypatch.setattr(model_module, "apply_verifier",
+                        lambda t, b, *a, **k: seen.append(len(b)) or real(t, b, *a, **k))
+    det = Detector()
+    det.railcar_nms = None  # the late NMS must run anyway when the early one did not
+    det.candidate_nms = True
+    det.boxes(tile)
+    det.candidate_nms = False
+    out = det.boxes(tile)
+    assert seen[1] > seen[0] > 0, seen
+    polys = shapely.polygons(out.corners())
+    left, right = shapely.STRtree(polys).query(polys, predicate="intersects")
+    sel = left < right
+    a, b = polys[left[sel]], polys[right[sel]]
+    inter = shapely.area(shapely.intersection(a, b))
+    assert np.all(inter <= 0.5 * np.minimum(shapely.area(a), shapely.area(b)) + 1e-6)
+    assert len(out) > 10

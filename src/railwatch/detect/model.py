@@ -89,6 +89,9 @@ class Detector:
         self.verifier: Verifier | None = None
         self.max_background = float(vset["max_background"])
         self.min_score = float(vset["min_score"])
+        # with the verifier: whether the candidates go through the NMS before it (older
+        # models) or all reach it, the NMS after it then removing the duplicates
+        self.candidate_nms = bool(vset["candidate_nms"])
         if use_verifier:
             self.verifier = Verifier(vpath, threads=threads, providers=self.providers,
                                      second=Cascade.from_meta(vset.get("second")))
@@ -156,12 +159,14 @@ class Detector:
         b = decode(peaks, maps, self.stride, self.threshold, self.class_logits)
         h, w = tile.shape[:2]
         x0, y0, x1, y1 = region if region is not None else (0, 0, w, h)
-        b = rotated_nms(b.within(max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)),
-                        self.nms_iou)
+        b = b.within(max(x0, 0), max(y0, 0), min(x1, w), min(y1, h))
+        early_nms = self.verifier is None or self.candidate_nms
+        if early_nms:
+            b = rotated_nms(b, self.nms_iou)
         if self.verifier is not None:
             b = apply_verifier(tile, b, self.verifier, self.max_background, self.min_score,
                                self.refiner)
-        if self.railcar_nms is not None:  # on the final kinds (the verifier's, if any)
+        if self.railcar_nms is not None or not early_nms:  # on the final kinds and boxes
             b = rotated_nms(b, self.nms_iou, railcar=self.railcar_nms,
                             px_m=self.native_gsd_m)
         b.color = footprint_colors(tile, b.corners())

@@ -150,6 +150,7 @@ def verifier_settings(meta: dict[str, Any]) -> dict[str, Any]:
     v.setdefault("file", VERIFIER_FILE)
     v.setdefault("max_background", 0.5)
     v.setdefault("min_score", 0.0)
+    v.setdefault("candidate_nms", True)  # NMS on the candidates before the verifier
     return v
 
 
