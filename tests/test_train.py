@@ -495,3 +495,20 @@ def test_container_yards_option_reaches_the_simulated_training_chips():
 
     plain, yards = centres(0.0), centres(1.0)
     assert yards > 1.5 * plain + 5, (plain, yards)
+
+
+def test_a_second_validation_draw_shares_no_scene_with_the_first(tmp_path):
+    """``write_validation_scenes(first=...)``: the second draw's scenes have their own
+    seeds (names and pixels differ from the first draw's)."""
+    import rasterio
+
+    from railwatch.train.calibrate import write_validation_scenes
+
+    a = write_validation_scenes(tmp_path / "a", per_gsd=1, size_m=60.0)
+    b = write_validation_scenes(tmp_path / "b", per_gsd=1, size_m=60.0, first=1)
+    assert a == ["own_0.3_0", "sim_0.3_0", "own_0.5_0", "sim_0.5_0", "own_0.8_0", "sim_0.8_0"]
+    assert b == [n[:-1] + "1" for n in a]
+    for na, nb in zip(a, b, strict=True):
+        with rasterio.open(tmp_path / "a" / f"{na}.tif") as fa, \
+                rasterio.open(tmp_path / "b" / f"{nb}.tif") as fb:
+            assert fa.shape == fb.shape and not np.array_equal(fa.read(), fb.read())

@@ -27,11 +27,16 @@ THRESHOLDS = tuple(np.round(np.arange(0.15, 0.66, 0.05), 2))
 
 
 def write_validation_scenes(folder: Path, per_gsd: int = 2, size_m: float = 300.0,
-                            ) -> list[str]:
-    """Write fresh validation scenes of both renderers at 0.3/0.5/0.8 m; their names."""
+                            first: int = 0) -> list[str]:
+    """Write fresh validation scenes of both renderers at 0.3/0.5/0.8 m; their names.
+
+    Scene ``k`` of a GSD has seed 600000 + 100 * (GSD index) + k, for k from ``first`` to
+    ``first + per_gsd - 1``: ``first`` = 6 with ``per_gsd`` = 6 is a second draw that shares
+    no scene with the first six (a choice made on one draw can be checked on the other).
+    """
     names = []
     for gi, gsd in enumerate((0.3, 0.5, 0.8)):
-        for k in range(per_gsd):
+        for k in range(first, first + per_gsd):
             seed = 600000 + 100 * gi + k
             for writer, tag in ((write_own_scene, "own"), (write_sim_scene, "sim")):
                 name = f"{tag}_{gsd:g}_{k}"

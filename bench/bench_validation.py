@@ -1,0 +1,89 @@
+"""Accuracy of model folders, or of settings of one, on validation scenes (never the test
+set): the numbers a choice between them is made on.
+
+    .venv/bin/python bench/bench_validation.py shipped OTHER_MODEL_DIR --draw 0 --draw 1
+    .venv/bin/python bench/bench_validation.py shipped --set railcar_nms=0.15/0.15/3 \\
+        --set candidate_nms=false --set refiner_steps=1
+
+A draw is 36 scenes (6 per GSD and renderer, 300 x 300 m; ``write_validation_scenes``
+with ``first`` = 6 x draw), written once into ``--cache`` and reused. Each model is scored
+as shipped and then with each ``--set`` (one at a time, not combined).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from railwatch.detect import Detector, detect
+from railwatch.detect.decode import RailcarRule
+from railwatch.evaluate import evaluate_pair, summarise
+from railwatch.geojson import from_geojson
+from railwatch.train.calibrate import write_validation_scenes
+
+KEYS = ("precision", "recall", "f1", "count_error", "class_accuracy", "covered_accuracy",
+        "container_f1")
+
+
+def draw_scenes(cache: Path, draw: int, per_gsd: int = 6) -> tuple[Path, list[str]]:
+    """The folder and scene names of validation draw ``draw`` (written on first use)."""
+    folder = cache / f"draw{draw}"
+    names_file = folder / "names.json"
+    if not names_file.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        names = write_validation_scenes(folder, per_gsd, first=draw * per_gsd)
+        names_file.write_text(json.dumps(names))
+    return folder, json.loads(names_file.read_text())
+
+
+def apply_setting(det: Detector, spec: str) -> None:
+    """``railcar_nms=IOU/IOMIN[/SPACING_M]``, ``candidate_nms=true|false``,
+    ``refiner_steps=N`` or ``threshold=T`` on a loaded detector."""
+    key, _, value = spec.partition("=")
+    if key == "railcar_nms":
+        det.railcar_nms = RailcarRule(*map(float, value.split("/")))
+    elif key == "candidate_nms":
+        det.candidate_nms = value.lower() in ("1", "true", "yes")
+    elif key == "refiner_steps" and det.refiner is not None:
+        det.refiner.steps = int(value)
+    elif key == "threshold":
+        det.threshold = float(value)
+    else:
+        raise SystemExit(f"unknown setting {spec!r} (or the model has no refiner)")
+
+
+def score(det: Detector, folder: Path, names: list[str]) -> dict[str, Any]:
+    """The summary of ``det`` over the scenes ``names`` of ``folder``."""
+    res = [evaluate_pair(from_geojson(folder / f"{n}.truth.geojson"),
+                         detect(folder / f"{n}.tif", det).to_crs(4326), n) for n in names]
+    s = summarise(res)
+    return {k: s.get(k) for k in KEYS}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="+", help="model folders, or 'shipped'")
+    ap.add_argument("--draw", type=int, action="append", help="validation draw(s), default 0")
+    ap.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--cache", type=Path, default=Path(".bench-validation"),
+                    help="where the scenes are written once (default: .bench-validation)")
+    args = ap.parse_args()
+    draws = args.draw or [0]
+    print("| model | setting | draw | " + " | ".join(KEYS) + " |")
+    print("|---" * (len(KEYS) + 3) + "|")
+    for draw in draws:
+        folder, names = draw_scenes(args.cache, draw)
+        for m in args.models:
+            for spec in ["as shipped", *args.settings]:
+                det = Detector(None if m == "shipped" else m)
+                if spec != "as shipped":
+                    apply_setting(det, spec)
+                s = score(det, folder, names)
+                cells = " | ".join(f"{s[k]:.4f}" if s[k] is not None else "-" for k in KEYS)
+                print(f"| {m} | {spec} | {draw} | {cells} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
