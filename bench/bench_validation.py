@@ -17,11 +17,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from railwatch.detect import Detector, detect
+from railwatch.detect import Detector
 from railwatch.detect.decode import RailcarRule
 from railwatch.evaluate import evaluate_pair, summarise
-from railwatch.geojson import from_geojson
-from railwatch.train.calibrate import write_validation_scenes
+from railwatch.train.calibrate import scene_pairs, write_validation_scenes
 
 KEYS = ("precision", "recall", "f1", "count_error", "class_accuracy", "covered_accuracy",
         "container_f1")
@@ -46,19 +45,19 @@ def apply_setting(det: Detector, spec: str) -> None:
         det.railcar_nms = RailcarRule(*map(float, value.split("/")))
     elif key == "candidate_nms":
         det.candidate_nms = value.lower() in ("1", "true", "yes")
-    elif key == "refiner_steps" and det.refiner is not None:
+    elif key == "refiner_steps":
+        if det.refiner is None:
+            raise SystemExit(f"{spec!r}: this model has no box refiner")
         det.refiner.steps = int(value)
     elif key == "threshold":
         det.threshold = float(value)
     else:
-        raise SystemExit(f"unknown setting {spec!r} (or the model has no refiner)")
+        raise SystemExit(f"unknown setting {spec!r}")
 
 
 def score(det: Detector, folder: Path, names: list[str]) -> dict[str, Any]:
     """The summary of ``det`` over the scenes ``names`` of ``folder``."""
-    res = [evaluate_pair(from_geojson(folder / f"{n}.truth.geojson"),
-                         detect(folder / f"{n}.tif", det).to_crs(4326), n) for n in names]
-    s = summarise(res)
+    s = summarise([evaluate_pair(t, p) for t, p in scene_pairs(folder, names, det)])
     return {k: s.get(k) for k in KEYS}
 
 

@@ -89,8 +89,8 @@ class Detector:
         self.verifier: Verifier | None = None
         self.max_background = float(vset["max_background"])
         self.min_score = float(vset["min_score"])
-        # with the verifier: whether the candidates go through the NMS before it (older
-        # models) or all reach it, the NMS after it then removing the duplicates
+        # with the verifier: whether the candidates go through the NMS before it (the
+        # default) or all reach it, the NMS after it then removing the duplicates
         self.candidate_nms = bool(vset["candidate_nms"])
         if use_verifier:
             self.verifier = Verifier(vpath, threads=threads, providers=self.providers,
