@@ -19,6 +19,7 @@ from typing import Any
 
 from railwatch.detect import Detector
 from railwatch.detect.decode import RailcarRule
+from railwatch.detect.neighbours import NeighbourSearch
 from railwatch.evaluate import evaluate_pair, summarise
 from railwatch.train.calibrate import scene_pairs, write_validation_scenes
 
@@ -49,6 +50,12 @@ def apply_setting(det: Detector, spec: str) -> None:
         if det.refiner is None:
             raise SystemExit(f"{spec!r}: this model has no box refiner")
         det.refiner.steps = int(value)
+    elif key == "container_neighbours":
+        if value.lower() in ("off", "none", "false"):
+            det.neighbours = None
+        else:
+            gap, prob, rounds = value.split("/")
+            det.neighbours = NeighbourSearch(float(gap), float(prob), int(rounds))
     elif key == "threshold":
         det.threshold = float(value)
     else:

@@ -151,6 +151,7 @@ def test_warm_start_from_onnx_reproduces_the_exported_model(tmp_path):
 @pytest.mark.parametrize("command, module", [("train", "railwatch.train.loop"),
                                              ("train-verifier", "railwatch.train.verifier"),
                                              ("train-refiner", "railwatch.train.refiner"),
+                                             ("train-slots", "railwatch.train.slots"),
                                              ("train-structures",
                                               "railwatch.train.structures")])
 def test_train_command_without_torch_is_a_clear_error(tmp_path, monkeypatch, command, module):

@@ -1,6 +1,7 @@
 """`railwatch train --out MODEL_DIR`: train the detector on simulated chips;
 `railwatch train-verifier --out MODEL_DIR`: train its second stage;
 `railwatch train-refiner --out MODEL_DIR`: train its third stage;
+`railwatch train-slots --out MODEL_DIR`: train its container slot classifier;
 `railwatch train-structures --out DIR`: train the change finder's structure maps (all need
 torch)."""
 
@@ -205,6 +206,60 @@ def train_refiner_cmd(
          f"the car {v['median_offset_before_px']:.1f} -> {v['median_offset_after_px']:.1f} px")
 
 
+def train_slots_cmd(
+    out: Path = typer.Option(..., "--out", help="Model folder with the detector and its "
+                             "verifier (the slot classifier and its model.json entry are "
+                             "written there)."),
+    chips: int = typer.Option(8000, "--chips", min=1,
+                              help="Random chips to harvest slots from (shipped: 8,000)."),
+    minutes: float = typer.Option(15.0, "--minutes", min=0.01,
+                                  help="Training wall-clock budget."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (data and weights)."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Processes harvesting slots."),
+    threads: int = typer.Option(2, "--threads", min=1, help="torch CPU threads."),
+    data: Path = typer.Option(
+        None, "--data", help="Harvested slots (.npz): reused when it exists, else harvested "
+        "into and kept."),
+    calibrate: bool = typer.Option(
+        True, "--calibrate/--no-calibrate",
+        help="Choose the container probability and rounds on validation scenes."),
+) -> None:
+    """Train the slot classifier that looks for containers beside found ones."""
+    slots = _training("railwatch.train.slots")
+    for name in ("railwatch-det.onnx", "railwatch-ver.onnx"):
+        if not (out / name).is_file():
+            raise InputError(f"no {name} here: train the detector and its verifier first", out)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = data or Path(tmp) / "slots.npz"
+        if not path.exists():
+            with progress() as bar:
+                bar.add_task(f"harvesting slots from {chips} chips", total=None)
+                counts = slots.build_slot_data(path, chips, seed=seed, workers=workers,
+                                               model=str(out))
+            info(f"{counts['samples']} slots ({counts['container']} holding a container)")
+        try:
+            with progress() as bar:
+                bar.add_task("train slot classifier", total=None)
+                block = slots.train_slots(path, out, minutes=minutes, seed=seed,
+                                          threads=threads)
+        except ValueError as exc:
+            raise InputError(str(exc), path) from None
+    v = block["training"]["validation"]
+    info(f"slot classifier written to {out}/{block['file']}: on held-out slots, "
+         f"{v['occupied_accepted']:.1%} of occupied ones accepted, {v['empty_refused']:.1%} "
+         "of empty ones refused")
+    if calibrate:
+        from railwatch.train.calibrate import calibrate_slots
+
+        best = calibrate_slots(out)["best"]
+        info("container neighbours: " + ("not looked for (no setting helped on validation "
+                                         "scenes)" if best is None else
+                                         f"probability at least {best[0]:g}, {best[1]} rounds")
+             + " (chosen on validation scenes, stored in model.json)")
+
+
 def train_structures_cmd(
     out: Path = typer.Option(..., "--out", help="Folder for railwatch-struct.onnx, its .pt "
                              "weights and railwatch-struct.json (copy the .onnx and .json to "
@@ -254,4 +309,5 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train_cmd)
     app.command("train-verifier")(train_verifier_cmd)
     app.command("train-refiner")(train_refiner_cmd)
+    app.command("train-slots")(train_slots_cmd)
     app.command("train-structures")(train_structures_cmd)

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from railwatch.detect.decode import PIXEL_CRS, Boxes, RailcarRule, decode, rotated_nms
+from railwatch.detect.neighbours import NeighbourSearch, SlotClassifier, find_neighbours
 from railwatch.detect.refine import MAX_SHIFT_M, REFINER_FILE, Refiner
 from railwatch.detect.session import open_session
 from railwatch.detect.verify import Cascade, Verifier, apply_verifier, verifier_settings
@@ -92,6 +93,13 @@ class Detector:
         # with the verifier: whether the candidates go through the NMS before it (the
         # default) or all reach it, the NMS after it then removing the duplicates
         self.candidate_nms = bool(vset["candidate_nms"])
+        # containers beside found ones (a fourth step; None: not looked for)
+        self.neighbours = (NeighbourSearch.from_meta(vset.get("container_neighbours"))
+                           if use_verifier else None)
+        self.slots: SlotClassifier | None = None
+        if self.neighbours is not None:
+            self.slots = SlotClassifier(p.with_name(self.neighbours.file), threads=threads,
+                                        providers=self.providers)
         if use_verifier:
             self.verifier = Verifier(vpath, threads=threads, providers=self.providers,
                                      second=Cascade.from_meta(vset.get("second")))
@@ -169,6 +177,9 @@ class Detector:
         if self.railcar_nms is not None or not early_nms:  # on the final kinds and boxes
             b = rotated_nms(b, self.nms_iou, railcar=self.railcar_nms,
                             px_m=self.native_gsd_m)
+        if self.slots is not None and self.neighbours is not None:
+            b = find_neighbours(tile, b, self.slots, self.neighbours, self.native_gsd_m,
+                                self.nms_iou)
         b.color = footprint_colors(tile, b.corners())
         return b
 

@@ -182,6 +182,58 @@ def calibrate_railcar_nms(model: str | os.PathLike[str], per_gsd: int = 2,
     return {"best": best, "table": table}
 
 
+#: Container-neighbour sweep: the slot classifier's probability, and rounds.
+SLOT_PROBS = (0.3, 0.5, 0.7, 0.85)
+SLOT_ROUNDS = (1, 2, 4)
+
+
+def best_slot_setting(table: dict[Any, dict[str, float]],
+                      tie: float = TIE) -> tuple[float, int] | None:
+    """The (probability, rounds) of ``table`` with the best container F1 (ties: the
+    higher probability, then fewer rounds), or None when it does not beat not looking
+    (``table[None]``) by more than ``tie``."""
+    on = [k for k in table if k is not None]
+    top = max(on, key=lambda k: (table[k]["container_f1"], k[0], -k[1]))
+    return top if table[top]["container_f1"] > table[None]["container_f1"] + tie else None
+
+
+def calibrate_slots(model: str | os.PathLike[str], per_gsd: int = 2, size_m: float = 300.0,
+                    tie: float = TIE, write: bool = True) -> dict[str, Any]:
+    """Choose the slot classifier's probability and rounds (model.json
+    ``verifier.container_neighbours``) on validation scenes: the setting with the best
+    container F1, provided it beats not looking by more than ``tie``; else the search is
+    switched off (``best`` None, the entry's ``enabled`` false)."""
+    from railwatch.detect.neighbours import NeighbourSearch, SlotClassifier
+
+    model_path = Path(model)
+    det = Detector(model_path)
+    block = dict((det.meta.get("verifier") or {}).get("container_neighbours") or {})
+    search = NeighbourSearch.from_meta({**block, "enabled": True})
+    if search is None:
+        raise ValueError(f"{model_path}: the model has no container slot classifier")
+    slots = SlotClassifier(det.path.with_name(search.file))
+    table: dict[Any, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        names = write_validation_scenes(d, per_gsd, size_m)
+        for setting in [None, *((p, r) for p in SLOT_PROBS for r in SLOT_ROUNDS)]:
+            det.neighbours = None if setting is None else replace(
+                search, min_prob=setting[0], rounds=setting[1])
+            det.slots = None if setting is None else slots
+            s = summarise([evaluate_pair(t, p) for t, p in scene_pairs(d, names, det)])
+            table[setting] = {"f1": s["f1"], "container_f1": s["container_f1"],
+                              "count_error": s["count_error"]}
+    best = best_slot_setting(table, tie)
+    if write:
+        block.update(enabled=best is not None,
+                     sweep={"off" if k is None else f"{k[0]:g}/{k[1]}": v
+                            for k, v in table.items()})
+        if best is not None:
+            block.update(min_prob=best[0], rounds=best[1])
+        _store(model_path, verifier={"container_neighbours": block})
+    return {"best": best, "table": table}
+
+
 #: When the verifier's first part decides alone (kind / class / covered sureness, see
 #: ``railwatch.detect.verify.Cascade``): from never (the full mean everywhere) to bold.
 CASCADE_SETTINGS = ((1.01, 1.01, 0.5), (0.95, 0.8, 0.4), (0.9, 0.8, 0.4), (0.9, 0.7, 0.35),

@@ -1,0 +1,241 @@
+"""Training the container slot classifier (see :mod:`railwatch.detect.neighbours`).
+
+Data: fresh random chips from both renderers (as for the verifier, with more of the
+simulator's container lots laid out as yards); the shipped detector, verifier and
+refiner run on each chip; every found container and every true one proposes the slot
+one stack across on either side (gaps of 0.2-0.8 m), and the proposals that a kept box
+already holds are dropped, exactly as at inference. A proposal is a container when a
+visible true container's centre lies within ``SLOT_RADIUS_M`` (1.25 m) of it, empty when
+no container's lies within 2.5 m (a railcar there is not a container); the ones in
+between (half on a stack, or on an occluded one) are left out.
+
+Model: ``SlotNet``, the verifier's plain CNN (centre and global pooling) with one
+logit, exported with the sigmoid inside.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from railwatch.detect.decode import Boxes, empty_boxes
+from railwatch.detect.model import Detector
+from railwatch.detect.neighbours import SLOT_FILE, SLOT_RADIUS_M, neighbour_proposals, open_slots
+from railwatch.detect.verify import CROP_H, CROP_W, oriented_crops
+from railwatch.train.augment import sensor_jitter
+from railwatch.train.loop import NATIVE_GSD
+from railwatch.train.verifier import Budget, _chip, crop_cnn, export_crop_model, update_model_meta
+
+SLOT_VERSION = "0.1.0"
+#: Crops are stored with this margin: training shifts them by at most 1 px (0.5 m), well
+#: inside the label radius.
+SLOT_MARGIN = 1
+#: No true object within this distance (metres): the slot is empty.
+EMPTY_M = 2.5
+
+
+def _truth_boxes(objs: list[dict[str, Any]], rng: np.random.Generator) -> Boxes:
+    """The visible true containers as boxes (raster convention), jittered by a little."""
+    c = [o for o in objs if o["kind"] == "container" and not o.get("occluded")]
+    if not c:
+        return empty_boxes()
+    n = len(c)
+    b = Boxes(*(np.zeros(n) for _ in range(5)), np.ones(n, int), np.full(n, -1),
+              np.zeros(n), np.zeros(n), np.full(n, 0.5), np.zeros((n, 3), np.uint8),
+              np.full(n, np.nan))
+    b.cx = np.array([o["cx"] for o in c]) + rng.normal(0, 0.5, n)
+    b.cy = np.array([o["cy"] for o in c]) + rng.normal(0, 0.5, n)
+    b.length = np.array([o["length_px"] for o in c])
+    b.width = np.array([o["width_px"] for o in c]) * rng.uniform(0.9, 1.1, n)
+    b.angle = np.array([o["angle_rad"] for o in c]) + rng.normal(0, 0.02, n)
+    return b
+
+
+def slot_labels(cx: np.ndarray, cy: np.ndarray, objs: list[dict[str, Any]],
+                radius_px: float = SLOT_RADIUS_M / NATIVE_GSD,
+                empty_px: float = EMPTY_M / NATIVE_GSD) -> np.ndarray:
+    """(N,) int8: 1 where a visible true container's centre lies within ``radius_px``;
+    -1 where some container's (an occluded one, or one half across the slot) lies within
+    ``empty_px`` (neither taught nor scored); 0 elsewhere, railcars included (a missed
+    railcar beside a container is not one)."""
+    out = np.zeros(len(cx), np.int8)
+    box = [o for o in objs if o["kind"] == "container"]
+    if len(cx) == 0 or not box:
+        return out
+    t = np.array([[o["cx"], o["cy"]] for o in box], float)
+    seen = np.array([not o.get("occluded") for o in box], bool)
+    d = np.hypot(t[None, :, 0] - cx[:, None], t[None, :, 1] - cy[:, None])
+    out[d.min(axis=1) <= empty_px] = -1
+    if seen.any():
+        out[d[:, seen].min(axis=1) <= radius_px] = 1
+    return out
+
+
+def chip_slots(rng: np.random.Generator, det: Detector, container_yards: float = 0.5,
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Crops (N, H+2m, W+2m, 3) and labels (N,) of the open slots beside the found and
+    the true containers of one random chip."""
+    image, objs = _chip(rng, container_lines=0.5, container_yards=container_yards)
+    kept = det.boxes(image)
+    found = kept.take(np.nonzero(kept.kind == 1)[0])
+    parents = Boxes.concat([found, _truth_boxes(objs, rng)])
+    gap = rng.uniform(0.2, 0.8, len(parents)) / NATIVE_GSD
+    h, w = image.shape[:2]
+    prop = open_slots(kept, neighbour_proposals(parents, gap), w, h)
+    labels = slot_labels(prop.cx, prop.cy, objs)
+    sel = np.nonzero(labels >= 0)[0]
+    m = SLOT_MARGIN
+    crops = oriented_crops(image, prop.cx[sel], prop.cy[sel], prop.angle[sel],
+                           (CROP_H + 2 * m, CROP_W + 2 * m))
+    return crops, labels[sel]
+
+
+def _worker(args: tuple[int, int, int, str | None, float]) -> dict[str, np.ndarray]:
+    seed, wid, n, model, yards = args
+    det = Detector(model, threads=1)
+    det.neighbours = det.slots = None  # the proposals are what the search would ask
+    rng = np.random.default_rng([seed, wid, 7])
+    parts = [chip_slots(rng, det, yards) for _ in range(n)]
+    return {"crops": np.concatenate([p[0] for p in parts]),
+            "labels": np.concatenate([p[1] for p in parts])}
+
+
+def build_slot_data(out: str | os.PathLike[str], chips: int, seed: int = 0, workers: int = 2,
+                    model: str | None = None, container_yards: float = 0.5,
+                    ) -> dict[str, int]:
+    """Write ``out`` (.npz) with the crops and labels of the open slots of ``chips``
+    random chips (``model``: the detector folder whose candidates propose; default the
+    shipped one). Returns the counts."""
+    per = [chips // workers + (1 if w < chips % workers else 0) for w in range(workers)]
+    jobs = [(seed, w, per[w], model, container_yards) for w in range(workers) if per[w]]
+    if len(jobs) > 1:
+        with mp.get_context("spawn").Pool(len(jobs)) as pool:
+            parts = pool.map(_worker, jobs)
+    else:
+        parts = [_worker(jobs[0])]
+    data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.npz")
+    np.savez(tmp, **data)
+    os.replace(tmp, out)
+    y = data["labels"]
+    return {"samples": len(y), "container": int((y == 1).sum()), "empty": int((y == 0).sum())}
+
+
+class SlotNet(nn.Module):
+    """The verifier's plain CNN on (3, 32, 96) crops, one logit: a container centred here."""
+
+    def __init__(self, width: int = 12) -> None:
+        super().__init__()
+        self.features = crop_cnn(width)
+        f = 6 * width
+        self.head = nn.Sequential(nn.Linear(2 * f, 64), nn.ReLU(inplace=True), nn.Linear(64, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.features(x / 255.0 - 0.5)  # (N, f, 4, 12)
+        mid = z[:, :, 1:3, 4:8].mean(dim=(2, 3))
+        return self.head(torch.cat([z.mean(dim=(2, 3)), mid], dim=1))
+
+
+class ExportedSlotNet(nn.Module):
+    """Probability for ONNX."""
+
+    def __init__(self, net: SlotNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(x))
+
+
+def _augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Shift by at most ``SLOT_MARGIN``, 180-degree turn, mirror across the axis."""
+    n, m = len(x), SLOT_MARGIN
+    out = np.empty((n, CROP_H, CROP_W, 3), np.uint8)
+    dy = rng.integers(0, 2 * m + 1, n)
+    dx = rng.integers(0, 2 * m + 1, n)
+    for i in range(n):
+        c = x[i, dy[i]:dy[i] + CROP_H, dx[i]:dx[i] + CROP_W]
+        if rng.random() < 0.5:
+            c = c[::-1, ::-1]
+        if rng.random() < 0.5:
+            c = c[::-1]
+        out[i] = c
+    return out
+
+
+def slot_probabilities(net: SlotNet, crops: np.ndarray) -> np.ndarray:
+    """(N,) P(container) of stored (margined) crops."""
+    net.eval()
+    m = SLOT_MARGIN
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(crops), 512):
+            x = torch.from_numpy(np.ascontiguousarray(
+                crops[i:i + 512, m:m + CROP_H, m:m + CROP_W].transpose(0, 3, 1, 2))).float()
+            out.append(torch.sigmoid(net(x))[:, 0].numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def slot_metrics(p: np.ndarray, y: np.ndarray, t: float = 0.5) -> dict[str, float]:
+    """Share of occupied slots accepted and of empty ones refused at ``t``."""
+    occ, emp = y == 1, y == 0
+    return {"occupied_accepted": float((p[occ] >= t).mean()) if occ.any() else float("nan"),
+            "empty_refused": float((p[emp] < t).mean()) if emp.any() else float("nan")}
+
+
+def train_slots(data: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+                minutes: float = 10.0, seed: int = 0, batch: int = 128, lr: float = 2e-3,
+                width: int = 12, threads: int = 2, val_fraction: float = 0.05,
+                max_steps: int | None = None) -> dict[str, Any]:
+    """Train SlotNet on ``build_slot_data`` output for ``minutes`` (or ``max_steps``);
+    write ``railwatch-slot.onnx`` and the ``container_neighbours`` member of the
+    ``verifier`` block of ``out_dir/model.json``. Returns that member."""
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(seed)
+    d = np.load(data)
+    crops, labels = d["crops"], d["labels"].astype(np.float32)
+    n = len(crops)
+    if n < 2 or len(np.unique(labels)) < 2:
+        raise ValueError("slot training needs both occupied and empty slots")
+    order = rng.permutation(n)
+    n_val = max(1, int(n * val_fraction))
+    val, tr = order[:n_val], order[n_val:]
+    net = SlotNet(width)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    budget = Budget(minutes, max_steps)
+    for idx in budget.batches(opt, lr, tr, batch, rng):
+        net.train()
+        x = np.stack([sensor_jitter(c, rng) for c in _augment(crops[idx], rng)])
+        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float()
+        loss = F.binary_cross_entropy_with_logits(net(xt)[:, 0], torch.from_numpy(labels[idx]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    metrics = slot_metrics(slot_probabilities(net, crops[val]), labels[val])
+    out = Path(out_dir)
+    export_crop_model(ExportedSlotNet(net), out / SLOT_FILE, ["container"])
+    block = {
+        "file": SLOT_FILE, "version": SLOT_VERSION, "gap_m": 0.4, "min_prob": 0.5,
+        "rounds": 2,
+        "architecture": f"SlotNet: 7 conv3x3-BN-ReLU layers (width {width}), global + centre "
+                        "pooling, one logit (a container centred in the crop)",
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "label_radius_m": SLOT_RADIUS_M, "empty_beyond_m": EMPTY_M,
+        "training": {"samples": len(tr), "validation_samples": int(n_val),
+                     "occupied_share": round(float(labels.mean()), 4),
+                     "steps": budget.step, "batch": batch, "lr": lr, "seed": seed,
+                     "minutes": round(budget.elapsed() / 60, 1),
+                     "validation": {k: round(v, 4) for k, v in metrics.items()}},
+    }
+    meta = update_model_meta(out, "verifier", {"container_neighbours": block})
+    return dict(meta["container_neighbours"])
