@@ -3,7 +3,7 @@ set): the numbers a choice between them is made on.
 
     .venv/bin/python bench/bench_validation.py shipped OTHER_MODEL_DIR --draw 0 --draw 1
     .venv/bin/python bench/bench_validation.py shipped --set railcar_nms=0.15/0.15/3 \\
-        --set candidate_nms=false --set refiner_steps=1
+        --set candidate_nms=false --set refiner_steps=1 --set container_neighbours=0.7/2
 
 A draw is 36 scenes (6 per GSD and renderer, 300 x 300 m; ``write_validation_scenes``
 with ``first`` = 6 x draw), written once into ``--cache`` and reused. Each model is scored
@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from railwatch.detect import Detector
 from railwatch.detect.decode import RailcarRule
-from railwatch.detect.neighbours import NeighbourSearch
+from railwatch.detect.neighbours import NeighbourSearch, SlotClassifier
 from railwatch.evaluate import evaluate_pair, summarise
 from railwatch.train.calibrate import scene_pairs, write_validation_scenes
 
@@ -40,7 +41,8 @@ def draw_scenes(cache: Path, draw: int, per_gsd: int = 6) -> tuple[Path, list[st
 
 def apply_setting(det: Detector, spec: str) -> None:
     """``railcar_nms=IOU/IOMIN[/SPACING_M]``, ``candidate_nms=true|false``,
-    ``refiner_steps=N`` or ``threshold=T`` on a loaded detector."""
+    ``refiner_steps=N``, ``threshold=T`` or ``container_neighbours=PROB/ROUNDS[/GAP_M]|off``
+    on a loaded detector."""
     key, _, value = spec.partition("=")
     if key == "railcar_nms":
         det.railcar_nms = RailcarRule(*map(float, value.split("/")))
@@ -50,12 +52,18 @@ def apply_setting(det: Detector, spec: str) -> None:
         if det.refiner is None:
             raise SystemExit(f"{spec!r}: this model has no box refiner")
         det.refiner.steps = int(value)
-    elif key == "container_neighbours":
-        if value.lower() in ("off", "none", "false"):
-            det.neighbours = None
-        else:
-            gap, prob, rounds = value.split("/")
-            det.neighbours = NeighbourSearch(float(gap), float(prob), int(rounds))
+    elif key == "container_neighbours":  # PROB/ROUNDS[/GAP_M], or off
+        if value.lower() == "off":
+            det.neighbours = det.slots = None
+            return
+        block = dict(det.meta.get("verifier", {}).get("container_neighbours") or {})
+        search = NeighbourSearch.from_meta({**block, "enabled": True})
+        if search is None:
+            raise SystemExit(f"{spec!r}: this model has no container slot classifier")
+        prob, rounds, *gap = value.split("/")
+        det.neighbours = replace(search, min_prob=float(prob), rounds=int(rounds),
+                                 gap_m=float(gap[0]) if gap else search.gap_m)
+        det.slots = det.slots or SlotClassifier(det.path.with_name(search.file))
     elif key == "threshold":
         det.threshold = float(value)
     else:

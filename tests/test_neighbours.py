@@ -82,3 +82,16 @@ def test_railcars_propose_nothing_and_unsure_verdicts_are_refused():
     strict = find_neighbours(img, _boxes([100.5], [42.5], [1]), _BrightIsContainer(),
                              NeighbourSearch(gap_m=0.5, min_prob=0.95, rounds=2), px_m=0.5)
     assert len(strict) == 1
+
+
+def test_a_check_drops_found_containers_the_judge_refuses_before_they_propose():
+    img = _yard()
+    kept = _boxes([100.5, 100.5, 40.5], [42.5, 54.5, 100.5], [1, 0, 1])  # the last on bare ground
+    v = _BrightIsContainer()
+    out = find_neighbours(img, kept, v, NeighbourSearch(gap_m=0.5, min_prob=0.5, rounds=1,
+                                                        check_prob=0.5), px_m=0.5)
+    assert np.allclose(np.sort(out.cy[out.kind == 1]), [36.5, 42.5, 48.5])
+    assert v.asked == 2 + 2  # two checked; then 36 and 48 (the dropped one proposes nothing)
+    off = find_neighbours(img, kept, _BrightIsContainer(),
+                          NeighbourSearch(gap_m=0.5, min_prob=0.5, rounds=1), px_m=0.5)
+    assert 100.5 in off.cy[off.kind == 1]

@@ -32,7 +32,7 @@ def test_slot_labels_need_a_visible_container_centred_within_the_radius():
 
 
 def test_slot_harvest_is_seeded_and_labels_both_kinds_of_slot(tmp_path):
-    from railwatch.train.slots import SLOT_MARGIN, build_slot_data
+    from railwatch.train.slots import FLAG_FOUND, SLOT_MARGIN, build_slot_data
 
     counts = build_slot_data(tmp_path / "s.npz", chips=6, seed=5, workers=1)
     d = np.load(tmp_path / "s.npz")
@@ -41,6 +41,7 @@ def test_slot_harvest_is_seeded_and_labels_both_kinds_of_slot(tmp_path):
     assert set(np.unique(d["labels"]).tolist()) <= {0, 1}
     assert counts["container"] == int((d["labels"] == 1).sum()) > 0
     assert counts["empty"] == int((d["labels"] == 0).sum()) > 0
+    assert counts["found"] == int((d["flags"] == FLAG_FOUND).sum()) > 0  # the detector's own
     build_slot_data(tmp_path / "again.npz", chips=6, seed=5, workers=1)
     assert np.array_equal(np.load(tmp_path / "again.npz")["crops"], d["crops"])
 
@@ -102,9 +103,12 @@ def test_slot_setting_is_chosen_only_when_it_beats_not_looking():
     def t(cf1):
         return {"f1": 0.9, "container_f1": cf1, "count_error": 0.05}
 
-    table = {None: t(0.86), (0.5, 1): t(0.87), (0.7, 1): t(0.87), (0.7, 2): t(0.865)}
-    assert best_slot_setting(table) == (0.7, 1)  # ties: the stricter probability
-    table = {None: t(0.86), (0.5, 1): t(0.8605), (0.7, 2): t(0.85)}
+    table = {None: t(0.86), (0.5, 1, 0): t(0.87), (0.7, 1, 0): t(0.87), (0.7, 2, 0): t(0.865),
+             (0.7, 1, 0.4): t(0.87), (0.7, 1, 0.2): t(0.869)}
+    assert best_slot_setting(table) == (0.7, 1, 0)  # ties: stricter probability, no check
+    table[(0.7, 1, 0.4)] = t(0.88)
+    assert best_slot_setting(table) == (0.7, 1, 0.4)
+    table = {None: t(0.86), (0.5, 1, 0): t(0.8605), (0.7, 2, 0): t(0.85)}
     assert best_slot_setting(table) is None
 
 

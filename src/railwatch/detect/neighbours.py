@@ -46,13 +46,16 @@ class NeighbourSearch:
     ``gap_m``: the gap between two stacks of a row (a proposal's centre lies its
     parent's width plus this gap across from the parent's). ``min_prob``: the container
     probability a proposal needs. ``rounds``: how many times found neighbours propose
-    their own. ``file``: the slot classifier beside the detector.
+    their own. ``file``: the slot classifier beside the detector. ``check_prob``: the
+    containers the verifier kept are dropped when the slot classifier gives them less
+    (0: not checked).
     """
 
     gap_m: float = 0.4
     min_prob: float = 0.5
     rounds: int = 2
     file: str = SLOT_FILE
+    check_prob: float = 0.0
 
     @staticmethod
     def from_meta(block: dict[str, Any] | None) -> NeighbourSearch | None:
@@ -62,7 +65,8 @@ class NeighbourSearch:
             return None
         return NeighbourSearch(float(block.get("gap_m", 0.4)),
                                float(block.get("min_prob", 0.5)),
-                               int(block.get("rounds", 2)), str(block.get("file", SLOT_FILE)))
+                               int(block.get("rounds", 2)), str(block.get("file", SLOT_FILE)),
+                               float(block.get("check_prob", 0.0)))
 
 
 class SlotClassifier:
@@ -118,14 +122,22 @@ def open_slots(kept: Boxes, prop: Boxes, width: int, height: int,
 
 def find_neighbours(tile: np.ndarray, boxes: Boxes, judge: Judge, search: NeighbourSearch,
                     px_m: float, nms_iou: float = 0.3) -> Boxes:
-    """``boxes`` and the neighbouring containers ``judge`` confirms beside them.
+    """``boxes`` and the neighbouring containers ``judge`` confirms beside them (less the
+    containers it refuses, with ``search.check_prob`` set).
 
     A confirmed proposal is a container whose object probability is the judge's and
     whose score is sqrt(parent score x that probability).
     """
     h, w = tile.shape[:2]
     kept = boxes
-    parents = boxes.take(np.nonzero(boxes.kind == 1)[0])
+    if search.check_prob > 0 and (boxes.kind == 1).any():
+        rows = np.nonzero(boxes.kind == 1)[0]
+        p = np.asarray(judge(oriented_crops(tile, boxes.cx[rows], boxes.cy[rows],
+                                            boxes.angle[rows])), float)
+        drop = np.zeros(len(boxes), bool)
+        drop[rows[p < search.check_prob]] = True
+        kept = boxes.take(np.nonzero(~drop)[0])
+    parents = kept.take(np.nonzero(kept.kind == 1)[0])
     for _ in range(search.rounds):
         prop = open_slots(kept, neighbour_proposals(parents, search.gap_m / px_m), w, h,
                           nms_iou)

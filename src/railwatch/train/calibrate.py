@@ -182,27 +182,29 @@ def calibrate_railcar_nms(model: str | os.PathLike[str], per_gsd: int = 2,
     return {"best": best, "table": table}
 
 
-#: Container-neighbour sweep: the slot classifier's probability, and rounds.
-SLOT_PROBS = (0.3, 0.5, 0.7, 0.85)
+#: Container-neighbour sweep: the slot classifier's probability and rounds; then the
+#: probability below which it drops a container the verifier kept (0: never).
+SLOT_PROBS = (0.5, 0.7, 0.8, 0.9)
 SLOT_ROUNDS = (1, 2, 4)
+SLOT_CHECKS = (0.0, 0.2, 0.4, 0.6)
 
 
 def best_slot_setting(table: dict[Any, dict[str, float]],
-                      tie: float = TIE) -> tuple[float, int] | None:
-    """The (probability, rounds) of ``table`` with the best container F1 (ties: the
-    higher probability, then fewer rounds), or None when it does not beat not looking
+                      tie: float = TIE) -> tuple[float, ...] | None:
+    """The setting of ``table`` with the best container F1 (ties: the higher probability,
+    then fewer rounds, then the milder check), or None when it does not beat not looking
     (``table[None]``) by more than ``tie``."""
     on = [k for k in table if k is not None]
-    top = max(on, key=lambda k: (table[k]["container_f1"], k[0], -k[1]))
+    top = max(on, key=lambda k: (table[k]["container_f1"], k[0], -k[1], -(k[2:] or (0,))[0]))
     return top if table[top]["container_f1"] > table[None]["container_f1"] + tie else None
 
 
 def calibrate_slots(model: str | os.PathLike[str], per_gsd: int = 2, size_m: float = 300.0,
                     tie: float = TIE, write: bool = True) -> dict[str, Any]:
-    """Choose the slot classifier's probability and rounds (model.json
-    ``verifier.container_neighbours``) on validation scenes: the setting with the best
-    container F1, provided it beats not looking by more than ``tie``; else the search is
-    switched off (``best`` None, the entry's ``enabled`` false)."""
+    """Choose the slot classifier's settings (model.json ``verifier.container_neighbours``)
+    on validation scenes: probability and rounds first, then the check of the verifier's
+    containers; the search is kept only when it beats not looking by more than ``tie``
+    in container F1 (else ``best`` is None and the entry's ``enabled`` false)."""
     from railwatch.detect.neighbours import NeighbourSearch, SlotClassifier
 
     model_path = Path(model)
@@ -216,20 +218,30 @@ def calibrate_slots(model: str | os.PathLike[str], per_gsd: int = 2, size_m: flo
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         names = write_validation_scenes(d, per_gsd, size_m)
-        for setting in [None, *((p, r) for p in SLOT_PROBS for r in SLOT_ROUNDS)]:
+
+        def score(setting: tuple[float, ...] | None) -> None:
             det.neighbours = None if setting is None else replace(
-                search, min_prob=setting[0], rounds=setting[1])
+                search, min_prob=setting[0], rounds=int(setting[1]), check_prob=setting[2])
             det.slots = None if setting is None else slots
             s = summarise([evaluate_pair(t, p) for t, p in scene_pairs(d, names, det)])
             table[setting] = {"f1": s["f1"], "container_f1": s["container_f1"],
                               "count_error": s["count_error"]}
+
+        score(None)
+        for prob in SLOT_PROBS:
+            for rounds in SLOT_ROUNDS:
+                score((prob, rounds, 0.0))
+        prob, rounds, _ = max((k for k in table if k is not None),
+                              key=lambda k: (table[k]["container_f1"], k[0], -k[1]))
+        for check in SLOT_CHECKS[1:]:
+            score((prob, rounds, check))
     best = best_slot_setting(table, tie)
     if write:
         block.update(enabled=best is not None,
-                     sweep={"off" if k is None else f"{k[0]:g}/{k[1]}": v
+                     sweep={"off" if k is None else "/".join(f"{v:g}" for v in k): v
                             for k, v in table.items()})
         if best is not None:
-            block.update(min_prob=best[0], rounds=best[1])
+            block.update(min_prob=best[0], rounds=int(best[1]), check_prob=best[2])
         _store(model_path, verifier={"container_neighbours": block})
     return {"best": best, "table": table}
 

@@ -78,10 +78,15 @@ def slot_labels(cx: np.ndarray, cy: np.ndarray, objs: list[dict[str, Any]],
     return out
 
 
+#: Harvested sample flags: an open slot beside a container, a container the detector found.
+FLAG_SLOT, FLAG_FOUND = 0, 1
+
+
 def chip_slots(rng: np.random.Generator, det: Detector, container_yards: float = 0.5,
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Crops (N, H+2m, W+2m, 3) and labels (N,) of the open slots beside the found and
-    the true containers of one random chip."""
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crops (N, H+2m, W+2m, 3), labels (N,) and flags (N,) (``FLAG_*``) of the open slots
+    beside the found and the true containers of one random chip, and of the containers
+    the detector found there (so the classifier may also check those)."""
     image, objs = _chip(rng, container_lines=0.5, container_yards=container_yards)
     kept = det.boxes(image)
     found = kept.take(np.nonzero(kept.kind == 1)[0])
@@ -89,12 +94,14 @@ def chip_slots(rng: np.random.Generator, det: Detector, container_yards: float =
     gap = rng.uniform(0.2, 0.8, len(parents)) / NATIVE_GSD
     h, w = image.shape[:2]
     prop = open_slots(kept, neighbour_proposals(parents, gap), w, h)
-    labels = slot_labels(prop.cx, prop.cy, objs)
+    both = Boxes.concat([prop, found])
+    flags = np.r_[np.full(len(prop), FLAG_SLOT), np.full(len(found), FLAG_FOUND)]
+    labels = slot_labels(both.cx, both.cy, objs)
     sel = np.nonzero(labels >= 0)[0]
     m = SLOT_MARGIN
-    crops = oriented_crops(image, prop.cx[sel], prop.cy[sel], prop.angle[sel],
+    crops = oriented_crops(image, both.cx[sel], both.cy[sel], both.angle[sel],
                            (CROP_H + 2 * m, CROP_W + 2 * m))
-    return crops, labels[sel]
+    return crops, labels[sel], flags[sel].astype(np.int8)
 
 
 def _worker(args: tuple[int, int, int, str | None, float]) -> dict[str, np.ndarray]:
@@ -103,16 +110,16 @@ def _worker(args: tuple[int, int, int, str | None, float]) -> dict[str, np.ndarr
     det.neighbours = det.slots = None  # the proposals are what the search would ask
     rng = np.random.default_rng([seed, wid, 7])
     parts = [chip_slots(rng, det, yards) for _ in range(n)]
-    return {"crops": np.concatenate([p[0] for p in parts]),
-            "labels": np.concatenate([p[1] for p in parts])}
+    return {k: np.concatenate([p[i] for p in parts])
+            for i, k in enumerate(("crops", "labels", "flags"))}
 
 
 def build_slot_data(out: str | os.PathLike[str], chips: int, seed: int = 0, workers: int = 2,
                     model: str | None = None, container_yards: float = 0.5,
                     ) -> dict[str, int]:
-    """Write ``out`` (.npz) with the crops and labels of the open slots of ``chips``
-    random chips (``model``: the detector folder whose candidates propose; default the
-    shipped one). Returns the counts."""
+    """Write ``out`` (.npz) with the crops, labels and flags of the open slots and found
+    containers of ``chips`` random chips (``model``: the detector folder whose boxes
+    propose; default the shipped one). Returns the counts."""
     per = [chips // workers + (1 if w < chips % workers else 0) for w in range(workers)]
     jobs = [(seed, w, per[w], model, container_yards) for w in range(workers) if per[w]]
     if len(jobs) > 1:
@@ -126,8 +133,10 @@ def build_slot_data(out: str | os.PathLike[str], chips: int, seed: int = 0, work
     tmp = out.with_suffix(".tmp.npz")
     np.savez(tmp, **data)
     os.replace(tmp, out)
-    y = data["labels"]
-    return {"samples": len(y), "container": int((y == 1).sum()), "empty": int((y == 0).sum())}
+    y, f = data["labels"], data["flags"]
+    return {"samples": len(y), "container": int((y == 1).sum()), "empty": int((y == 0).sum()),
+            "found": int((f == FLAG_FOUND).sum()),
+            "found_false": int(((f == FLAG_FOUND) & (y == 0)).sum())}
 
 
 class SlotNet(nn.Module):
@@ -186,7 +195,7 @@ def slot_probabilities(net: SlotNet, crops: np.ndarray) -> np.ndarray:
 
 
 def slot_metrics(p: np.ndarray, y: np.ndarray, t: float = 0.5) -> dict[str, float]:
-    """Share of occupied slots accepted and of empty ones refused at ``t``."""
+    """Share of occupied slots accepted and of empty ones refused at ``t`` (NaN: none)."""
     occ, emp = y == 1, y == 0
     return {"occupied_accepted": float((p[occ] >= t).mean()) if occ.any() else float("nan"),
             "empty_refused": float((p[emp] < t).mean()) if emp.any() else float("nan")}
@@ -204,6 +213,7 @@ def train_slots(data: str | os.PathLike[str], out_dir: str | os.PathLike[str], *
     rng = np.random.default_rng(seed)
     d = np.load(data)
     crops, labels = d["crops"], d["labels"].astype(np.float32)
+    flags = d["flags"] if "flags" in d else np.full(len(labels), FLAG_SLOT, np.int8)
     n = len(crops)
     if n < 2 or len(np.unique(labels)) < 2:
         raise ValueError("slot training needs both occupied and empty slots")
@@ -221,7 +231,13 @@ def train_slots(data: str | os.PathLike[str], out_dir: str | os.PathLike[str], *
         opt.zero_grad()
         loss.backward()
         opt.step()
-    metrics = slot_metrics(slot_probabilities(net, crops[val]), labels[val])
+    p = slot_probabilities(net, crops[val])
+    metrics = slot_metrics(p, labels[val])
+    found = flags[val] == FLAG_FOUND
+    if found.any():  # the detector's own containers: true ones kept, false ones dropped
+        f = slot_metrics(p[found], labels[val][found])
+        metrics.update(found_true_kept=f["occupied_accepted"],
+                       found_false_dropped=f["empty_refused"])
     out = Path(out_dir)
     export_crop_model(ExportedSlotNet(net), out / SLOT_FILE, ["container"])
     block = {
@@ -232,10 +248,12 @@ def train_slots(data: str | os.PathLike[str], out_dir: str | os.PathLike[str], *
         "parameters": sum(p.numel() for p in net.parameters()),
         "label_radius_m": SLOT_RADIUS_M, "empty_beyond_m": EMPTY_M,
         "training": {"samples": len(tr), "validation_samples": int(n_val),
+                     "found_containers": int((flags == FLAG_FOUND).sum()),
                      "occupied_share": round(float(labels.mean()), 4),
                      "steps": budget.step, "batch": batch, "lr": lr, "seed": seed,
                      "minutes": round(budget.elapsed() / 60, 1),
-                     "validation": {k: round(v, 4) for k, v in metrics.items()}},
+                     "validation": {k: round(v, 4) for k, v in metrics.items()
+                                    if v == v}},  # (NaN: no such samples held out)
     }
     meta = update_model_meta(out, "verifier", {"container_neighbours": block})
     return dict(meta["container_neighbours"])
