@@ -41,7 +41,7 @@ def draw_scenes(cache: Path, draw: int, per_gsd: int = 6) -> tuple[Path, list[st
 
 def apply_setting(det: Detector, spec: str) -> None:
     """``railcar_nms=IOU/IOMIN[/SPACING_M]``, ``candidate_nms=true|false``,
-    ``refiner_steps=N``, ``threshold=T`` or ``container_neighbours=PROB/ROUNDS[/GAP_M]|off``
+    ``refiner_steps=N``, ``threshold=T`` or ``container_neighbours=PROB/ROUNDS[/CHECK]|off``
     on a loaded detector."""
     key, _, value = spec.partition("=")
     if key == "railcar_nms":
@@ -52,7 +52,7 @@ def apply_setting(det: Detector, spec: str) -> None:
         if det.refiner is None:
             raise SystemExit(f"{spec!r}: this model has no box refiner")
         det.refiner.steps = int(value)
-    elif key == "container_neighbours":  # PROB/ROUNDS[/GAP_M], or off
+    elif key == "container_neighbours":  # PROB/ROUNDS[/CHECK], or off
         if value.lower() == "off":
             det.neighbours = det.slots = None
             return
@@ -60,9 +60,9 @@ def apply_setting(det: Detector, spec: str) -> None:
         search = NeighbourSearch.from_meta({**block, "enabled": True})
         if search is None:
             raise SystemExit(f"{spec!r}: this model has no container slot classifier")
-        prob, rounds, *gap = value.split("/")
+        prob, rounds, *check = value.split("/")
         det.neighbours = replace(search, min_prob=float(prob), rounds=int(rounds),
-                                 gap_m=float(gap[0]) if gap else search.gap_m)
+                                 check_prob=float(check[0]) if check else search.check_prob)
         det.slots = det.slots or SlotClassifier(det.path.with_name(search.file))
     elif key == "threshold":
         det.threshold = float(value)

@@ -3,9 +3,13 @@
 import numpy as np
 import pytest
 
+from railwatch.detect import Detector, detect
 from railwatch.detect.decode import Boxes
 from railwatch.detect.neighbours import NeighbourSearch, find_neighbours, neighbour_proposals
 from railwatch.detect.verify import CROP_H, CROP_W
+from railwatch.evaluate import evaluate
+from railwatch.geojson import write_geojson
+from railwatch.train.testsets import write_sim_scene
 
 
 def _boxes(cx, cy, kind, length=24.0, width=5.0, angle=0.0, score=0.8):
@@ -95,3 +99,24 @@ def test_a_check_drops_found_containers_the_judge_refuses_before_they_propose():
     off = find_neighbours(img, kept, _BrightIsContainer(),
                           NeighbourSearch(gap_m=0.5, min_prob=0.5, rounds=1), px_m=0.5)
     assert 100.5 in off.cy[off.kind == 1]
+
+
+def test_shipped_slot_step_finds_more_containers_on_fresh_scenes(tmp_path):
+    """Measured on these three scenes: container F1 0.913 -> 0.937, recall 0.923 -> 0.977
+    (on 2 x 36 validation scenes 0.869 / 0.859 -> 0.901 / 0.899)."""
+    scenes = tmp_path / "scenes"
+    for seed in (880011, 880012, 880013):
+        write_sim_scene(scenes, f"s{seed}", seed, 600, 0.5)
+    det = Detector()
+    assert det.slots is not None and det.neighbours.check_prob > 0
+    got = {}
+    for on in (True, False):
+        if not on:
+            det.neighbours = det.slots = None
+        out = tmp_path / str(on)
+        for tif in sorted(scenes.glob("*.tif")):
+            write_geojson(detect(tif, det), out / f"{tif.stem}.geojson")
+        got[on] = evaluate(scenes, out)["overall"]["by_kind"]["container"]
+    assert got[True]["truth"] > 100
+    assert got[True]["recall"] >= got[False]["recall"] + 0.03, got
+    assert got[True]["f1"] > got[False]["f1"] and got[True]["f1"] >= 0.9, got

@@ -212,7 +212,7 @@ def train_slots_cmd(
                              "written there)."),
     chips: int = typer.Option(8000, "--chips", min=1,
                               help="Random chips to harvest slots from (shipped: 8,000)."),
-    minutes: float = typer.Option(15.0, "--minutes", min=0.01,
+    minutes: float = typer.Option(12.0, "--minutes", min=0.01,
                                   help="Training wall-clock budget."),
     seed: int = typer.Option(0, "--seed", help="Random seed (data and weights)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Processes harvesting slots."),

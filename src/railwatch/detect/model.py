@@ -93,16 +93,19 @@ class Detector:
         # with the verifier: whether the candidates go through the NMS before it (the
         # default) or all reach it, the NMS after it then removing the duplicates
         self.candidate_nms = bool(vset["candidate_nms"])
-        # containers beside found ones (a fourth step; None: not looked for)
-        self.neighbours = (NeighbourSearch.from_meta(vset.get("container_neighbours"))
-                           if use_verifier else None)
-        self.slots: SlotClassifier | None = None
-        if self.neighbours is not None:
-            self.slots = SlotClassifier(p.with_name(self.neighbours.file), threads=threads,
-                                        providers=self.providers)
         if use_verifier:
             self.verifier = Verifier(vpath, threads=threads, providers=self.providers,
                                      second=Cascade.from_meta(vset.get("second")))
+        # the fourth step: the slot classifier checks the verifier's containers and looks
+        # beside them for more (like the refiner, only where its file is in the folder)
+        search = (NeighbourSearch.from_meta(vset.get("container_neighbours"))
+                  if use_verifier else None)
+        self.neighbours: NeighbourSearch | None = None
+        self.slots: SlotClassifier | None = None
+        if search is not None and p.with_name(search.file).exists():
+            self.neighbours = search
+            self.slots = SlotClassifier(p.with_name(search.file), threads=threads,
+                                        providers=self.providers)
         # the third stage (railwatch-box.onnx): moves kept railcars onto their cars
         rset = dict(self.meta.get("refiner") or {})
         rpath = p.with_name(rset.get("file", REFINER_FILE))
@@ -140,6 +143,18 @@ class Detector:
         if self.refiner is None:
             return None
         return f"{self.refiner.path.name} {self.meta['refiner'].get('version', '')}".strip()
+
+    @property
+    def slots_note(self) -> str | None:
+        """The slot classifier's file, version and settings; None when not used."""
+        if self.slots is None or self.neighbours is None:
+            return None
+        n = self.neighbours
+        block = self.meta["verifier"].get("container_neighbours", {})
+        check = (f"containers below {n.check_prob:g} dropped, " if n.check_prob > 0 else "")
+        return (f"{self.slots.path.name} {block.get('version', '')}: {check}neighbours "
+                f"accepted at {n.min_prob:g}, {n.rounds} round{'s' if n.rounds > 1 else ''}"
+                ).replace("  ", " ")
 
     def run(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw ONNX outputs (peaks (2, h, w), maps (14, h, w)) for one RGB uint8 tile."""

@@ -235,6 +235,7 @@ def detect(path: str | os.PathLike[str], detector: Detector | None = None,
         model=det_.path.name, model_version=det_.version, tiles=len(tiles),
         verifier=det_.verifier_note,
         refiner=det_.refiner_note,
+        containers=det_.slots_note,
         scaling=scaling.note or "8-bit as stored",
     )
     if scene.acquired is not None:

@@ -202,7 +202,7 @@ def slot_metrics(p: np.ndarray, y: np.ndarray, t: float = 0.5) -> dict[str, floa
 
 
 def train_slots(data: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
-                minutes: float = 10.0, seed: int = 0, batch: int = 128, lr: float = 2e-3,
+                minutes: float = 12.0, seed: int = 0, batch: int = 128, lr: float = 2e-3,
                 width: int = 12, threads: int = 2, val_fraction: float = 0.05,
                 max_steps: int | None = None) -> dict[str, Any]:
     """Train SlotNet on ``build_slot_data`` output for ``minutes`` (or ``max_steps``);
