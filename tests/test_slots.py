@@ -116,3 +116,22 @@ def test_train_slots_needs_a_detector_and_verifier(tmp_path):
     shutil.copy(model_dir() / "railwatch-det.onnx", tmp_path)
     r = CliRunner().invoke(app, ["train-slots", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "railwatch-ver.onnx" in r.output
+
+
+def test_train_slots_command_writes_a_slot_classifier_the_detector_loads(tmp_path):
+    for f in ("railwatch-det.onnx", "railwatch-ver.onnx", "railwatch-ver2.onnx",
+              "railwatch-box.onnx"):
+        shutil.copy(model_dir() / f, tmp_path)
+    meta = json.loads((model_dir() / "model.json").read_text())
+    meta["verifier"].pop("container_neighbours")
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    assert Detector(tmp_path).slots is None
+    r = CliRunner().invoke(app, ["train-slots", "--out", str(tmp_path), "--chips", "4",
+                                 "--minutes", "0.05", "--workers", "1", "--threads", "1",
+                                 "--no-calibrate", "--data", str(tmp_path / "s.npz")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "s.npz").exists()  # --data keeps the harvest for re-use
+    det = Detector(tmp_path)
+    assert det.slots is not None and det.slots_note.startswith("railwatch-slot.onnx")
+    p = det.slots(np.full((3, CROP_H, CROP_W, 3), 90, np.uint8))
+    assert p.shape == (3,) and np.all((p >= 0) & (p <= 1))

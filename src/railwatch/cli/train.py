@@ -8,6 +8,7 @@ torch)."""
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -24,6 +25,21 @@ def _training(module: str) -> ModuleType:
     except ImportError as exc:
         raise InputError(f"training needs the optional torch extra: pip install "
                          f"'railwatch[train]' ({exc})") from None
+
+
+def _data_files(data: list[Path] | None, tmp: str, name: str,
+                harvest: Callable[[Path], str]) -> list[Path]:
+    """The harvest files a training run pools: the given ones (existing files are reused;
+    one missing file is harvested into and kept), or one harvested into ``tmp/name``.
+    ``harvest(path)`` writes a file and returns a line saying what it holds."""
+    missing = [p for p in data or () if not p.exists()]
+    if len(missing) > 1:
+        raise InputError("only one --data file can be harvested into; these do not exist: "
+                         + ", ".join(map(str, missing)), missing[0])
+    paths = list(data) if data else [Path(tmp) / name]
+    for path in [p for p in paths if not p.exists()]:
+        info(harvest(path))
+    return paths
 
 
 def train_cmd(
@@ -101,20 +117,17 @@ def train_verifier_cmd(
     for other in average_with or ():
         if not other.is_file():
             raise InputError("verifier to average with not found", other)
-    missing = [p for p in data or () if not p.exists()]
-    if len(missing) > 1:
-        raise InputError("only one --data file can be harvested into; these do not exist: "
-                         + ", ".join(map(str, missing)), missing[0])
     import tempfile
 
+    def harvest(path: Path) -> str:
+        with progress() as bar:
+            bar.add_task(f"harvesting crops from {chips} chips", total=None)
+            counts = ver.build_data(path, chips, seed=seed, workers=workers, model=str(det),
+                                    container_yards=container_yards)
+        return f"{counts['samples']} crops ({counts['background']} background)"
+
     with tempfile.TemporaryDirectory() as tmp:
-        paths = list(data) if data else [Path(tmp) / "crops.npz"]
-        for path in [p for p in paths if not p.exists()]:
-            with progress() as bar:
-                bar.add_task(f"harvesting crops from {chips} chips", total=None)
-                counts = ver.build_data(path, chips, seed=seed, workers=workers, model=str(det),
-                                        container_yards=container_yards)
-            info(f"{counts['samples']} crops ({counts['background']} background)")
+        paths = _data_files(data, tmp, "crops.npz", harvest)
         with progress() as bar:
             task = bar.add_task("train verifier", total=None)
             block = ver.train_verifier(paths, out, minutes=minutes, seed=seed, threads=threads,
@@ -217,9 +230,9 @@ def train_slots_cmd(
     seed: int = typer.Option(0, "--seed", help="Random seed (data and weights)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Processes harvesting slots."),
     threads: int = typer.Option(2, "--threads", min=1, help="torch CPU threads."),
-    data: Path = typer.Option(
-        None, "--data", help="Harvested slots (.npz): reused when it exists, else harvested "
-        "into and kept."),
+    data: list[Path] = typer.Option(
+        None, "--data", help="Harvested slots (.npz, repeatable): existing files are reused "
+        "and pooled; one missing file is harvested into and kept."),
     calibrate: bool = typer.Option(
         True, "--calibrate/--no-calibrate",
         help="Choose the container probability and rounds on validation scenes."),
@@ -231,22 +244,24 @@ def train_slots_cmd(
             raise InputError(f"no {name} here: train the detector and its verifier first", out)
     import tempfile
 
+    def harvest(path: Path) -> str:
+        with progress() as bar:
+            bar.add_task(f"harvesting slots from {chips} chips", total=None)
+            counts = slots.build_slot_data(path, chips, seed=seed, workers=workers,
+                                           model=str(out))
+        return f"{counts['samples']} slots ({counts['container']} holding a container)"
+
     with tempfile.TemporaryDirectory() as tmp:
-        path = data or Path(tmp) / "slots.npz"
-        if not path.exists():
-            with progress() as bar:
-                bar.add_task(f"harvesting slots from {chips} chips", total=None)
-                counts = slots.build_slot_data(path, chips, seed=seed, workers=workers,
-                                               model=str(out))
-            info(f"{counts['samples']} slots ({counts['container']} holding a container)")
+        paths = _data_files(data, tmp, "slots.npz", harvest)
         try:
             with progress() as bar:
                 bar.add_task("train slot classifier", total=None)
-                block = slots.train_slots(path, out, minutes=minutes, seed=seed,
+                block = slots.train_slots(paths, out, minutes=minutes, seed=seed,
                                           threads=threads)
         except ValueError as exc:
-            raise InputError(str(exc), path) from None
-    v = block["training"]["validation"]
+            raise InputError(str(exc), paths[0]) from None
+    v = {k: block["training"]["validation"].get(k, float("nan"))
+         for k in ("occupied_accepted", "empty_refused")}  # (absent: none held out)
     info(f"slot classifier written to {out}/{block['file']}: on held-out slots, "
          f"{v['occupied_accepted']:.1%} of occupied ones accepted, {v['empty_refused']:.1%} "
          "of empty ones refused")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -201,19 +202,24 @@ def slot_metrics(p: np.ndarray, y: np.ndarray, t: float = 0.5) -> dict[str, floa
             "empty_refused": float((p[emp] < t).mean()) if emp.any() else float("nan")}
 
 
-def train_slots(data: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+def train_slots(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                out_dir: str | os.PathLike[str], *,
                 minutes: float = 12.0, seed: int = 0, batch: int = 128, lr: float = 2e-3,
                 width: int = 12, threads: int = 2, val_fraction: float = 0.05,
                 max_steps: int | None = None) -> dict[str, Any]:
-    """Train SlotNet on ``build_slot_data`` output for ``minutes`` (or ``max_steps``);
-    write ``railwatch-slot.onnx`` and the ``container_neighbours`` member of the
-    ``verifier`` block of ``out_dir/model.json``. Returns that member."""
+    """Train SlotNet on ``build_slot_data`` files (one or several, pooled) for ``minutes``
+    (or ``max_steps``); write ``railwatch-slot.onnx`` and the ``container_neighbours``
+    member of the ``verifier`` block of ``out_dir/model.json``. Returns that member."""
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)
-    d = np.load(data)
-    crops, labels = d["crops"], d["labels"].astype(np.float32)
-    flags = d["flags"] if "flags" in d else np.full(len(labels), FLAG_SLOT, np.int8)
+    files = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    parts = [np.load(f) for f in files]
+    crops = np.concatenate([d["crops"] for d in parts])
+    labels = np.concatenate([d["labels"] for d in parts]).astype(np.float32)
+    flags = np.concatenate([d["flags"] if "flags" in d else
+                            np.full(len(d["labels"]), FLAG_SLOT, np.int8) for d in parts])
+    del parts
     n = len(crops)
     if n < 2 or len(np.unique(labels)) < 2:
         raise ValueError("slot training needs both occupied and empty slots")
