@@ -271,8 +271,9 @@ def train_slots_cmd(
         best = calibrate_slots(out)["best"]
         info("container neighbours: " + ("not looked for (no setting helped on validation "
                                          "scenes)" if best is None else
-                                         f"probability at least {best[0]:g}, {best[1]:g} rounds, "
-                                         f"containers below {best[2]:g} dropped")
+                                         f"probability at least {best[0]:g}, {best[1]:g} "
+                                         f"round{'s' if best[1] > 1 else ''}, containers "
+                                         f"below {best[2]:g} dropped")
              + " (chosen on validation scenes, stored in model.json)")
 
 

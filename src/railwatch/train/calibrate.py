@@ -186,7 +186,7 @@ def calibrate_railcar_nms(model: str | os.PathLike[str], per_gsd: int = 2,
 #: probability below which it drops a container the verifier kept (0: never).
 SLOT_PROBS = (0.5, 0.7, 0.8, 0.9)
 SLOT_ROUNDS = (1, 2, 4)
-SLOT_CHECKS = (0.0, 0.2, 0.4, 0.6)
+SLOT_CHECKS = (0.0, 0.2, 0.4, 0.6, 0.8)
 
 
 def best_slot_setting(table: dict[Any, dict[str, float]],

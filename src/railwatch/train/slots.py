@@ -34,7 +34,7 @@ from railwatch.train.augment import sensor_jitter
 from railwatch.train.loop import NATIVE_GSD
 from railwatch.train.verifier import Budget, _chip, crop_cnn, export_crop_model, update_model_meta
 
-SLOT_VERSION = "0.1.0"
+SLOT_VERSION = "0.2.0"
 #: Crops are stored with this margin: training shifts them by at most 1 px (0.5 m), well
 #: inside the label radius.
 SLOT_MARGIN = 1
