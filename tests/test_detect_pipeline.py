@@ -30,6 +30,7 @@ class BlobDetector:
     version = "test"
     verifier_note = None
     refiner_note = None
+    slots_note = None
 
     def __init__(self):
         self.calls = 0
