@@ -31,6 +31,25 @@ def test_slot_labels_need_a_visible_container_centred_within_the_radius():
     assert slot_labels(cx, cy, [], radius_px=2.5, empty_px=5.0).tolist() == [0] * 7
 
 
+def test_container_cover_counts_a_box_on_two_containers_end_to_end_as_holding_them():
+    from railwatch.detect.decode import Boxes
+    from railwatch.train.slots import container_cover
+
+    def c(cx, cy, occluded=False):
+        return {"kind": "container", "cx": cx, "cy": cy, "length_px": 12.0, "width_px": 5.0,
+                "angle_rad": 0.0, "occluded": occluded}
+
+    objs = [c(50.0, 50.0), c(62.5, 50.0), c(50.0, 80.0, occluded=True)]
+    n = 4
+    z = np.zeros(n)
+    boxes = Boxes(np.array([56.25, 56.25, 44.0, 50.0]), np.array([50.0, 56.0, 50.0, 80.0]),
+                  np.array([25.0, 12.0, 12.0, 12.0]), z + 5.0, z, np.ones(n, int),
+                  np.full(n, -1), z, z, z, np.zeros((n, 3), np.uint8), z)
+    got = container_cover(boxes, objs)
+    # both covered whole (centre on the gap); beside the row; half over one; an occluded one
+    np.testing.assert_allclose(got, [1.0, 0.0, 0.5, 0.0], atol=1e-9)
+
+
 def test_slot_harvest_is_seeded_and_labels_both_kinds_of_slot(tmp_path):
     from railwatch.train.slots import FLAG_FOUND, SLOT_MARGIN, build_slot_data
 

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import shapely
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from railwatch.detect.decode import Boxes, empty_boxes
+from railwatch.detect.decode import Boxes, box_corners, empty_boxes
 from railwatch.detect.model import Detector
 from railwatch.detect.neighbours import SLOT_FILE, SLOT_RADIUS_M, neighbour_proposals, open_slots
 from railwatch.detect.verify import CROP_H, CROP_W, oriented_crops
@@ -34,12 +35,15 @@ from railwatch.train.augment import sensor_jitter
 from railwatch.train.loop import NATIVE_GSD
 from railwatch.train.verifier import Budget, _chip, crop_cnn, export_crop_model, update_model_meta
 
-SLOT_VERSION = "0.2.0"
+SLOT_VERSION = "0.3.0"
 #: Crops are stored with this margin: training shifts them by at most 1 px (0.5 m), well
 #: inside the label radius.
 SLOT_MARGIN = 1
-#: No true object within this distance (metres): the slot is empty.
+#: No container's centre within this distance (metres): the slot is empty.
 EMPTY_M = 2.5
+#: A found box covering this share of a true container holds it (labelled 1); one
+#: covering less than ``COVER_HELD`` but at least ``COVER_SOME`` is left out.
+COVER_HELD, COVER_SOME = 0.5, 0.1
 
 
 def _truth_boxes(objs: list[dict[str, Any]], rng: np.random.Generator) -> Boxes:
@@ -79,6 +83,23 @@ def slot_labels(cx: np.ndarray, cy: np.ndarray, objs: list[dict[str, Any]],
     return out
 
 
+def container_cover(boxes: Boxes, objs: list[dict[str, Any]]) -> np.ndarray:
+    """(N,) the largest share of a visible true container's footprint that each box
+    covers (0 where it covers none)."""
+    out = np.zeros(len(boxes))
+    box = [o for o in objs if o["kind"] == "container" and not o.get("occluded")]
+    if len(boxes) == 0 or not box:
+        return out
+    t = shapely.polygons(box_corners(*(np.array([o[k] for o in box], float) for k in
+                                      ("cx", "cy", "length_px", "width_px", "angle_rad"))))
+    b = shapely.polygons(boxes.corners())
+    i, j = shapely.STRtree(t).query(b, predicate="intersects")
+    if len(i):
+        share = shapely.area(shapely.intersection(b[i], t[j])) / shapely.area(t[j])
+        np.maximum.at(out, i, share)
+    return out
+
+
 #: Harvested sample flags: an open slot beside a container, a container the detector found.
 FLAG_SLOT, FLAG_FOUND = 0, 1
 
@@ -98,6 +119,12 @@ def chip_slots(rng: np.random.Generator, det: Detector, container_yards: float =
     both = Boxes.concat([prop, found])
     flags = np.r_[np.full(len(prop), FLAG_SLOT), np.full(len(found), FLAG_FOUND)]
     labels = slot_labels(both.cx, both.cy, objs)
+    # a found box may hold a container without being centred on one: a box on two
+    # containers end to end is centred on the gap between them but covers both
+    cover = container_cover(found, objs)
+    lf = labels[len(prop):]
+    lf[cover >= COVER_HELD] = 1
+    lf[(lf == 0) & (cover >= COVER_SOME)] = -1
     sel = np.nonzero(labels >= 0)[0]
     m = SLOT_MARGIN
     crops = oriented_crops(image, both.cx[sel], both.cy[sel], both.angle[sel],
