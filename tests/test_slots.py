@@ -50,6 +50,14 @@ def test_container_cover_counts_a_box_on_two_containers_end_to_end_as_holding_th
     np.testing.assert_allclose(got, [1.0, 0.0, 0.5, 0.0], atol=1e-9)
 
 
+def test_a_found_box_covering_half_a_container_holds_it_whatever_its_centre():
+    from railwatch.train.slots import held_labels
+
+    centre = np.array([0, 0, 0, -1, 1, 0], np.int8)
+    cover = np.array([0.6, 0.3, 0.05, 0.7, 0.0, 0.5])
+    assert held_labels(centre, cover).tolist() == [1, -1, 0, 1, 1, 1]
+
+
 def test_slot_harvest_is_seeded_and_labels_both_kinds_of_slot(tmp_path):
     from railwatch.train.slots import FLAG_FOUND, SLOT_MARGIN, build_slot_data
 

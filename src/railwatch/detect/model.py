@@ -150,11 +150,11 @@ class Detector:
         if self.slots is None or self.neighbours is None:
             return None
         n = self.neighbours
-        block = self.meta["verifier"].get("container_neighbours", {})
+        version = self.meta["verifier"].get("container_neighbours", {}).get("version")
+        name = f"{self.slots.path.name} {version}" if version else self.slots.path.name
         check = (f"containers below {n.check_prob:g} dropped, " if n.check_prob > 0 else "")
-        return (f"{self.slots.path.name} {block.get('version', '')}: {check}neighbours "
-                f"accepted at {n.min_prob:g}, {n.rounds} round{'s' if n.rounds > 1 else ''}"
-                ).replace("  ", " ")
+        return (f"{name}: {check}neighbours accepted at {n.min_prob:g}, {n.rounds} "
+                f"round{'s' if n.rounds > 1 else ''}")
 
     def run(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw ONNX outputs (peaks (2, h, w), maps (14, h, w)) for one RGB uint8 tile."""

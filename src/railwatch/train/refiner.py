@@ -32,6 +32,7 @@ from railwatch.train.verifier import (
     _center,
     crop_cnn,
     export_crop_model,
+    holdout,
     quantize_crop_model,
     update_model_meta,
 )
@@ -170,9 +171,8 @@ def train_refiner(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     n = len(crops)
     if n < 2:
         raise ValueError("no crops with box targets to train on")
-    order = rng.permutation(n)
-    n_val = max(1, int(n * val_fraction))
-    val, tr = order[:n_val], order[n_val:]
+    val, tr = holdout(n, val_fraction, rng)
+    n_val = len(val)
     net = RefNet(width)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     budget = Budget(minutes, max_steps)

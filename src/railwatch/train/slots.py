@@ -33,7 +33,16 @@ from railwatch.detect.neighbours import SLOT_FILE, SLOT_RADIUS_M, neighbour_prop
 from railwatch.detect.verify import CROP_H, CROP_W, oriented_crops
 from railwatch.train.augment import sensor_jitter
 from railwatch.train.loop import NATIVE_GSD
-from railwatch.train.verifier import Budget, _chip, crop_cnn, export_crop_model, update_model_meta
+from railwatch.train.verifier import (
+    Budget,
+    _augment,
+    _center,
+    _chip,
+    crop_cnn,
+    export_crop_model,
+    holdout,
+    update_model_meta,
+)
 
 SLOT_VERSION = "0.3.0"
 #: Crops are stored with this margin: training shifts them by at most 1 px (0.5 m), well
@@ -52,15 +61,13 @@ def _truth_boxes(objs: list[dict[str, Any]], rng: np.random.Generator) -> Boxes:
     if not c:
         return empty_boxes()
     n = len(c)
-    b = Boxes(*(np.zeros(n) for _ in range(5)), np.ones(n, int), np.full(n, -1),
-              np.zeros(n), np.zeros(n), np.full(n, 0.5), np.zeros((n, 3), np.uint8),
-              np.full(n, np.nan))
-    b.cx = np.array([o["cx"] for o in c]) + rng.normal(0, 0.5, n)
-    b.cy = np.array([o["cy"] for o in c]) + rng.normal(0, 0.5, n)
-    b.length = np.array([o["length_px"] for o in c])
-    b.width = np.array([o["width_px"] for o in c]) * rng.uniform(0.9, 1.1, n)
-    b.angle = np.array([o["angle_rad"] for o in c]) + rng.normal(0, 0.02, n)
-    return b
+    cx = np.array([o["cx"] for o in c]) + rng.normal(0, 0.5, n)
+    cy = np.array([o["cy"] for o in c]) + rng.normal(0, 0.5, n)
+    width = np.array([o["width_px"] for o in c]) * rng.uniform(0.9, 1.1, n)
+    angle = np.array([o["angle_rad"] for o in c]) + rng.normal(0, 0.02, n)
+    return Boxes(cx, cy, np.array([o["length_px"] for o in c]), width, angle,
+                 np.ones(n, int), np.full(n, -1), np.zeros(n), np.zeros(n), np.full(n, 0.5),
+                 np.zeros((n, 3), np.uint8), np.full(n, np.nan))
 
 
 def slot_labels(cx: np.ndarray, cy: np.ndarray, objs: list[dict[str, Any]],
@@ -100,6 +107,14 @@ def container_cover(boxes: Boxes, objs: list[dict[str, Any]]) -> np.ndarray:
     return out
 
 
+def held_labels(centre: np.ndarray, cover: np.ndarray) -> np.ndarray:
+    """Labels of the detector's own boxes: ``centre`` (``slot_labels``) raised to 1 where
+    the box covers at least ``COVER_HELD`` of a container, and left out (-1) where it is
+    not centred on one but covers at least ``COVER_SOME``."""
+    out = np.where(cover >= COVER_HELD, 1, centre)
+    return np.where((out == 0) & (cover >= COVER_SOME), -1, out).astype(np.int8)
+
+
 #: Harvested sample flags: an open slot beside a container, a container the detector found.
 FLAG_SLOT, FLAG_FOUND = 0, 1
 
@@ -121,10 +136,7 @@ def chip_slots(rng: np.random.Generator, det: Detector, container_yards: float =
     labels = slot_labels(both.cx, both.cy, objs)
     # a found box may hold a container without being centred on one: a box on two
     # containers end to end is centred on the gap between them but covers both
-    cover = container_cover(found, objs)
-    lf = labels[len(prop):]
-    lf[cover >= COVER_HELD] = 1
-    lf[(lf == 0) & (cover >= COVER_SOME)] = -1
+    labels[len(prop):] = held_labels(labels[len(prop):], container_cover(found, objs))
     sel = np.nonzero(labels >= 0)[0]
     m = SLOT_MARGIN
     crops = oriented_crops(image, both.cx[sel], both.cy[sel], both.angle[sel],
@@ -193,31 +205,14 @@ class ExportedSlotNet(nn.Module):
         return torch.sigmoid(self.net(x))
 
 
-def _augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Shift by at most ``SLOT_MARGIN``, 180-degree turn, mirror across the axis."""
-    n, m = len(x), SLOT_MARGIN
-    out = np.empty((n, CROP_H, CROP_W, 3), np.uint8)
-    dy = rng.integers(0, 2 * m + 1, n)
-    dx = rng.integers(0, 2 * m + 1, n)
-    for i in range(n):
-        c = x[i, dy[i]:dy[i] + CROP_H, dx[i]:dx[i] + CROP_W]
-        if rng.random() < 0.5:
-            c = c[::-1, ::-1]
-        if rng.random() < 0.5:
-            c = c[::-1]
-        out[i] = c
-    return out
-
-
 def slot_probabilities(net: SlotNet, crops: np.ndarray) -> np.ndarray:
     """(N,) P(container) of stored (margined) crops."""
     net.eval()
-    m = SLOT_MARGIN
     out = []
     with torch.no_grad():
         for i in range(0, len(crops), 512):
             x = torch.from_numpy(np.ascontiguousarray(
-                crops[i:i + 512, m:m + CROP_H, m:m + CROP_W].transpose(0, 3, 1, 2))).float()
+                _center(crops[i:i + 512], SLOT_MARGIN).transpose(0, 3, 1, 2))).float()
             out.append(torch.sigmoid(net(x))[:, 0].numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -250,15 +245,14 @@ def train_slots(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     n = len(crops)
     if n < 2 or len(np.unique(labels)) < 2:
         raise ValueError("slot training needs both occupied and empty slots")
-    order = rng.permutation(n)
-    n_val = max(1, int(n * val_fraction))
-    val, tr = order[:n_val], order[n_val:]
+    val, tr = holdout(n, val_fraction, rng)
+    n_val = len(val)
     net = SlotNet(width)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     budget = Budget(minutes, max_steps)
     for idx in budget.batches(opt, lr, tr, batch, rng):
         net.train()
-        x = np.stack([sensor_jitter(c, rng) for c in _augment(crops[idx], rng)])
+        x = np.stack([sensor_jitter(c, rng) for c in _augment(crops[idx], rng, SLOT_MARGIN)])
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float()
         loss = F.binary_cross_entropy_with_logits(net(xt)[:, 0], torch.from_numpy(labels[idx]))
         opt.zero_grad()

@@ -295,12 +295,12 @@ def export_verifier(net: VerNet, path: str | os.PathLike[str]) -> Path:
 
 
 # ------------------------------------------------------------------------- training
-def _augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random shift within the margin, 180-degree turn and mirror across the car's axis."""
+def _augment(x: np.ndarray, rng: np.random.Generator, margin: int = MARGIN) -> np.ndarray:
+    """Random shift within ``margin``, 180-degree turn and mirror across the car's axis."""
     n = len(x)
     out = np.empty((n, CROP_H, CROP_W, 3), np.uint8)
-    dy = rng.integers(0, 2 * MARGIN + 1, n)
-    dx = rng.integers(0, 2 * MARGIN + 1, n)
+    dy = rng.integers(0, 2 * margin + 1, n)
+    dx = rng.integers(0, 2 * margin + 1, n)
     for i in range(n):
         c = x[i, dy[i]:dy[i] + CROP_H, dx[i]:dx[i] + CROP_W]
         if rng.random() < 0.5:
@@ -311,8 +311,16 @@ def _augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def _center(x: np.ndarray) -> np.ndarray:
-    return x[:, MARGIN:MARGIN + CROP_H, MARGIN:MARGIN + CROP_W]
+def _center(x: np.ndarray, margin: int = MARGIN) -> np.ndarray:
+    return x[:, margin:margin + CROP_H, margin:margin + CROP_W]
+
+
+def holdout(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out, training) indices of ``n`` samples: a random ``fraction`` (at least one)
+    held out."""
+    order = rng.permutation(n)
+    n_val = max(1, int(n * fraction))
+    return order[:n_val], order[n_val:]
 
 
 def _losses(out: tuple[torch.Tensor, ...], y: torch.Tensor) -> torch.Tensor:
@@ -420,10 +428,8 @@ def train_verifier(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str
     if (flags == FLAG_REFINE).any():  # the box refiner's samples are not for the verifier
         sel = flags != FLAG_REFINE
         crops, labels, flags = crops[sel], labels[sel], flags[sel]
-    n = len(crops)
-    order = rng.permutation(n)
-    n_val = max(1, int(n * val_fraction))
-    val, tr = order[:n_val], order[n_val:]
+    val, tr = holdout(len(crops), val_fraction, rng)
+    n_val = len(val)
     net = VerNet(width)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     budget = Budget(minutes, max_steps)
