@@ -4,6 +4,8 @@ set): the numbers a choice between them is made on.
     .venv/bin/python bench/bench_validation.py shipped OTHER_MODEL_DIR --draw 0 --draw 1
     .venv/bin/python bench/bench_validation.py shipped --set railcar_nms=0.15/0.15/3 \\
         --set candidate_nms=false --set refiner_steps=1 --set container_neighbours=0.7/2
+    .venv/bin/python bench/bench_validation.py CLASS_MODEL --set classes=off \
+        --set classes=0.5 --set classes=1/covered
 
 A draw is 36 scenes (6 per GSD and renderer, 300 x 300 m; ``write_validation_scenes``
 with ``first`` = 6 x draw), written once into ``--cache`` and reused. Each model is scored
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from railwatch.detect import Detector
+from railwatch.detect.classify import ClassStage
 from railwatch.detect.decode import RailcarRule
 from railwatch.detect.neighbours import NeighbourSearch, SlotClassifier
 from railwatch.evaluate import evaluate_pair, summarise
@@ -41,8 +44,8 @@ def draw_scenes(cache: Path, draw: int, per_gsd: int = 6) -> tuple[Path, list[st
 
 def apply_setting(det: Detector, spec: str) -> None:
     """``railcar_nms=IOU/IOMIN[/SPACING_M]``, ``candidate_nms=true|false``,
-    ``refiner_steps=N``, ``threshold=T`` or ``container_neighbours=PROB/ROUNDS[/CHECK]|off``
-    on a loaded detector."""
+    ``refiner_steps=N``, ``threshold=T``, ``container_neighbours=PROB/ROUNDS[/CHECK]|off``
+    or ``classes=WEIGHT[/covered]|off`` on a loaded detector."""
     key, _, value = spec.partition("=")
     if key == "railcar_nms":
         det.railcar_nms = RailcarRule(*map(float, value.split("/")))
@@ -64,6 +67,14 @@ def apply_setting(det: Detector, spec: str) -> None:
         det.neighbours = replace(search, min_prob=float(prob), rounds=int(rounds),
                                  check_prob=float(check[0]) if check else search.check_prob)
         det.slots = det.slots or SlotClassifier(det.path.with_name(search.file))
+    elif key == "classes":  # WEIGHT[/covered], or off
+        if value.lower() == "off":
+            det.classifier = det.class_stage = None
+            return
+        if det.classifier is None:
+            raise SystemExit(f"{spec!r}: this model has no class stage")
+        weight, *cov = value.split("/")
+        det.class_stage = ClassStage(float(weight), cov == ["covered"], det.classifier.path.name)
     elif key == "threshold":
         det.threshold = float(value)
     else:

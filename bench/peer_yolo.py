@@ -207,6 +207,8 @@ class PeerDetector:
     railcar_nms = None
     verifier_note = None
     refiner_note = None
+    slots_note = None
+    classifier_note = None
 
     def __init__(self, weights: str | os.PathLike[str], conf: float | None = None,
                  imgsz: int = 1024, threads: int | None = None) -> None:

@@ -31,6 +31,7 @@ class BlobDetector:
     verifier_note = None
     refiner_note = None
     slots_note = None
+    classifier_note = None
 
     def __init__(self):
         self.calls = 0

@@ -2,6 +2,7 @@
 `railwatch train-verifier --out MODEL_DIR`: train its second stage;
 `railwatch train-refiner --out MODEL_DIR`: train its third stage;
 `railwatch train-slots --out MODEL_DIR`: train its container slot classifier;
+`railwatch train-classifier --out MODEL_DIR`: train its class stage;
 `railwatch train-structures --out DIR`: train the change finder's structure maps (all need
 torch)."""
 
@@ -277,6 +278,53 @@ def train_slots_cmd(
              + " (chosen on validation scenes, stored in model.json)")
 
 
+def train_classifier_cmd(
+    out: Path = typer.Option(..., "--out", help="Model folder with the detector and its "
+                             "verifier (the class stage and its model.json entry are written "
+                             "there)."),
+    chips: int = typer.Option(20000, "--chips", min=1,
+                              help="Random chips whose true railcars are learnt from "
+                              "(shipped: 20,000 in two harvests)."),
+    minutes: float = typer.Option(35.0, "--minutes", min=0.01,
+                                  help="Training wall-clock budget."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (data and weights)."),
+    sim_share: float = typer.Option(0.5, "--sim-share", min=0.0, max=1.0,
+                                    help="Share of chips from the scene simulator (the rest "
+                                    "from the own chip renderer)."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Processes rendering chips."),
+    threads: int = typer.Option(2, "--threads", min=1, help="torch CPU threads."),
+    data: list[Path] = typer.Option(
+        None, "--data", help="Harvested railcar crops (.npz, repeatable): existing files are "
+        "reused and pooled; one missing file is harvested into and kept."),
+) -> None:
+    """Train the class stage that names each kept railcar's class at its final box."""
+    classes = _training("railwatch.train.classes")
+    for name in ("railwatch-det.onnx", "railwatch-ver.onnx"):
+        if not (out / name).is_file():
+            raise InputError(f"no {name} here: train the detector and its verifier first", out)
+    import tempfile
+
+    def harvest(path: Path) -> str:
+        with progress() as bar:
+            bar.add_task(f"cutting true railcars from {chips} chips", total=None)
+            counts = classes.build_class_data(path, chips, seed=seed, workers=workers,
+                                              sim_share=sim_share)
+        return f"{counts['samples']} railcars ({counts['covered']} covered)"
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = _data_files(data, tmp, "railcars.npz", harvest)
+        with progress() as bar:
+            bar.add_task("train class stage", total=None)
+            block = classes.train_classifier(paths, out, minutes=minutes, seed=seed,
+                                             threads=threads)
+    v = block["training"]["validation"]
+    info(f"class stage written to {out}/{block['file']}: on held-out railcars class "
+         f"accuracy {v.get('class_accuracy', float('nan')):.1%}, covered "
+         f"{v.get('covered_accuracy', float('nan')):.1%}; it decides the class alone "
+         "(weight 1 in model.json's classifier block; choose the weight on validation "
+         "scenes with bench/bench_validation.py --set classes=WEIGHT)")
+
+
 def train_structures_cmd(
     out: Path = typer.Option(..., "--out", help="Folder for railwatch-struct.onnx, its .pt "
                              "weights and railwatch-struct.json (copy the .onnx and .json to "
@@ -327,4 +375,5 @@ def register(app: typer.Typer) -> None:
     app.command("train-verifier")(train_verifier_cmd)
     app.command("train-refiner")(train_refiner_cmd)
     app.command("train-slots")(train_slots_cmd)
+    app.command("train-classifier")(train_classifier_cmd)
     app.command("train-structures")(train_structures_cmd)

@@ -11,6 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from railwatch.detect.classify import ClassStage, classify_railcars
 from railwatch.detect.decode import PIXEL_CRS, Boxes, RailcarRule, decode, rotated_nms
 from railwatch.detect.neighbours import NeighbourSearch, SlotClassifier, find_neighbours
 from railwatch.detect.refine import MAX_SHIFT_M, REFINER_FILE, Refiner
@@ -106,6 +107,15 @@ class Detector:
             self.neighbours = search
             self.slots = SlotClassifier(p.with_name(search.file), threads=threads,
                                         providers=self.providers)
+        # the fifth step: the class stage names each kept railcar's class again at its
+        # final box (only where its file is in the folder)
+        stage = ClassStage.from_meta(self.meta.get("classifier")) if use_verifier else None
+        self.class_stage: ClassStage | None = None
+        self.classifier: Verifier | None = None
+        if stage is not None and p.with_name(stage.file).exists():
+            self.class_stage = stage
+            self.classifier = Verifier(p.with_name(stage.file), threads=threads,
+                                       providers=self.providers)
         # the third stage (railwatch-box.onnx): moves kept railcars onto their cars
         rset = dict(self.meta.get("refiner") or {})
         rpath = p.with_name(rset.get("file", REFINER_FILE))
@@ -156,6 +166,17 @@ class Detector:
         return (f"{name}: {check}neighbours accepted at {n.min_prob:g}, {n.rounds} "
                 f"round{'s' if n.rounds > 1 else ''}")
 
+    @property
+    def classifier_note(self) -> str | None:
+        """The class stage's file, version and weight; None when not used."""
+        if self.classifier is None or self.class_stage is None:
+            return None
+        st = self.class_stage
+        version = self.meta["classifier"].get("version", "")
+        also = " and covered" if st.covered else ""
+        return (f"{self.classifier.path.name} {version}".strip()
+                + f": class{also} at the final box, weight {st.weight:g} against the verifier")
+
     def run(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw ONNX outputs (peaks (2, h, w), maps (14, h, w)) for one RGB uint8 tile."""
         h, w = tile.shape[:2]
@@ -192,6 +213,8 @@ class Detector:
         if self.railcar_nms is not None or not early_nms:  # on the final kinds and boxes
             b = rotated_nms(b, self.nms_iou, railcar=self.railcar_nms,
                             px_m=self.native_gsd_m)
+        if self.classifier is not None and self.class_stage is not None:
+            b = classify_railcars(tile, b, self.classifier, self.class_stage)
         if self.slots is not None and self.neighbours is not None:
             b = find_neighbours(tile, b, self.slots, self.neighbours, self.native_gsd_m,
                                 self.nms_iou)

@@ -236,6 +236,7 @@ def detect(path: str | os.PathLike[str], detector: Detector | None = None,
         verifier=det_.verifier_note,
         refiner=det_.refiner_note,
         containers=det_.slots_note,
+        classes=det_.classifier_note,
         scaling=scaling.note or "8-bit as stored",
     )
     if scene.acquired is not None:

@@ -47,11 +47,13 @@ KIND_BG, KIND_RAILCAR, KIND_CONTAINER = 0, 1, 2
 
 # ----------------------------------------------------------------------------- data
 def _chip(rng: np.random.Generator, px_native: int = 320, container_lines: float = 0.4,
-          container_yards: float = 0.0) -> tuple[np.ndarray, list[dict]]:
-    """A random chip at the native GSD with raster-convention object dicts."""
+          container_yards: float = 0.0, sim_share: float = 0.65,
+          ) -> tuple[np.ndarray, list[dict]]:
+    """A random chip at the native GSD with raster-convention object dicts, from the
+    scene simulator (``sim_share`` of chips) or the own chip renderer."""
     gsd = float(rng.choice([0.3, 0.4, 0.5, 0.5, 0.6, 0.8])) * float(rng.uniform(0.93, 1.07))
     px = math.ceil(px_native * NATIVE_GSD / gsd)
-    if rng.random() < 0.65:
+    if rng.random() < sim_share:
         from railwatch.simulate.chips import generate_chip, object_records
 
         image, objects, _ = generate_chip(rng, px, gsd=gsd, container_lines=container_lines,
