@@ -52,9 +52,13 @@ def test_training_writes_a_stage_the_detector_runs(tmp_path):
     from railwatch.train.classes import build_class_data, train_classifier
 
     folder = _model_folder(tmp_path / "m")
+    stale = json.loads((folder / "model.json").read_text())
+    stale["classifier"] = {"weight": 0.3, "covered": True, "chosen": "for an earlier stage"}
+    (folder / "model.json").write_text(json.dumps(stale))
     build_class_data(tmp_path / "c.npz", 8, seed=1, workers=1)
     block = train_classifier(tmp_path / "c.npz", folder, minutes=1.0, max_steps=6, threads=1)
     assert block["file"] == CLASSIFIER_FILE and block["weight"] == 1.0
+    assert block["covered"] is False and "chosen" not in block  # the earlier block is gone
     assert block["training"]["steps"] == 6
     assert (folder / CLASSIFIER_FILE).exists() and not (folder / "railwatch-ver.onnx.tmp").exists()
     meta = json.loads((folder / "model.json").read_text())

@@ -92,7 +92,8 @@ def train_classifier(data: str | os.PathLike[str] | Sequence[str | os.PathLike[s
                      ) -> dict[str, Any]:
     """Train the class stage on ``build_class_data`` files (pooled); write
     ``railwatch-cls.onnx`` and the ``classifier`` block of ``out_dir/model.json``
-    (weight 1, covered not decided, until ``calibrate_classifier`` chooses). Returns it."""
+    (weight 1, covered from the verifier, until a weight is chosen on validation scenes;
+    an earlier stage's block is replaced whole). Returns it."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,4 +110,5 @@ def train_classifier(data: str | os.PathLike[str] | Sequence[str | os.PathLike[s
         "training": {**ver["training"], "validation": {
             k: v[k] for k in ("class_accuracy", "covered_accuracy") if k in v}},
     }
-    return update_model_meta(out, "classifier", block)
+    # a new stage: nothing said of an earlier one (its choice, harvest, commands) stays
+    return update_model_meta(out, "classifier", block, replace=True)

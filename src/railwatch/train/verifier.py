@@ -468,12 +468,13 @@ def train_verifier(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str
 
 
 def update_model_meta(model_dir: str | os.PathLike[str], key: str, values: dict[str, Any],
-                      ) -> dict[str, Any]:
+                      replace: bool = False) -> dict[str, Any]:
     """Merge ``values`` into the ``key`` block of ``model_dir/model.json`` (atomic; a value
-    of None removes that entry); returns the block."""
+    of None removes that entry; ``replace``: the block becomes ``values`` alone, so no
+    entry of an earlier model stays); returns the block."""
     meta_path = Path(model_dir) / "model.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    merged = {**meta.get(key, {}), **values}
+    merged = dict(values) if replace else {**meta.get(key, {}), **values}
     meta[key] = {k: v for k, v in merged.items() if v is not None}
     tmp = meta_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(meta, indent=2))
