@@ -90,10 +90,9 @@ def test_shipped_class_stage_names_more_railcars_right_on_fresh_scenes(tmp_path)
     """Measured on these eight scenes (four per renderer) with class stage 0.1.0 (8 bits):
     class accuracy 0.799 -> 0.863, covered 0.856 -> 0.885 (on the 48 test scenes 0.803 ->
     0.841 and 0.918 -> 0.935)."""
-    from railwatch.detect import Detector, detect
-    from railwatch.evaluate import evaluate
-    from railwatch.geojson import write_geojson
+    from railwatch.detect import Detector
     from railwatch.train.testsets import write_own_scene, write_sim_scene
+    from scoring import score_on_and_off
 
     scenes = tmp_path / "scenes"
     for seed in (880021, 880022, 880023, 880024):
@@ -101,14 +100,10 @@ def test_shipped_class_stage_names_more_railcars_right_on_fresh_scenes(tmp_path)
         write_sim_scene(scenes, f"sim{seed}", seed, 600, 0.5)
     det = Detector()
     assert det.classifier is not None and det.class_stage.covered
-    got = {}
-    for on in (True, False):
-        if not on:
-            det.classifier = det.class_stage = None
-        out = tmp_path / str(on)
-        for tif in sorted(scenes.glob("*.tif")):
-            write_geojson(detect(tif, det), out / f"{tif.stem}.geojson")
-        got[on] = evaluate(scenes, out)["overall"]
+    def off(d):
+        d.classifier = d.class_stage = None
+
+    got = score_on_and_off(det, scenes, tmp_path, off)
     assert got[True]["by_kind"]["railcar"]["tp"] > 120
     assert got[True]["f1"] == got[False]["f1"]  # the stage names cars, it finds none
     assert got[True]["class_accuracy"] >= got[False]["class_accuracy"] + 0.03, got

@@ -3,13 +3,12 @@
 import numpy as np
 import pytest
 
-from railwatch.detect import Detector, detect
+from railwatch.detect import Detector
 from railwatch.detect.decode import Boxes
 from railwatch.detect.neighbours import NeighbourSearch, find_neighbours, neighbour_proposals
 from railwatch.detect.verify import CROP_H, CROP_W
-from railwatch.evaluate import evaluate
-from railwatch.geojson import write_geojson
 from railwatch.train.testsets import write_sim_scene
+from scoring import score_on_and_off
 
 
 def _boxes(cx, cy, kind, length=24.0, width=5.0, angle=0.0, score=0.8):
@@ -110,14 +109,11 @@ def test_shipped_slot_step_finds_more_containers_on_fresh_scenes(tmp_path):
         write_sim_scene(scenes, f"s{seed}", seed, 600, 0.5)
     det = Detector()
     assert det.slots is not None and det.neighbours.check_prob > 0
-    got = {}
-    for on in (True, False):
-        if not on:
-            det.neighbours = det.slots = None
-        out = tmp_path / str(on)
-        for tif in sorted(scenes.glob("*.tif")):
-            write_geojson(detect(tif, det), out / f"{tif.stem}.geojson")
-        got[on] = evaluate(scenes, out)["overall"]["by_kind"]["container"]
+    def off(d):
+        d.neighbours = d.slots = None
+
+    got = {on: s["by_kind"]["container"]
+           for on, s in score_on_and_off(det, scenes, tmp_path, off).items()}
     assert got[True]["truth"] > 100
     assert got[True]["recall"] >= got[False]["recall"] + 0.03, got
     assert got[True]["f1"] > got[False]["f1"] and got[True]["f1"] >= 0.9, got

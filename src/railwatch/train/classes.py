@@ -10,7 +10,6 @@ the look of one), each crop's centre and angle moved by about what the refiner l
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import shutil
 import tempfile
@@ -27,6 +26,9 @@ from railwatch.train.verifier import (
     MARGIN,
     _chip,
     _label,
+    chips_per_worker,
+    run_workers,
+    save_npz,
     train_verifier,
     update_model_meta,
 )
@@ -68,20 +70,11 @@ def build_class_data(out: str | os.PathLike[str], chips: int, seed: int = 0,
     """Write ``out`` (.npz: crops, labels, flags, as ``build_data``) with the true railcars
     of ``chips`` random chips (``sim_share`` of them from the scene simulator, the rest
     from the own renderer); returns counts."""
-    per = [chips // workers + (1 if w < chips % workers else 0) for w in range(workers)]
-    jobs = [(seed, w, per[w], sim_share) for w in range(workers) if per[w]]
-    if len(jobs) > 1:
-        with mp.get_context("spawn").Pool(len(jobs)) as pool:
-            parts = pool.map(_worker, jobs)
-    else:
-        parts = [_worker(jobs[0])]
+    per = chips_per_worker(chips, workers)
+    parts = run_workers(_worker, [(seed, w, per[w], sim_share) for w in range(workers) if per[w]])
     crops = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.npz")
-    np.savez(tmp, crops=crops, labels=labels, flags=np.full(len(labels), FLAG_TRUTH, np.int8))
-    os.replace(tmp, out)
+    save_npz(out, crops=crops, labels=labels, flags=np.full(len(labels), FLAG_TRUTH, np.int8))
     return {"samples": len(labels), "covered": int((labels[:, 2] == 1).sum())}
 
 

@@ -15,7 +15,6 @@ logit, exported with the sigmoid inside.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,9 +37,12 @@ from railwatch.train.verifier import (
     _augment,
     _center,
     _chip,
+    chips_per_worker,
     crop_cnn,
     export_crop_model,
     holdout,
+    run_workers,
+    save_npz,
     update_model_meta,
 )
 
@@ -160,19 +162,11 @@ def build_slot_data(out: str | os.PathLike[str], chips: int, seed: int = 0, work
     """Write ``out`` (.npz) with the crops, labels and flags of the open slots and found
     containers of ``chips`` random chips (``model``: the detector folder whose boxes
     propose; default the shipped one). Returns the counts."""
-    per = [chips // workers + (1 if w < chips % workers else 0) for w in range(workers)]
+    per = chips_per_worker(chips, workers)
     jobs = [(seed, w, per[w], model, container_yards) for w in range(workers) if per[w]]
-    if len(jobs) > 1:
-        with mp.get_context("spawn").Pool(len(jobs)) as pool:
-            parts = pool.map(_worker, jobs)
-    else:
-        parts = [_worker(jobs[0])]
+    parts = run_workers(_worker, jobs)
     data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.npz")
-    np.savez(tmp, **data)
-    os.replace(tmp, out)
+    save_npz(out, **data)
     y, f = data["labels"], data["flags"]
     return {"samples": len(y), "container": int((y == 1).sum()), "empty": int((y == 0).sum()),
             "found": int((f == FLAG_FOUND).sum()),

@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
-import multiprocessing as mp
 import os
 import tempfile
 from collections.abc import Callable
@@ -52,7 +51,7 @@ from railwatch.simulate.layout import (
 from railwatch.simulate.render import render, write_geotiff
 from railwatch.simulate.sun import lean_vector
 from railwatch.simulate.world import Building, World
-from railwatch.train.verifier import Budget
+from railwatch.train.verifier import Budget, run_workers, save_npz
 
 #: Half the side of a rendered sample (m); samples are SAMPLE_PX cells of 1 m.
 HALF_M = 160.0
@@ -171,16 +170,8 @@ def build_structure_data(out: str | os.PathLike[str], samples: int, seed: int = 
     bounds = np.linspace(start, start + samples, workers + 1).round().astype(int)
     jobs = [(seed, int(a), int(b), cloudy_share, snowy_share)
             for a, b in itertools.pairwise(bounds) if b > a]
-    if len(jobs) > 1:
-        with mp.get_context("spawn").Pool(len(jobs)) as pool:
-            parts = pool.map(_worker, jobs)
-    else:
-        parts = [_worker(jobs[0])]
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.npz")
-    np.savez(tmp, x=np.concatenate([p[0] for p in parts]), y=np.concatenate([p[1] for p in parts]))
-    os.replace(tmp, out)
+    parts = run_workers(_worker, jobs)
+    save_npz(out, x=np.concatenate([p[0] for p in parts]), y=np.concatenate([p[1] for p in parts]))
     return samples
 
 

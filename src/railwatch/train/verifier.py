@@ -187,6 +187,29 @@ def _worker(args: tuple[int, int, int, str | None, float, float, float, bool],
             for i, k in enumerate(("crops", "labels", "flags", "targets"))}
 
 
+def chips_per_worker(chips: int, workers: int) -> list[int]:
+    """``chips`` split as evenly as possible over ``workers`` processes."""
+    return [chips // workers + (1 if w < chips % workers else 0) for w in range(workers)]
+
+
+def run_workers(worker: Callable[[Any], Any], jobs: list[Any]) -> list[Any]:
+    """``worker`` over ``jobs``, one spawned process each when there are several."""
+    if len(jobs) > 1:
+        with mp.get_context("spawn").Pool(len(jobs)) as pool:
+            return pool.map(worker, jobs)
+    return [worker(jobs[0])]
+
+
+def save_npz(out: str | os.PathLike[str], **arrays: np.ndarray) -> Path:
+    """Write a harvest atomically (a killed run leaves no half-written file)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, out)
+    return out
+
+
 def build_data(out: str | os.PathLike[str], chips: int, seed: int = 0, workers: int = 2,
                model: str | None = None, threshold: float = 0.15,
                container_lines: float = 0.4, container_yards: float = 0.0,
@@ -195,20 +218,12 @@ def build_data(out: str | os.PathLike[str], chips: int, seed: int = 0, workers: 
     chips (``container_lines`` / ``container_yards``: shares of the simulator's container
     lots staged in lines / laid out as yards, see ``random_world``; ``far``: add the box
     refiner's far-off samples, see ``chip_samples``)."""
-    per = [chips // workers + (1 if w < chips % workers else 0) for w in range(workers)]
+    per = chips_per_worker(chips, workers)
     jobs = [(seed, w, per[w], model, threshold, container_lines, container_yards, far)
             for w in range(workers)]
-    if workers > 1:
-        with mp.get_context("spawn").Pool(workers) as pool:
-            parts = pool.map(_worker, jobs)
-    else:
-        parts = [_worker(jobs[0])]
+    parts = run_workers(_worker, jobs)
     data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.npz")
-    np.savez(tmp, **data)
-    os.replace(tmp, out)
+    save_npz(out, **data)
     kind = data["labels"][:, 0]
     return {"samples": len(kind), "background": int((kind == KIND_BG).sum()),
             "railcar": int((kind == KIND_RAILCAR).sum()),
