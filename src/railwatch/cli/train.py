@@ -285,7 +285,7 @@ def train_classifier_cmd(
     chips: int = typer.Option(20000, "--chips", min=1,
                               help="Random chips whose true railcars are learnt from "
                               "(shipped: 20,000 in two harvests)."),
-    minutes: float = typer.Option(35.0, "--minutes", min=0.01,
+    minutes: float = typer.Option(70.0, "--minutes", min=0.01,
                                   help="Training wall-clock budget."),
     seed: int = typer.Option(0, "--seed", help="Random seed (data and weights)."),
     sim_share: float = typer.Option(0.5, "--sim-share", min=0.0, max=1.0,

@@ -33,7 +33,7 @@ from railwatch.train.verifier import (
     update_model_meta,
 )
 
-CLASSIFIER_VERSION = "0.1.0"
+CLASSIFIER_VERSION = "0.2.0"
 #: Spread (standard deviation) of a crop's centre, native pixels, and angle, radians,
 #: about the true car's: the refiner leaves boxes a median 0.6 px off.
 CENTRE_JITTER_PX = 1.2
@@ -79,7 +79,7 @@ def build_class_data(out: str | os.PathLike[str], chips: int, seed: int = 0,
 
 
 def train_classifier(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-                     out_dir: str | os.PathLike[str], *, minutes: float = 35.0,
+                     out_dir: str | os.PathLike[str], *, minutes: float = 70.0,
                      seed: int = 0, threads: int = 2, max_steps: int | None = None,
                      on_epoch: Callable[[int, dict[str, float]], None] | None = None,
                      ) -> dict[str, Any]:
