@@ -95,3 +95,56 @@ def test_train_classifier_command_keeps_its_harvest_and_writes_the_stage(tmp_pat
     assert det.classifier is not None
     p = det.classifier.predict(np.full((3, CROP_H, CROP_W, 3), 90, np.uint8))
     np.testing.assert_allclose(p["cls"].sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_a_float_stage_loads_back_into_torch_exactly(tmp_path):
+    import torch
+
+    from railwatch.train.classes import build_class_data, train_classifier
+    from railwatch.train.verifier import VerNet, _center, init_vernet_from_onnx
+
+    folder = _model_folder(tmp_path / "m")
+    build_class_data(tmp_path / "c.npz", 6, seed=2, workers=1)
+    train_classifier(tmp_path / "c.npz", folder, minutes=1.0, max_steps=4, threads=1)
+    net = VerNet(16)
+    init_vernet_from_onnx(net, folder / CLASSIFIER_FILE)
+    net.eval()
+    crops = _center(np.load(tmp_path / "c.npz")["crops"][:40])
+    with torch.no_grad():
+        _, cls, cov = net(torch.from_numpy(crops.transpose(0, 3, 1, 2).copy()).float())
+    p = Detector(folder).classifier.predict(crops)
+    np.testing.assert_allclose(torch.softmax(cls, 1).numpy(), p["cls"], atol=1e-4)
+    np.testing.assert_allclose(torch.sigmoid(cov[:, 0]).numpy(), p["covered"], atol=1e-4)
+
+
+def test_training_goes_on_from_the_shipped_8bit_stage(tmp_path):
+    from railwatch.detect.verify import Verifier
+    from railwatch.train.classes import build_class_data, train_classifier
+    from railwatch.train.verifier import MARGIN
+
+    build_class_data(tmp_path / "c.npz", 10, seed=4, workers=1)
+    d = np.load(tmp_path / "c.npz")
+    crops = d["crops"][:, MARGIN:MARGIN + CROP_H, MARGIN:MARGIN + CROP_W]
+    shipped = Verifier(model_dir() / CLASSIFIER_FILE).predict(crops)["cls"].argmax(1)
+    agree = {}
+    for name, init in (("on", model_dir() / CLASSIFIER_FILE), ("fresh", None)):
+        folder = _model_folder(tmp_path / name)
+        block = train_classifier(tmp_path / "c.npz", folder, minutes=1.0, max_steps=3,
+                                 threads=1, init=init, lr=1e-4)
+        got = Verifier(folder / CLASSIFIER_FILE).predict(crops)["cls"].argmax(1)
+        agree[name] = (got == shipped).mean()
+        assert ("init" in block["training"]) == (init is not None)
+    # three small steps from the shipped stage keep its answers; three from scratch do not
+    assert agree["on"] >= 0.9 and agree["fresh"] < 0.6, agree
+
+
+def test_training_refuses_a_model_that_is_no_class_stage(tmp_path):
+    from railwatch.errors import InputError
+    from railwatch.train.verifier import VerNet, init_vernet_from_onnx
+
+    with pytest.raises(InputError, match="railwatch-box.onnx"):
+        init_vernet_from_onnx(VerNet(16), model_dir() / "railwatch-box.onnx")
+    folder = _model_folder(tmp_path / "m")
+    r = CliRunner().invoke(app, ["train-classifier", "--out", str(folder), "--init",
+                                 str(tmp_path / "nothing.onnx")])
+    assert r.exit_code == 2 and "nothing.onnx" in r.output

@@ -296,12 +296,19 @@ def train_classifier_cmd(
     data: list[Path] = typer.Option(
         None, "--data", help="Harvested railcar crops (.npz, repeatable): existing files are "
         "reused and pooled; one missing file is harvested into and kept."),
+    init: Path | None = typer.Option(
+        None, "--init", help="A class stage (railwatch-cls.onnx, float or 8-bit) to go on "
+        "training from instead of starting afresh (its BatchNorms stay fixed)."),
+    lr: float = typer.Option(2e-3, "--lr", min=1e-6, help="Peak learning rate (lower it "
+                             "with --init, e.g. 5e-4)."),
 ) -> None:
     """Train the class stage that names each kept railcar's class at its final box."""
     classes = _training("railwatch.train.classes")
     for name in ("railwatch-det.onnx", "railwatch-ver.onnx"):
         if not (out / name).is_file():
             raise InputError(f"no {name} here: train the detector and its verifier first", out)
+    if init is not None and not init.is_file():
+        raise InputError("no such class stage to go on from (--init)", init)
     import tempfile
 
     def harvest(path: Path) -> str:
@@ -316,7 +323,7 @@ def train_classifier_cmd(
         with progress() as bar:
             bar.add_task("train class stage", total=None)
             block = classes.train_classifier(paths, out, minutes=minutes, seed=seed,
-                                             threads=threads)
+                                             threads=threads, init=init, lr=lr)
     v = block["training"]["validation"]
     info(f"class stage written to {out}/{block['file']}: on held-out railcars class "
          f"accuracy {v.get('class_accuracy', float('nan')):.1%}, covered "

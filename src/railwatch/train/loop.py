@@ -308,12 +308,19 @@ def _load_folded(net: RailDet, m: Any, inits: dict[str, np.ndarray]) -> None:
             if conv.bias is not None:
                 conv.bias.copy_(b if b is not None else torch.zeros_like(conv.bias))
             elif bn is not None:
-                bn.weight.fill_(1.0)
-                bn.running_mean.zero_()
-                bn.running_var.fill_(1.0 - bn.eps)
-                bn.bias.copy_(b if b is not None else torch.zeros_like(bn.bias))
+                folded_bias(bn, b if b is not None else torch.zeros_like(bn.bias))
             else:
                 raise KeyError(f"no BatchNorm after {name}")
+
+
+def folded_bias(bn: torch.nn.BatchNorm2d, bias: torch.Tensor) -> None:
+    """Make ``bn`` the identity plus ``bias`` (in eval mode): what is left of a BatchNorm
+    once the exporter has folded it into the convolution before it."""
+    with torch.no_grad():
+        bn.weight.fill_(1.0)
+        bn.running_mean.zero_()
+        bn.running_var.fill_(1.0 - bn.eps)
+        bn.bias.copy_(bias)
 
 
 def _module_name(scopes: list[str], modules: dict[str, torch.nn.Module]) -> str:

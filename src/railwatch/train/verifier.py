@@ -33,9 +33,10 @@ from torch.nn import functional as F
 from railwatch.detect.model import Detector
 from railwatch.detect.session import open_session
 from railwatch.detect.verify import CROP_H, CROP_W, VERIFIER_FILE, oriented_crops
+from railwatch.errors import InputError
 from railwatch.train import synth
 from railwatch.train.augment import sensor_jitter
-from railwatch.train.loop import NATIVE_GSD, to_native
+from railwatch.train.loop import NATIVE_GSD, folded_bias, to_native
 from railwatch.types import RAILCAR_CLASSES
 
 VERIFIER_VERSION = "0.1.0"
@@ -258,6 +259,7 @@ class VerNet(nn.Module):
 
     def __init__(self, width: int = 16) -> None:
         super().__init__()
+        self.width = width
         self.features = crop_cnn(width)
         f = 6 * width
         self.fc = nn.Sequential(nn.Linear(2 * f, 128), nn.ReLU(inplace=True), nn.Dropout(0.2))
@@ -354,6 +356,65 @@ def _losses(out: tuple[torch.Tensor, ...], y: torch.Tensor) -> torch.Tensor:
     return loss
 
 
+def onnx_weights(path: str | os.PathLike[str]) -> tuple[Any, Callable[[str], np.ndarray]]:
+    """An ONNX graph and a function giving any constant input by name as a float array:
+    an initializer, or an 8-bit weight put back to float through its DequantizeLinear
+    (``(q - zero_point) * scale``, per channel along ``axis``)."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    dq = {n.output[0]: n for n in m.graph.node if n.op_type == "DequantizeLinear"}
+
+    def value(name: str) -> np.ndarray:
+        if name in inits:
+            return inits[name].astype(np.float32)
+        node = dq[name]  # KeyError: not a constant
+        q, scale, zp = (inits[i] for i in node.input)
+        shape = [1] * q.ndim
+        if scale.size > 1:  # per channel
+            shape[next((a.i for a in node.attribute if a.name == "axis"), 1)] = -1
+        return ((q.astype(np.float32) - zp.astype(np.float32).reshape(shape))
+                * scale.astype(np.float32).reshape(shape))
+
+    return m, value
+
+
+def init_vernet_from_onnx(net: VerNet, path: str | os.PathLike[str]) -> None:
+    """Load an exported verifier or class stage (float or 8-bit) into ``net`` to train it
+    further. The exporter folds each BatchNorm into its convolution: the folded weights go
+    into the convolution and the BatchNorm becomes the identity plus the folded bias, to
+    be kept fixed (``freeze_batchnorm``) while training goes on."""
+    try:
+        m, value = onnx_weights(path)
+        convs = [n for n in m.graph.node if n.op_type == "Conv"]
+        pairs = [(block[0], block[1]) for block in net.features]  # conv, BatchNorm
+        if len(convs) != len(pairs):
+            raise KeyError(f"{len(convs)} convolutions, VerNet has {len(pairs)}")
+        state = net.state_dict()
+        with torch.no_grad():
+            for node, (conv, bn) in zip(convs, pairs, strict=True):
+                conv.weight.copy_(torch.from_numpy(value(node.input[1])))
+                folded_bias(bn, torch.from_numpy(value(node.input[2])))
+            for node in (n for n in m.graph.node if n.op_type == "Gemm"):
+                key = node.input[1].removesuffix("_DequantizeLinear_Output").removeprefix("net.")
+                trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+                w = value(node.input[1])
+                state[key].copy_(torch.from_numpy(w if trans_b else w.T))
+                state[key.replace(".weight", ".bias")].copy_(torch.from_numpy(value(node.input[2])))
+    except (KeyError, RuntimeError, StopIteration) as exc:
+        raise InputError(f"not a VerNet of width {net.width} to train on: {exc}",
+                         path) from None
+
+
+def freeze_batchnorm(net: nn.Module) -> None:
+    """Put every BatchNorm in eval mode (fixed affines), e.g. after ``net.train()``."""
+    for mod in net.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.eval()
+
+
 def evaluate_arrays(net: VerNet, crops: np.ndarray, labels: np.ndarray,
                     flags: np.ndarray) -> dict[str, float]:
     """Accuracy of each head on held-out crops (candidates only for the kind head)."""
@@ -427,10 +488,12 @@ def train_verifier(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str
                    width: int = 16, threads: int = 2, val_fraction: float = 0.05,
                    max_steps: int | None = None, jitter: bool = True,
                    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+                   init: str | os.PathLike[str] | None = None,
                    ) -> dict[str, Any]:
     """Train VerNet on ``build_data`` files (one or several, pooled) for ``minutes`` (or
     ``max_steps``, whichever comes first; the learning rate follows the budget;
-    ``jitter``: ``railwatch.train.augment.sensor_jitter`` on every crop); write
+    ``jitter``: ``railwatch.train.augment.sensor_jitter`` on every crop; ``init``: an
+    exported VerNet, float or 8-bit, to go on from, its BatchNorms fixed); write
     ``railwatch-ver.onnx`` and the ``verifier`` block of ``out_dir/model.json``. Returns
     that block."""
     torch.manual_seed(seed)
@@ -448,12 +511,16 @@ def train_verifier(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str
     val, tr = holdout(len(crops), val_fraction, rng)
     n_val = len(val)
     net = VerNet(width)
+    if init is not None:
+        init_vernet_from_onnx(net, init)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     budget = Budget(minutes, max_steps)
     epoch_end = None if on_epoch is None else (lambda e: on_epoch(
         e, evaluate_arrays(net, crops[val], labels[val], flags[val])))
     for idx in budget.batches(opt, lr, tr, batch, rng, epoch_end):
         net.train()
+        if init is not None:
+            freeze_batchnorm(net)
         x = _augment(crops[idx], rng)
         if jitter:  # sensors and processing differ, crop by crop
             x = np.stack([sensor_jitter(c, rng) for c in x])
@@ -476,6 +543,7 @@ def train_verifier(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str
         "training": {"samples": len(tr), "validation_samples": int(n_val),
                      "epochs": budget.epoch, "steps": budget.step, "batch": batch, "lr": lr,
                      "seed": seed, "minutes": round(budget.elapsed() / 60, 1),
+                     **({} if init is None else {"init": Path(init).name}),
                      "validation": {k: round(v, 4) for k, v in metrics.items()}},
     }
     # a verifier of its own: a second part left from an earlier one does not go with it
