@@ -272,6 +272,31 @@ def train(out_dir: str | os.PathLike[str], cfg: TrainConfig | None = None,
     return meta
 
 
+def onnx_weights(path: str | os.PathLike[str]) -> tuple[Any, Callable[[str], np.ndarray]]:
+    """An ONNX graph and a function giving any constant input by name as a float array:
+    an initializer, or an 8-bit weight put back to float through its DequantizeLinear
+    (``(q - zero_point) * scale``, per channel along ``axis``)."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    dq = {n.output[0]: n for n in m.graph.node if n.op_type == "DequantizeLinear"}
+
+    def value(name: str) -> np.ndarray:
+        if name in inits:
+            return inits[name].astype(np.float32)
+        node = dq[name]  # KeyError: not a constant
+        q, scale, zp = (inits[i] for i in node.input)
+        shape = [1] * q.ndim
+        if scale.size > 1:  # per channel
+            shape[next((a.i for a in node.attribute if a.name == "axis"), 1)] = -1
+        return ((q.astype(np.float32) - zp.astype(np.float32).reshape(shape))
+                * scale.astype(np.float32).reshape(shape))
+
+    return m, value
+
+
 def init_from_onnx(net: RailDet, path: str | os.PathLike[str]) -> None:
     """Load an exported model's weights into ``net`` to fine-tune it.
 
@@ -279,19 +304,15 @@ def init_from_onnx(net: RailDet, path: str | os.PathLike[str]) -> None:
     go into the convolution and the BatchNorm becomes an identity with the folded bias
     (running mean 0, variance 1 - eps), so ``net`` computes what the ONNX file computes.
     """
-    import onnx
-    from onnx import numpy_helper
-
-    m = onnx.load(str(path))
-    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    m, value = onnx_weights(path)
     try:
-        _load_folded(net, m, inits)
+        _load_folded(net, m, value)
     except (KeyError, RuntimeError) as exc:
         raise InputError(f"the model does not fit RailDet(width={net.width}): {exc}",
                          path) from None
 
 
-def _load_folded(net: RailDet, m: Any, inits: dict[str, np.ndarray]) -> None:
+def _load_folded(net: RailDet, m: Any, value: Callable[[str], np.ndarray]) -> None:
     modules = dict(net.named_modules())
     with torch.no_grad():
         for node in m.graph.node:
@@ -301,8 +322,8 @@ def _load_folded(net: RailDet, m: Any, inits: dict[str, np.ndarray]) -> None:
             scopes = node.name.removeprefix("/net/").removesuffix("/Conv").split("/")
             name = _module_name(scopes, modules)
             conv = modules[name]
-            w = torch.tensor(inits[node.input[1]])
-            b = torch.tensor(inits[node.input[2]]) if len(node.input) > 2 else None
+            w = torch.from_numpy(value(node.input[1]))
+            b = torch.from_numpy(value(node.input[2])) if len(node.input) > 2 else None
             conv.weight.copy_(w)
             bn = _bn_after(name, modules)
             if conv.bias is not None:

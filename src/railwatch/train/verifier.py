@@ -36,7 +36,7 @@ from railwatch.detect.verify import CROP_H, CROP_W, VERIFIER_FILE, oriented_crop
 from railwatch.errors import InputError
 from railwatch.train import synth
 from railwatch.train.augment import sensor_jitter
-from railwatch.train.loop import NATIVE_GSD, folded_bias, to_native
+from railwatch.train.loop import NATIVE_GSD, folded_bias, onnx_weights, to_native
 from railwatch.types import RAILCAR_CLASSES
 
 VERIFIER_VERSION = "0.1.0"
@@ -354,31 +354,6 @@ def _losses(out: tuple[torch.Tensor, ...], y: torch.Tensor) -> torch.Tensor:
         loss = loss + F.binary_cross_entropy_with_logits(v[m, 0], cov[m].float(),
                                                          pos_weight=torch.tensor(2.0))
     return loss
-
-
-def onnx_weights(path: str | os.PathLike[str]) -> tuple[Any, Callable[[str], np.ndarray]]:
-    """An ONNX graph and a function giving any constant input by name as a float array:
-    an initializer, or an 8-bit weight put back to float through its DequantizeLinear
-    (``(q - zero_point) * scale``, per channel along ``axis``)."""
-    import onnx
-    from onnx import numpy_helper
-
-    m = onnx.load(str(path))
-    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-    dq = {n.output[0]: n for n in m.graph.node if n.op_type == "DequantizeLinear"}
-
-    def value(name: str) -> np.ndarray:
-        if name in inits:
-            return inits[name].astype(np.float32)
-        node = dq[name]  # KeyError: not a constant
-        q, scale, zp = (inits[i] for i in node.input)
-        shape = [1] * q.ndim
-        if scale.size > 1:  # per channel
-            shape[next((a.i for a in node.attribute if a.name == "axis"), 1)] = -1
-        return ((q.astype(np.float32) - zp.astype(np.float32).reshape(shape))
-                * scale.astype(np.float32).reshape(shape))
-
-    return m, value
 
 
 def init_vernet_from_onnx(net: VerNet, path: str | os.PathLike[str]) -> None:
