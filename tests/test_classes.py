@@ -88,16 +88,19 @@ def test_train_classifier_command_keeps_its_harvest_and_writes_the_stage(tmp_pat
     assert Detector(folder).classifier is None
     r = CliRunner().invoke(app, ["train-classifier", "--out", str(folder), "--chips", "4",
                                  "--minutes", "0.05", "--workers", "1", "--threads", "1",
-                                 "--data", str(tmp_path / "c.npz")])
+                                 "--data", str(tmp_path / "c.npz"), "--width", "8"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "c.npz").exists() and "class stage written" in r.output
+    meta = json.loads((folder / "model.json").read_text())["classifier"]
+    assert "(width 8)" in meta["architecture"] and meta["parameters"] < 70_000
     det = Detector(folder)
     assert det.classifier is not None
     p = det.classifier.predict(np.full((3, CROP_H, CROP_W, 3), 90, np.uint8))
     np.testing.assert_allclose(p["cls"].sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_a_float_stage_loads_back_into_torch_exactly(tmp_path):
+@pytest.mark.parametrize("width", [16, 8])
+def test_a_float_stage_loads_back_into_torch_exactly(tmp_path, width):
     import torch
 
     from railwatch.train.classes import build_class_data, train_classifier
@@ -105,8 +108,9 @@ def test_a_float_stage_loads_back_into_torch_exactly(tmp_path):
 
     folder = _model_folder(tmp_path / "m")
     build_class_data(tmp_path / "c.npz", 6, seed=2, workers=1)
-    train_classifier(tmp_path / "c.npz", folder, minutes=1.0, max_steps=4, threads=1)
-    net = VerNet(16)
+    train_classifier(tmp_path / "c.npz", folder, minutes=1.0, max_steps=4, threads=1,
+                     width=width)
+    net = VerNet(width)
     init_vernet_from_onnx(net, folder / CLASSIFIER_FILE)
     net.eval()
     crops = _center(np.load(tmp_path / "c.npz")["crops"][:40])
@@ -144,6 +148,8 @@ def test_training_refuses_a_model_that_is_no_class_stage(tmp_path):
 
     with pytest.raises(InputError, match="railwatch-box.onnx"):
         init_vernet_from_onnx(VerNet(16), model_dir() / "railwatch-box.onnx")
+    with pytest.raises(InputError, match="not a VerNet of width 24"):  # the shipped one is 16
+        init_vernet_from_onnx(VerNet(24), model_dir() / CLASSIFIER_FILE)
     folder = _model_folder(tmp_path / "m")
     r = CliRunner().invoke(app, ["train-classifier", "--out", str(folder), "--init",
                                  str(tmp_path / "nothing.onnx")])

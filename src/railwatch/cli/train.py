@@ -301,6 +301,9 @@ def train_classifier_cmd(
         "training from instead of starting afresh (its BatchNorms stay fixed)."),
     lr: float = typer.Option(2e-3, "--lr", min=1e-6, help="Peak learning rate (lower it "
                              "with --init, e.g. 5e-4)."),
+    width: int = typer.Option(16, "--width", min=4, help="VerNet's width (channels of its "
+                              "first layer; the cost grows about as its square). With --init, "
+                              "that stage's width."),
 ) -> None:
     """Train the class stage that names each kept railcar's class at its final box."""
     classes = _training("railwatch.train.classes")
@@ -323,7 +326,8 @@ def train_classifier_cmd(
         with progress() as bar:
             bar.add_task("train class stage", total=None)
             block = classes.train_classifier(paths, out, minutes=minutes, seed=seed,
-                                             threads=threads, init=init, lr=lr)
+                                             threads=threads, init=init, lr=lr,
+                                             width=width)
     v = block["training"]["validation"]
     info(f"class stage written to {out}/{block['file']}: on held-out railcars class "
          f"accuracy {v.get('class_accuracy', float('nan')):.1%}, covered "

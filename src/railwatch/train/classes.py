@@ -83,17 +83,19 @@ def train_classifier(data: str | os.PathLike[str] | Sequence[str | os.PathLike[s
                      seed: int = 0, threads: int = 2, max_steps: int | None = None,
                      on_epoch: Callable[[int, dict[str, float]], None] | None = None,
                      init: str | os.PathLike[str] | None = None, lr: float = 2e-3,
-                     ) -> dict[str, Any]:
+                     width: int = 16) -> dict[str, Any]:
     """Train the class stage on ``build_class_data`` files (pooled); write
     ``railwatch-cls.onnx`` and the ``classifier`` block of ``out_dir/model.json``
     (weight 1, covered from the verifier, until a weight is chosen on validation scenes;
     an earlier stage's block is replaced whole). ``init``: a class stage (float or 8-bit)
-    to go on training from, e.g. at a lower ``lr``. Returns it."""
+    to go on training from, e.g. at a lower ``lr`` (of the same ``width``: VerNet's channel
+    count, 16 for the verifier). Returns it."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         ver = train_verifier(data, tmp, minutes=minutes, seed=seed, threads=threads,
-                             max_steps=max_steps, on_epoch=on_epoch, init=init, lr=lr)
+                             max_steps=max_steps, on_epoch=on_epoch, init=init, lr=lr,
+                             width=width)
         shutil.move(str(Path(tmp) / VERIFIER_FILE), str(out / CLASSIFIER_FILE))
     v = ver["training"]["validation"]
     block = {
