@@ -118,6 +118,31 @@ def test_error_causes_say_where_false_railcars_lie_and_what_missed_ones_got(tmp_
     assert (rail["fp"], rail["fn"]) == (4, 3)  # the causes add up to the errors
 
 
+def test_class_accuracy_by_band_of_the_class_score(tmp_path):
+    truth = _dets([(X0 + 16 * i, Y0) for i in range(5)],
+                  classes=["boxcar", "tank", "tank", "hopper", "boxcar"],
+                  occluded=[False] * 4 + [True])
+    # listed in another order than the truth: the false alarm, then right to left
+    pred = _dets([(X0 + 300, Y0)] + [(X0 + 16 * i, Y0) for i in range(4, -1, -1)],
+                 classes=["tank", "tank", "hopper", "hopper", "tank", "boxcar"])
+    # right at 1 and 0.92, wrong at 0.6, right at 0.3; the car on occluded truth and
+    # the false alarm (both wrong, sure of it) are not scored
+    pred.extra["class_score"] = np.array([0.99, 0.99, 0.3, 0.6, 0.92, 1.0])
+    _write(tmp_path, "img", truth, pred)
+    bands = evaluate(tmp_path / "t", tmp_path / "p")["overall"]["class_reliability"]
+    got = [(b["from"], b["to"], b["cars"], b["accuracy"]) for b in bands]
+    assert got == [(0.0, 0.5, 1, 1.0), (0.5, 0.7, 1, 0.0), (0.7, 0.9, 0, None),
+                   (0.9, 1.0, 2, 1.0)]
+    assert bands[3]["mean_score"] == pytest.approx(0.96) and bands[3]["share"] == 0.5
+    r = CliRunner().invoke(app, ["evaluate", "--truth", str(tmp_path / "t"), "--pred",
+                                 str(tmp_path / "p"), "--ci", "0"])
+    assert r.exit_code == 0 and "is the class score right?" in r.stdout
+    assert "0.9-1.0" in r.stdout
+    # predictions of a tool without class scores: no table
+    _write(tmp_path, "img", truth, _dets([(X0 + 16 * i, Y0) for i in range(5)]))
+    assert evaluate(tmp_path / "t", tmp_path / "p")["overall"]["class_reliability"] is None
+
+
 def test_cli_json_and_tables(tmp_path):
     _write(tmp_path, "a", _dets([(X0, Y0)]), _dets([(X0 + 1, Y0)]))
     runner = CliRunner()

@@ -23,6 +23,7 @@ container, or with no box at all. Each cause points at a different fix.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 from collections import defaultdict
@@ -51,6 +52,9 @@ MISS_CAUSES = ("box_off_centre", "taken_for_container", "no_box")
 #: The metrics that get a bootstrap interval.
 CI_METRICS = ("precision", "recall", "f1", "count_error", "class_accuracy",
               "covered_accuracy", "container_f1")
+#: Bands of predicted ``class_score`` whose class accuracy ``summarise`` reports: whether
+#: a detector's class confidence can be taken at its word.
+SCORE_BANDS = (0.0, 0.5, 0.7, 0.9, 1.0)
 
 
 @dataclass
@@ -64,6 +68,8 @@ class ImageResult:
     n_truth: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     n_pred: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     class_pairs: list[tuple[str, str]] = field(default_factory=list)
+    #: the predictions' ``class_score`` beside ``class_pairs`` (NaN where they have none)
+    class_scores: list[float] = field(default_factory=list)
     covered_pairs: list[tuple[bool, bool]] = field(default_factory=list)
     slices: dict[str, str] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
@@ -127,10 +133,13 @@ def evaluate_pair(truth: Detections, pred: Detections, name: str = "",
         res.tp[kind] = sum(1 for t, p in pairs if truth.kind[t] == kind and not occluded[t])
         res.fp[kind] = sum(1 for i in pk if i not in matched_p)
         res.fn[kind] = sum(1 for i in np.nonzero(tk)[0] if i not in matched_t)
+    scores = pred.extra.get("class_score")
     for t, p in pairs:
         if occluded[t] or truth.kind[t] != "railcar":
             continue
         res.class_pairs.append((str(truth.cls[t]), str(pred.cls[p])))
+        res.class_scores.append(float(scores[p]) if scores is not None and scores[p] is not None
+                                else float("nan"))
         res.covered_pairs.append((bool(truth.covered[t]), bool(pred.covered[p])))
     return res
 
@@ -227,12 +236,35 @@ def summarise(results: list[ImageResult]) -> dict[str, Any]:
             conf[labels.index(t), labels.index(p)] += 1
     out["class_accuracy"] = round(float(np.trace(conf) / conf.sum()), 4) if conf.sum() else None
     out["confusion"] = {"labels": labels, "matrix": conf.tolist()}
+    out["class_reliability"] = class_reliability(
+        pairs, [s for r in results for s in r.class_scores])
     cov = [p for r in results for p in r.covered_pairs]
     out["covered_accuracy"] = (round(sum(a == b for a, b in cov) / len(cov), 4)
                                if cov else None)
     out["errors"] = {k: sum(r.errors.get(k, 0) for r in results)
                      for k in (*(f"false_{c}" for c in FALSE_CAUSES),
                                *(f"missed_{c}" for c in MISS_CAUSES))}
+    return out
+
+
+def class_reliability(pairs: list[tuple[str, str]], scores: list[float],
+                      bands: tuple[float, ...] = SCORE_BANDS) -> list[dict[str, Any]] | None:
+    """Class accuracy of matched railcars by band of their predicted ``class_score``
+    (``from`` <= score < ``to``, the last band closed): a calibrated score has each band's
+    accuracy near its mean score. None when the predictions carry no class score."""
+    s = np.asarray(scores, float)
+    ok = np.array([t == p for t, p in pairs], bool)
+    has = ~np.isnan(s)
+    if not has.any():
+        return None
+    s, ok = s[has], ok[has]
+    out = []
+    for i, (lo, hi) in enumerate(itertools.pairwise(bands)):
+        m = (s >= lo) & ((s < hi) if i < len(bands) - 2 else (s <= hi))
+        n = int(m.sum())
+        out.append({"from": lo, "to": hi, "cars": n, "share": round(n / len(s), 4),
+                    "mean_score": round(float(s[m].mean()), 4) if n else None,
+                    "accuracy": round(float(ok[m].mean()), 4) if n else None})
     return out
 
 

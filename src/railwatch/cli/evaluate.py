@@ -62,6 +62,13 @@ def evaluate_cmd(
     for lab, row in zip(labels, o["confusion"]["matrix"], strict=True):
         c.add_row(lab, *(str(v) for v in row))
     console.print(c)
+    if o.get("class_reliability"):
+        r = Table("class score", "cars", "share", "mean score", "class accuracy",
+                  title="is the class score right? (matched railcars)")
+        for b in o["class_reliability"]:
+            r.add_row(f"{b['from']:.1f}-{b['to']:.1f}", str(b["cars"]), _fmt(b["share"]),
+                      _fmt(b["mean_score"]), _fmt(b["accuracy"]))
+        console.print(r)
     s = Table("slice", title="by condition")
     s.add_column("value", no_wrap=True)
     for head in ("images", "prec.", "recall", "F1"):
