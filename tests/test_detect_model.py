@@ -1,6 +1,8 @@
 """The SHIPPED model: accuracy on freshly simulated scenes, CLI detect, model files."""
 
+import collections
 import json
+import re
 
 import numpy as np
 import pytest
@@ -140,6 +142,14 @@ def test_cli_detect_stdout_and_file(scenes, tmp_path):
     r = runner.invoke(app, ["detect", tif, "-o", str(out)])
     assert r.exit_code == 0 and len(json.loads(out.read_text())["features"]) == len(
         fc["features"])
+    # the summary names the classes and how many of them the detector is sure of
+    rail = [f["properties"] for f in fc["features"] if f["properties"]["kind"] == "railcar"]
+    said = " ".join(r.output.split())  # the console wraps long lines
+    n, top = re.search(r"classes: (\d+) (\w+)", said).groups()
+    many = collections.Counter(q["class"] for q in rail)
+    assert int(n) == many[top] == max(many.values())  # the commonest class first
+    sure = sum(q["class_score"] >= 0.9 for q in rail)
+    assert f"({sure} of {len(rail)} with class score >= 0.9)" in said
     r = runner.invoke(app, ["detect", str(tmp_path / "missing.tif")])
     assert r.exit_code == 2 and "no such file" in r.output
     r = runner.invoke(app, ["detect", tif, tif])
