@@ -254,8 +254,7 @@ def class_reliability(pairs: list[tuple[str, str]], scores: list[float],
     accuracy near its mean score. None when the predictions carry no class score."""
     s = np.asarray(scores, float)
     ok = np.array([t == p for t, p in pairs], bool)
-    named = set(RAILCAR_CLASSES)  # as class_accuracy: pairs of known classes only
-    has = ~np.isnan(s) & np.array([t in named and p in named for t, p in pairs], bool)
+    has = ~np.isnan(s)
     if not has.any():
         return None
     s, ok = s[has], ok[has]
