@@ -258,9 +258,10 @@ def class_reliability(pairs: list[tuple[str, str]], scores: list[float],
     if not has.any():
         return None
     s, ok = s[has], ok[has]
+    band = np.digitize(s, bands[1:-1])  # inner edges: the last band takes 1.0 too
     out = []
     for i, (lo, hi) in enumerate(itertools.pairwise(bands)):
-        m = (s >= lo) & ((s < hi) if i < len(bands) - 2 else (s <= hi))
+        m = band == i
         n = int(m.sum())
         out.append({"from": lo, "to": hi, "cars": n, "share": round(n / len(s), 4),
                     "mean_score": round(float(s[m].mean()), 4) if n else None,

@@ -73,7 +73,7 @@ def detect_cmd(
         c = det.counts()
         off = f", {det.meta['off_track']} off the site's tracks" if "off_track" in det.meta else ""
         info(f"{path.name}: {c['total']} railcars ({c['covered']} covered{off}), "
-             f"{c['containers']} containers{class_line(det)}")
+             f"{c['containers']} containers{class_line(det, c)}")
 
     with progress() as bar:
         if n == 1 or len(images) == 1:
@@ -109,14 +109,13 @@ def detect_cmd(
 SURE_CLASS_SCORE = 0.9
 
 
-def class_line(det: Any) -> str:
+def class_line(det: Any, c: dict[str, int]) -> str:
     """``; classes: 31 tank, 20 boxcar (45 of 51 with class score >= 0.9)`` for the
-    summary line ('' without railcars)."""
+    summary line ('' without railcars); ``c``: ``det.counts()``."""
     import numpy as np
 
     from railwatch.types import RAILCAR_CLASSES
 
-    c = det.counts()
     if not c["total"]:
         return ""
     named = ", ".join(f"{c[k]} {k}" for k in sorted(RAILCAR_CLASSES, key=lambda k: -c[k])
