@@ -124,6 +124,31 @@ def test_slot_training_learns_and_the_detector_loads_it(tmp_path):
     np.testing.assert_allclose(got, slot_probabilities(net, crops[:8]), atol=1e-5)
 
 
+def test_an_8bit_slot_classifier_decides_as_the_float_one(tmp_path):
+    from railwatch.detect.neighbours import SLOT_FILE, SlotClassifier
+    from railwatch.train.slots import SLOT_MARGIN, quantize_slots, train_slots
+
+    rng = np.random.default_rng(1)
+    crops = np.concatenate([_stacks(150, rng, True), _stacks(150, rng, False)])
+    labels = np.r_[np.ones(150), np.zeros(150)].astype(np.int8)
+    np.savez(tmp_path / "s.npz", crops=crops, labels=labels)
+    (tmp_path / "model.json").write_text(json.dumps({"verifier": {}}))
+    train_slots(tmp_path / "s.npz", tmp_path, minutes=5, max_steps=120, batch=32, seed=0,
+                val_fraction=0.25, threads=1)
+    shutil.copy(tmp_path / SLOT_FILE, tmp_path / "float.onnx")
+    q = quantize_slots(tmp_path, tmp_path / "s.npz", n=100)
+    assert q["decision_agreement"] >= 0.95 and q["prob_mean_abs_diff"] < 0.05
+    assert (tmp_path / SLOT_FILE).stat().st_size < (tmp_path / "float.onnx").stat().st_size
+    block = json.loads((tmp_path / "model.json").read_text())["verifier"]["container_neighbours"]
+    assert block["quantized"] == q and block["training"]["steps"] == 120
+    m = SLOT_MARGIN
+    x = crops[:, m:-m, m:-m]
+    p8 = SlotClassifier(tmp_path / SLOT_FILE, threads=1)(x)
+    p32 = SlotClassifier(tmp_path / "float.onnx", threads=1)(x)
+    assert np.mean((p8 >= 0.5) == (p32 >= 0.5)) >= 0.95
+    assert np.mean((p8 >= 0.5) == (labels == 1)) >= 0.8
+
+
 def test_slot_setting_is_chosen_only_when_it_beats_not_looking():
     from railwatch.train.calibrate import best_slot_setting
 
@@ -160,5 +185,7 @@ def test_train_slots_command_writes_a_slot_classifier_the_detector_loads(tmp_pat
     assert (tmp_path / "s.npz").exists()  # --data keeps the harvest for re-use
     det = Detector(tmp_path)
     assert det.slots is not None and det.slots_note.startswith("railwatch-slot.onnx")
+    block = json.loads((tmp_path / "model.json").read_text())["verifier"]["container_neighbours"]
+    assert "8-bit slot classifier" in r.output and "int8" in block["quantized"]["method"]
     p = det.slots(np.full((3, CROP_H, CROP_W, 3), 90, np.uint8))
     assert p.shape == (3,) and np.all((p >= 0) & (p <= 1))

@@ -181,9 +181,9 @@ def train_refiner_cmd(
         None, "--data", help="Harvested crops with box targets (.npz): reused when it exists, "
         "else harvested into and kept."),
     int8: bool = typer.Option(
-        False, "--int8/--no-int8",
-        help="Quantize the refiner to 8 bits (smaller, a little faster on CPU; the shipped "
-             "refiner is float: 8 bits cost validation F1 0.001)."),
+        True, "--int8/--no-int8",
+        help="Quantize the refiner to 8 bits (as shipped since 0.2.1: 2.5 times as fast on "
+             "CPU, a tie with the float one on validation scenes)."),
 ) -> None:
     """Train the box refiner: moves each kept railcar box onto the car it lies on."""
     ref = _training("railwatch.train.refiner")
@@ -237,6 +237,10 @@ def train_slots_cmd(
     calibrate: bool = typer.Option(
         True, "--calibrate/--no-calibrate",
         help="Choose the container probability and rounds on validation scenes."),
+    int8: bool = typer.Option(
+        True, "--int8/--no-int8",
+        help="Quantize the slot classifier to 8 bits (as shipped: about twice as fast on "
+             "CPU, the same container F1 on validation scenes)."),
 ) -> None:
     """Train the slot classifier that looks for containers beside found ones."""
     slots = _training("railwatch.train.slots")
@@ -261,6 +265,10 @@ def train_slots_cmd(
                                           threads=threads)
         except ValueError as exc:
             raise InputError(str(exc), paths[0]) from None
+        if int8:
+            q = slots.quantize_slots(out, paths)
+            info(f"8-bit slot classifier: the float one's decision on "
+                 f"{q['decision_agreement']:.1%} of slots")
     v = {k: block["training"]["validation"].get(k, float("nan"))
          for k in ("occupied_accepted", "empty_refused")}  # (absent: none held out)
     info(f"slot classifier written to {out}/{block['file']}: on held-out slots, "

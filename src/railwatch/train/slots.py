@@ -15,6 +15,7 @@ logit, exported with the sigmoid inside.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +42,7 @@ from railwatch.train.verifier import (
     crop_cnn,
     export_crop_model,
     holdout,
+    quantize_crop_model,
     run_workers,
     save_npz,
     update_model_meta,
@@ -278,3 +280,20 @@ def train_slots(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     }
     meta = update_model_meta(out, "verifier", {"container_neighbours": block})
     return dict(meta["container_neighbours"])
+
+
+def quantize_slots(model_dir: str | os.PathLike[str],
+                   data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                   n: int = 600, seed: int = 0) -> dict[str, Any]:
+    """Make ``model_dir``'s slot classifier 8-bit in place (``quantize_crop_model`` on
+    ``build_slot_data`` crops; about twice as fast on CPU) and note it in model.json.
+    Returns how closely its container probabilities follow the float model's."""
+    path = Path(model_dir) / SLOT_FILE
+    ka, kb, method = quantize_crop_model(path, path, data, n, seed, margin=SLOT_MARGIN)
+    q = {"method": method,
+         "prob_mean_abs_diff": round(float(np.abs(ka - kb).mean()), 4),
+         "decision_agreement": round(float(((ka >= 0.5) == (kb >= 0.5)).mean()), 4)}
+    meta = json.loads((Path(model_dir) / "model.json").read_text())
+    block = {**meta["verifier"]["container_neighbours"], "quantized": q}
+    update_model_meta(model_dir, "verifier", {"container_neighbours": block})
+    return q

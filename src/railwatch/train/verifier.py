@@ -596,11 +596,12 @@ def quantize_crop_model(src: str | os.PathLike[str], out: str | os.PathLike[str]
                         data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
                         n: int = 600, seed: int = 0,
                         float_ops: Sequence[str] = ("Softmax", "Sigmoid", "Sum", "Mul"),
-                        ) -> tuple[np.ndarray, np.ndarray, str]:
-    """Write an 8-bit (QDQ, per-channel) copy of a crop model (verifier or refiner),
-    calibrated on ``n`` crops drawn from harvested data; nodes of ``float_ops`` (output
-    heads) stay float. Returns the first output of the float and the 8-bit model on ``n``
-    other crops, to be compared (not assumed equal), and a description of the method."""
+                        margin: int = MARGIN) -> tuple[np.ndarray, np.ndarray, str]:
+    """Write an 8-bit (QDQ, per-channel) copy of a crop model (verifier, refiner or slot
+    classifier), calibrated on ``n`` crops drawn from harvested data (stored with
+    ``margin`` px around the crop); nodes of ``float_ops`` (output heads) stay float.
+    Returns the first output of the float and the 8-bit model on ``n`` other crops, to be
+    compared (not assumed equal), and a description of the method."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -614,7 +615,8 @@ def quantize_crop_model(src: str | os.PathLike[str], out: str | os.PathLike[str]
     crops = np.concatenate([np.load(f)["crops"] for f in files])
     n = min(n, len(crops) // 2)
     pick = np.sort(np.random.default_rng(seed).choice(len(crops), 2 * n, replace=False))
-    x = np.ascontiguousarray(_center(crops[pick]).transpose(0, 3, 1, 2), np.float32)
+    x = np.ascontiguousarray(_center(crops[pick], margin).transpose(0, 3, 1, 2),
+                             np.float32)
     del crops
     cal, check = x[:n], x[n:]
 
