@@ -517,7 +517,8 @@ def write_metrics(ev: dict[str, Any], path: Path, res: dict[str, Any]) -> None:
     metrics = {
         "by_gsd": {g: {k: ev["by_gsd"].get(g, {}).get(k) for k in (*keys, "images", "ci")}
                    for g in ("0.3", "0.5", "0.8")},
-        "overall": {k: ev["overall"].get(k) for k in (*keys, "ci", "class_reliability")},
+        "overall": {k: ev["overall"].get(k)
+                    for k in (*keys, "ci", "class_reliability", "length_error")},
         "slices": {dim: {lab: {k: m[k] for k in ("images", "f1", "count_error")}
                          for lab, m in by.items()}
                    for dim, by in ev["slices"].items() if dim != "gsd"},

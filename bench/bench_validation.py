@@ -27,6 +27,7 @@ from railwatch.detect.neighbours import NeighbourSearch, SlotClassifier
 from railwatch.evaluate import evaluate_pair, summarise
 from railwatch.train.calibrate import scene_pairs, write_validation_scenes
 
+LENGTH_KEYS = ("length_abs_m", "locomotive_m", "passenger_m")
 KEYS = ("precision", "recall", "f1", "count_error", "class_accuracy", "covered_accuracy",
         "container_f1")
 
@@ -44,13 +45,18 @@ def draw_scenes(cache: Path, draw: int, per_gsd: int = 6) -> tuple[Path, list[st
 
 def apply_setting(det: Detector, spec: str) -> None:
     """``railcar_nms=IOU/IOMIN[/SPACING_M]``, ``candidate_nms=true|false``,
-    ``refiner_steps=N``, ``threshold=T``, ``container_neighbours=PROB/ROUNDS[/CHECK]|off``
-    or ``classes=WEIGHT[/covered]|off`` on a loaded detector."""
+    ``refiner_steps=N``, ``refiner_length=off|all``, ``threshold=T``,
+    ``container_neighbours=PROB/ROUNDS[/CHECK]|off`` or ``classes=WEIGHT[/covered]|off`` on
+    a loaded detector."""
     key, _, value = spec.partition("=")
     if key == "railcar_nms":
         det.railcar_nms = RailcarRule(*map(float, value.split("/")))
     elif key == "candidate_nms":
         det.candidate_nms = value.lower() in ("1", "true", "yes")
+    elif key == "refiner_length":  # all: boxes take the refiner's lengths; off: their own
+        if det.refiner is None:
+            raise SystemExit(f"{spec!r}: this model has no box refiner")
+        det.refiner.set_length = value == "all"
     elif key == "refiner_steps":
         if det.refiner is None:
             raise SystemExit(f"{spec!r}: this model has no box refiner")
@@ -82,9 +88,15 @@ def apply_setting(det: Detector, spec: str) -> None:
 
 
 def score(det: Detector, folder: Path, names: list[str]) -> dict[str, Any]:
-    """The summary of ``det`` over the scenes ``names`` of ``folder``."""
+    """The summary of ``det`` over the scenes ``names`` of ``folder``: ``KEYS``, then the
+    median absolute length error of matched railcars and the median (signed) error of
+    locomotives and passenger cars (``LENGTH_KEYS``, metres)."""
     s = summarise([evaluate_pair(t, p) for t, p in scene_pairs(folder, names, det)])
-    return {k: s.get(k) for k in KEYS}
+    ln = s.get("length_error") or {"by_class": {}}
+    by = ln["by_class"]
+    return {**{k: s.get(k) for k in KEYS}, "length_abs_m": ln.get("median_abs_m"),
+            "locomotive_m": by.get("locomotive", {}).get("median_m"),
+            "passenger_m": by.get("passenger", {}).get("median_m")}
 
 
 def main() -> None:
@@ -96,8 +108,9 @@ def main() -> None:
                     help="where the scenes are written once (default: .bench-validation)")
     args = ap.parse_args()
     draws = args.draw or [0]
-    print("| model | setting | draw | " + " | ".join(KEYS) + " |")
-    print("|---" * (len(KEYS) + 3) + "|")
+    cols = (*KEYS, *LENGTH_KEYS)
+    print("| model | setting | draw | " + " | ".join(cols) + " |")
+    print("|---" * (len(cols) + 3) + "|")
     for draw in draws:
         folder, names = draw_scenes(args.cache, draw)
         for m in args.models:
@@ -106,7 +119,7 @@ def main() -> None:
                 if spec != "as shipped":
                     apply_setting(det, spec)
                 s = score(det, folder, names)
-                cells = " | ".join(f"{s[k]:.4f}" if s[k] is not None else "-" for k in KEYS)
+                cells = " | ".join(f"{s[k]:.4f}" if s[k] is not None else "-" for k in cols)
                 print(f"| {m} | {spec} | {draw} | {cells} |", flush=True)
 
 

@@ -143,6 +143,30 @@ def test_class_accuracy_by_band_of_the_class_score(tmp_path):
     assert evaluate(tmp_path / "t", tmp_path / "p")["overall"]["class_reliability"] is None
 
 
+def test_length_error_of_matched_railcars_by_true_class(tmp_path):
+    truth = _dets([(X0 + 30 * i, Y0) for i in range(5)],
+                  classes=["boxcar", "boxcar", "boxcar", "passenger", "tank"],
+                  occluded=[False] * 4 + [True])
+    truth.length_m[:] = [15.0, 16.0, 17.0, 25.0, 12.0]
+    # listed right to left, with a false alarm: lengths must follow the matching
+    pred = _dets([(X0 + 30 * i, Y0) for i in range(4, -1, -1)] + [(X0 + 500, Y0)],
+                 classes=["tank", "passenger", "boxcar", "boxcar", "tank", "boxcar"])
+    pred.length_m[:] = [40.0, 19.0, 16.0, 15.0, 16.0, 30.0]
+    _write(tmp_path, "img", truth, pred)
+    ln = evaluate(tmp_path / "t", tmp_path / "p")["overall"]["length_error"]
+    # boxcars +1, -1, -1; passenger -6 (called a boxcar or not: by the true class); the
+    # car on occluded truth and the false alarm are not measured
+    assert ln["cars"] == 4 and ln["median_m"] == -1.0 and ln["median_abs_m"] == 1.0
+    assert ln["by_class"]["boxcar"] == {"cars": 3, "median_m": -1.0, "median_abs_m": 1.0}
+    assert ln["by_class"]["passenger"] == {"cars": 1, "median_m": -6.0, "median_abs_m": 6.0}
+    assert set(ln["by_class"]) == {"boxcar", "passenger"}
+    r = CliRunner().invoke(app, ["evaluate", "--truth", str(tmp_path / "t"), "--pred",
+                                 str(tmp_path / "p"), "--ci", "0"])
+    assert r.exit_code == 0 and "railcar length" in r.stdout and "-6.0" in r.stdout
+    _write(tmp_path, "img", truth, _dets([(X0 + 900, Y0)]))  # nothing matched
+    assert evaluate(tmp_path / "t", tmp_path / "p")["overall"]["length_error"] is None
+
+
 def test_cli_json_and_tables(tmp_path):
     _write(tmp_path, "a", _dets([(X0, Y0)]), _dets([(X0 + 1, Y0)]))
     runner = CliRunner()

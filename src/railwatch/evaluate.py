@@ -71,6 +71,8 @@ class ImageResult:
     #: the predictions' ``class_score`` beside ``class_pairs`` (NaN where they have none)
     class_scores: list[float] = field(default_factory=list)
     covered_pairs: list[tuple[bool, bool]] = field(default_factory=list)
+    #: (true class, true length, predicted length) in metres for each matched railcar
+    length_pairs: list[tuple[str, float, float]] = field(default_factory=list)
     slices: dict[str, str] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -141,6 +143,8 @@ def evaluate_pair(truth: Detections, pred: Detections, name: str = "",
         res.class_scores.append(float(scores[p]) if scores is not None and scores[p] is not None
                                 else float("nan"))
         res.covered_pairs.append((bool(truth.covered[t]), bool(pred.covered[p])))
+        res.length_pairs.append((str(truth.cls[t]), float(truth.length_m[t]),
+                                 float(pred.length_m[p])))
     return res
 
 
@@ -244,7 +248,25 @@ def summarise(results: list[ImageResult]) -> dict[str, Any]:
     out["errors"] = {k: sum(r.errors.get(k, 0) for r in results)
                      for k in (*(f"false_{c}" for c in FALSE_CAUSES),
                                *(f"missed_{c}" for c in MISS_CAUSES))}
+    out["length_error"] = length_error([p for r in results for p in r.length_pairs])
     return out
+
+
+def length_error(pairs: list[tuple[str, float, float]]) -> dict[str, Any] | None:
+    """How far matched railcars' predicted ``length_m`` lies from the truth's: the median
+    error (predicted minus true, metres: negative when cars come out short) and the median
+    absolute error, overall and by true class. None when nothing was matched."""
+    if not pairs:
+        return None
+
+    def stats(rows: list[tuple[str, float, float]]) -> dict[str, Any]:
+        d = np.array([p - t for _, t, p in rows])
+        return {"cars": len(rows), "median_m": round(float(np.median(d)), 2),
+                "median_abs_m": round(float(np.median(np.abs(d))), 2)}
+
+    by_class = {c: stats(rows) for c in RAILCAR_CLASSES
+                if (rows := [r for r in pairs if r[0] == c])}
+    return {**stats(pairs), "by_class": by_class}
 
 
 def class_reliability(pairs: list[tuple[str, str]], scores: list[float],

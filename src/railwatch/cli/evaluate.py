@@ -69,6 +69,13 @@ def evaluate_cmd(
             r.add_row(f"{b['from']:.1f}-{b['to']:.1f}", str(b["cars"]), _fmt(b["share"]),
                       _fmt(b["mean_score"]), _fmt(b["accuracy"]))
         console.print(r)
+    if o.get("length_error"):
+        ln = o["length_error"]
+        g = Table("true class", "cars", "median error (m)", "median |error| (m)",
+                  title="railcar length (predicted minus true, matched railcars)")
+        for lab, m in [("all", ln), *ln["by_class"].items()]:
+            g.add_row(lab, str(m["cars"]), f"{m['median_m']:+.1f}", f"{m['median_abs_m']:.1f}")
+        console.print(g)
     s = Table("slice", title="by condition")
     s.add_column("value", no_wrap=True)
     for head in ("images", "prec.", "recall", "F1"):
