@@ -19,6 +19,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -356,24 +357,45 @@ def _losses(out: tuple[torch.Tensor, ...], y: torch.Tensor) -> torch.Tensor:
     return loss
 
 
+def _vernet_nodes(m: Any, value: Callable[[str], np.ndarray], net: VerNet,
+                  ) -> tuple[str, list[Any], list[Any]]:
+    """(name prefix, Conv nodes, Gemm nodes) of the VerNet in graph ``m`` that fits ``net``:
+    the graph itself, or in an averaged graph (``average_verifiers``: members' nodes
+    prefixed ``m0_``, ``m1_``, ...) the first member of ``net``'s width."""
+    members: dict[str, list[Any]] = {}
+    for n in m.graph.node:
+        if n.op_type in ("Conv", "Gemm"):
+            found = re.match(r"m\d+_", n.name)
+            members.setdefault(found.group(0) if found else "", []).append(n)
+    seen = []
+    for prefix, nodes in members.items():
+        convs = [n for n in nodes if n.op_type == "Conv"]
+        width = value(convs[0].input[1]).shape[0] if convs else 0
+        seen.append(f"{len(convs)} convolutions of width {width}")
+        if len(convs) == len(net.features) and width == net.width:
+            return prefix, convs, [n for n in nodes if n.op_type == "Gemm"]
+    raise KeyError(f"found {', '.join(seen) or 'no convolutions'}; VerNet has "
+                   f"{len(net.features)}")
+
+
 def init_vernet_from_onnx(net: VerNet, path: str | os.PathLike[str]) -> None:
-    """Load an exported verifier or class stage (float or 8-bit) into ``net`` to train it
-    further. The exporter folds each BatchNorm into its convolution: the folded weights go
-    into the convolution and the BatchNorm becomes the identity plus the folded bias, to
-    be kept fixed (``freeze_batchnorm``) while training goes on."""
+    """Load an exported verifier or class stage (float or 8-bit; of an averaged one, the
+    member of ``net``'s width) into ``net`` to train it further. The exporter folds each
+    BatchNorm into its convolution: the folded weights go into the convolution and the
+    BatchNorm becomes the identity plus the folded bias, to be kept fixed
+    (``freeze_batchnorm``) while training goes on."""
     try:
         m, value = onnx_weights(path)
-        convs = [n for n in m.graph.node if n.op_type == "Conv"]
+        prefix, convs, gemms = _vernet_nodes(m, value, net)
         pairs = [(block[0], block[1]) for block in net.features]  # conv, BatchNorm
-        if len(convs) != len(pairs):
-            raise KeyError(f"{len(convs)} convolutions, VerNet has {len(pairs)}")
         state = net.state_dict()
         with torch.no_grad():
             for node, (conv, bn) in zip(convs, pairs, strict=True):
                 conv.weight.copy_(torch.from_numpy(value(node.input[1])))
                 folded_bias(bn, torch.from_numpy(value(node.input[2])))
-            for node in (n for n in m.graph.node if n.op_type == "Gemm"):
-                key = node.input[1].removesuffix("_DequantizeLinear_Output").removeprefix("net.")
+            for node in gemms:
+                key = (node.input[1].removesuffix("_DequantizeLinear_Output")
+                       .removeprefix(prefix).removeprefix("net."))
                 trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
                 w = value(node.input[1])
                 state[key].copy_(torch.from_numpy(w if trans_b else w.T))
