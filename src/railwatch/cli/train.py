@@ -306,7 +306,8 @@ def train_classifier_cmd(
         "reused and pooled; one missing file is harvested into and kept."),
     init: Path | None = typer.Option(
         None, "--init", help="A class stage (railwatch-cls.onnx, float or 8-bit) to go on "
-        "training from instead of starting afresh (its BatchNorms stay fixed)."),
+        "training from instead of starting afresh (its BatchNorms stay fixed); of an "
+        "averaged one such as the shipped stage, its member of --width (16 or 24)."),
     lr: float = typer.Option(2e-3, "--lr", min=1e-6, help="Peak learning rate (lower it "
                              "with --init, e.g. 5e-4)."),
     width: int = typer.Option(16, "--width", min=4, help="VerNet's width (channels of its "
