@@ -47,6 +47,16 @@ _CONTAINER = [(170, 50, 40), (40, 70, 140), (40, 110, 60), (160, 160, 160), (210
 
 _SHIFT = 4  # fixed-point bits for sub-pixel drawing
 _F = 1 << _SHIFT
+#: Width (metres) of the lines that tell a car's class (a boxcar's roof ribs and centre
+#: line, a hopper's bays, a flatcar's deck edges), at least 1 px. Drawn 1 px wide at
+#: every GSD they were 0.3 m at 0.3 m GSD and faded when the image was resampled to the
+#: model's 0.5 m: the boxcars of 0.3 m images became plain boxes (loaded flatcars).
+DETAIL_M = 0.5
+
+
+def detail_px(px_m: float) -> int:
+    """Line thickness (whole pixels, >= 1) of ``DETAIL_M`` at ``px_m`` pixels per metre."""
+    return max(1, round(DETAIL_M * px_m))
 
 
 def _corners(cx: float, cy: float, length: float, width: float, angle: float) -> np.ndarray:
@@ -106,6 +116,7 @@ def _draw_car(rng: np.random.Generator, img: np.ndarray, cx: float, cy: float, l
         return (cx + ax * u + nx * v, cy + ay * u + ny * v)
 
     hl, hw = length / 2, width / 2
+    detail = detail_px(px_m)
     if cls == "tank":
         core = _corners(cx, cy, length - width * 0.6, width, angle)
         _fill(img, core, color)
@@ -130,20 +141,22 @@ def _draw_car(rng: np.random.Generator, img: np.ndarray, cx: float, cy: float, l
             _line(img, at(u, -hw * 0.9), at(u + rng.normal(0, 2), hw * 0.9), shade)
         _line(img, at(-hl * 0.9, 0), at(hl * 0.9, 0), tarp * 1.2)
     elif cls == "boxcar":
-        _line(img, at(-hl + 1, 0), at(hl - 1, 0), np.asarray(color) * rng.uniform(0.7, 1.3))
+        _line(img, at(-hl + 1, 0), at(hl - 1, 0), np.asarray(color) * rng.uniform(0.7, 1.3),
+              detail)
         for u in np.arange(-hl + 2 * px_m, hl - px_m, rng.uniform(1.2, 2.5) * px_m):
-            _line(img, at(u, -hw + 0.5), at(u, hw - 0.5), np.asarray(color) * 0.85)
+            _line(img, at(u, -hw + 0.5), at(u, hw - 0.5), np.asarray(color) * 0.85, detail)
     elif cls == "hopper":
         load = [(25, 25, 28), (120, 60, 40), (90, 80, 70), (150, 140, 120), None]
         inner = load[rng.integers(len(load))]
         fill = np.asarray(color) * 0.45 if inner is None else _jit(rng, inner, 12)
         _fill(img, _corners(cx, cy, length - 0.8 * px_m, width - 0.7 * px_m, angle), fill)
         for u in np.linspace(-hl * 0.6, hl * 0.6, int(rng.integers(2, 5))):
-            _line(img, at(u, -hw + 0.4 * px_m), at(u, hw - 0.4 * px_m), np.asarray(color) * 0.8)
+            _line(img, at(u, -hw + 0.4 * px_m), at(u, hw - 0.4 * px_m), np.asarray(color) * 0.8,
+                  detail)
     elif cls == "flatcar":
         deck = np.asarray(color)
-        _line(img, at(-hl, -hw + 0.5), at(hl, -hw + 0.5), deck * 0.6)
-        _line(img, at(-hl, hw - 0.5), at(hl, hw - 0.5), deck * 0.6)
+        _line(img, at(-hl, -hw + 0.5), at(hl, -hw + 0.5), deck * 0.6, detail)
+        _line(img, at(-hl, hw - 0.5), at(hl, hw - 0.5), deck * 0.6, detail)
         if rng.random() < 0.6:  # cargo on the deck
             n = int(rng.integers(1, 4))
             seg = (length - 1.5 * px_m) / n
