@@ -46,8 +46,8 @@ def draw_scenes(cache: Path, draw: int, per_gsd: int = 6) -> tuple[Path, list[st
 def apply_setting(det: Detector, spec: str) -> None:
     """``railcar_nms=IOU/IOMIN[/SPACING_M]``, ``candidate_nms=true|false``,
     ``refiner_steps=N``, ``refiner_length=off|all``, ``threshold=T``,
-    ``container_neighbours=PROB/ROUNDS[/CHECK]|off`` or
-    ``classes=WEIGHT[/covered][/views=N]|off`` on a loaded detector."""
+    ``container_neighbours=PROB/ROUNDS[/CHECK]|off`` or ``classes=WEIGHT[/covered]|off`` on
+    a loaded detector."""
     key, _, value = spec.partition("=")
     if key == "railcar_nms":
         det.railcar_nms = RailcarRule(*map(float, value.split("/")))
@@ -73,16 +73,14 @@ def apply_setting(det: Detector, spec: str) -> None:
         det.neighbours = replace(search, min_prob=float(prob), rounds=int(rounds),
                                  check_prob=float(check[0]) if check else search.check_prob)
         det.slots = det.slots or SlotClassifier(det.path.with_name(search.file))
-    elif key == "classes":  # WEIGHT[/covered][/views=N], or off
+    elif key == "classes":  # WEIGHT[/covered], or off
         if value.lower() == "off":
             det.classifier = det.class_stage = None
             return
         if det.classifier is None:
             raise SystemExit(f"{spec!r}: this model has no class stage")
-        weight, *rest = value.split("/")
-        views = [int(r.split("=")[1]) for r in rest if r.startswith("views=")]
-        det.class_stage = ClassStage(float(weight), "covered" in rest,
-                                     det.classifier.path.name, views[0] if views else 1)
+        weight, *cov = value.split("/")
+        det.class_stage = ClassStage(float(weight), cov == ["covered"], det.classifier.path.name)
     elif key == "threshold":
         det.threshold = float(value)
     else:

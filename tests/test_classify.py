@@ -7,7 +7,6 @@ import pytest
 from railwatch.detect.classify import (
     CLASSIFIER_FILE,
     ClassStage,
-    class_views,
     classify_railcars,
     verifier_class_probs,
 )
@@ -76,53 +75,12 @@ def test_a_tile_without_railcars_asks_nothing():
     assert fake.seen == 0 and out.cls.tolist() == [-1]
 
 
-class SidedClassifier:
-    """Reads each crop's corners: tank when the top-left pixel is bright, boxcar when the
-    top-right is, covered when the bottom-left is; counts the crops it saw."""
-
-    def __init__(self):
-        self.seen = 0
-
-    def predict(self, crops):
-        n = len(crops)
-        self.seen += n
-        cls = np.zeros((n, 7))
-        cls[:, TANK] = crops[:, 0, 0, 0] > 128
-        cls[:, BOXCAR] = crops[:, 0, -1, 0] > 128
-        return {"kind": np.tile([0.0, 1.0, 0.0], (n, 1)), "cls": cls,
-                "covered": (crops[:, -1, 0, 0] > 128).astype(float)}
-
-
-def test_views_average_the_crop_turned_and_mirrored():
-    crops = np.zeros((2, 32, 96, 3), np.uint8)
-    crops[0, 0, 0] = 255  # top left: turned it is bottom right, mirrored bottom left
-    crops[1, -1, -1] = 255  # bottom right: turned it is top left
-    fake = SidedClassifier()
-    one = class_views(fake, crops, 1)
-    assert fake.seen == 2
-    np.testing.assert_allclose(one["cls"][:, TANK], [1, 0])
-    two = class_views(fake, crops, 2)
-    assert fake.seen == 2 + 4  # one batch of both views
-    np.testing.assert_allclose(two["cls"][:, TANK], [0.5, 0.5])
-    np.testing.assert_allclose(two["covered"], [0, 0])
-    four = class_views(fake, crops, 4)
-    # car 0: the original says tank, its across-axis mirror covered, the along-axis one
-    # boxcar; car 1: turned it says tank, its along-axis mirror covered
-    np.testing.assert_allclose(four["cls"][:, TANK], [0.25, 0.25])
-    np.testing.assert_allclose(four["cls"][:, BOXCAR], [0.25, 0.25])
-    np.testing.assert_allclose(four["covered"], [0.25, 0.25])
-    assert four["cls"].shape == (2, 7) and class_views(fake, crops[:0], 4)["cls"].shape == (0, 7)
-    with pytest.raises(ValueError, match="views"):
-        ClassStage(views=3)
-
-
 @pytest.mark.parametrize("block, want", [
     (None, None),
     ({}, None),
     ({"file": "x.onnx", "enabled": False}, None),
     ({"file": "x.onnx", "weight": 0.75, "covered": True}, ClassStage(0.75, True, "x.onnx")),
     ({"version": "0.1.0"}, ClassStage(1.0, False, CLASSIFIER_FILE)),
-    ({"weight": 0.5, "views": 2}, ClassStage(0.5, False, CLASSIFIER_FILE, 2)),
 ])
 def test_the_stage_is_read_from_model_json(block, want):
     assert ClassStage.from_meta(block) == want

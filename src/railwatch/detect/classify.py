@@ -22,33 +22,17 @@ from railwatch.detect.verify import Verifier, oriented_crops
 from railwatch.types import RAILCAR_CLASSES
 
 CLASSIFIER_FILE = "railwatch-cls.onnx"
-#: The crops a class stage with ``views`` = N looks at: index expressions on (N, H, W, 3).
-VIEWS: dict[int, tuple[tuple[slice, slice], ...]] = {
-    1: ((slice(None), slice(None)),),
-    2: ((slice(None), slice(None)), (slice(None, None, -1), slice(None, None, -1))),
-    4: ((slice(None), slice(None)), (slice(None, None, -1), slice(None, None, -1)),
-        (slice(None, None, -1), slice(None)), (slice(None), slice(None, None, -1))),
-}
 
 
 @dataclass(frozen=True)
 class ClassStage:
     """How the class stage's answer is used. ``weight``: its share of the mixed class
     probabilities (1: it alone decides). ``covered``: whether it also decides covered
-    (mixed with the same weight). ``file``: the network beside the detector. ``views``:
-    1, or 2 to average its answer on each crop and on the crop turned 180 degrees (a
-    car looks the same either way round; the network was trained on both), or 4 to add
-    both mirrored across the car's axis."""
+    (mixed with the same weight). ``file``: the network beside the detector."""
 
     weight: float = 1.0
     covered: bool = False
     file: str = CLASSIFIER_FILE
-    views: int = 1
-
-    def __post_init__(self) -> None:
-        if self.views not in VIEWS:
-            raise ValueError(f"class stage views must be one of {sorted(VIEWS)}, "
-                             f"not {self.views}")
 
     @staticmethod
     def from_meta(block: dict[str, Any] | None) -> ClassStage | None:
@@ -56,7 +40,7 @@ class ClassStage:
         if not block or block.get("enabled", True) is False:
             return None
         return ClassStage(float(block.get("weight", 1.0)), bool(block.get("covered", False)),
-                          str(block.get("file", CLASSIFIER_FILE)), int(block.get("views", 1)))
+                          str(block.get("file", CLASSIFIER_FILE)))
 
 
 def verifier_class_probs(cls: np.ndarray, cls_prob: np.ndarray) -> np.ndarray:
@@ -68,17 +52,6 @@ def verifier_class_probs(cls: np.ndarray, cls_prob: np.ndarray) -> np.ndarray:
     return p
 
 
-def class_views(classifier: Verifier, crops: np.ndarray, views: int = 1,
-                ) -> dict[str, np.ndarray]:
-    """The classifier's answer on ``crops`` (N, H, W, 3) averaged over ``views`` turned and
-    mirrored copies of each (``VIEWS``), in one batch."""
-    n = len(crops)
-    if views == 1 or n == 0:
-        return classifier.predict(crops)
-    p = classifier.predict(np.concatenate([crops[:, r, c] for r, c in VIEWS[views]]))
-    return {k: v.reshape(views, n, *v.shape[1:]).mean(axis=0) for k, v in p.items()}
-
-
 def classify_railcars(tile: np.ndarray, boxes: Boxes, classifier: Verifier,
                       stage: ClassStage) -> Boxes:
     """A copy of ``boxes`` whose railcars carry the mixed class (and, with
@@ -87,8 +60,7 @@ def classify_railcars(tile: np.ndarray, boxes: Boxes, classifier: Verifier,
     rows = np.flatnonzero(b.kind == 0)
     if len(rows) == 0:
         return b
-    p = class_views(classifier, oriented_crops(tile, b.cx[rows], b.cy[rows], b.angle[rows]),
-                    stage.views)
+    p = classifier.predict(oriented_crops(tile, b.cx[rows], b.cy[rows], b.angle[rows]))
     w = stage.weight
     mixed = (1.0 - w) * verifier_class_probs(b.cls[rows], b.cls_prob[rows]) + w * p["cls"]
     b.cls[rows] = mixed.argmax(axis=1)
