@@ -226,7 +226,7 @@ def test_verifier_training_learns_and_onnx_matches_torch(tmp_path):
                  flags=np.ones(n, np.int8)[part])
     (tmp_path / "model.json").write_text(json.dumps(
         {"name": "x", "verifier": {"second": {"file": "old-part.onnx"}}}))
-    block = train_verifier([tmp_path / "d1.npz", tmp_path / "d2.npz"], tmp_path, minutes=5,
+    block = train_verifier([tmp_path / "d1.npz", tmp_path / "d2.npz"], tmp_path, minutes=60,
                            max_steps=80, seed=0, batch=32, val_fraction=0.2)
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["name"] == "x" and meta["verifier"]["file"] == "railwatch-ver.onnx"
