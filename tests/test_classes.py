@@ -56,7 +56,7 @@ def test_training_writes_a_stage_the_detector_runs(tmp_path):
     stale["classifier"] = {"weight": 0.3, "covered": True, "chosen": "for an earlier stage"}
     (folder / "model.json").write_text(json.dumps(stale))
     build_class_data(tmp_path / "c.npz", 8, seed=1, workers=1)
-    block = train_classifier(tmp_path / "c.npz", folder, minutes=1.0, max_steps=6, threads=1)
+    block = train_classifier(tmp_path / "c.npz", folder, minutes=10.0, max_steps=6, threads=1)
     assert block["file"] == CLASSIFIER_FILE and block["weight"] == 1.0
     assert block["covered"] is False and "chosen" not in block  # the earlier block is gone
     assert block["training"]["steps"] == 6
@@ -108,7 +108,7 @@ def test_a_float_stage_loads_back_into_torch_exactly(tmp_path, width):
 
     folder = _model_folder(tmp_path / "m")
     build_class_data(tmp_path / "c.npz", 6, seed=2, workers=1)
-    train_classifier(tmp_path / "c.npz", folder, minutes=1.0, max_steps=4, threads=1,
+    train_classifier(tmp_path / "c.npz", folder, minutes=10.0, max_steps=4, threads=1,
                      width=width)
     net = VerNet(width)
     init_vernet_from_onnx(net, folder / CLASSIFIER_FILE)
@@ -136,7 +136,7 @@ def test_training_goes_on_from_a_member_of_the_shipped_8bit_stage(tmp_path, widt
     agree = {}
     for name, init in (("on", model_dir() / CLASSIFIER_FILE), ("fresh", None)):
         folder = _model_folder(tmp_path / name)
-        block = train_classifier(tmp_path / "c.npz", folder, minutes=1.0, max_steps=3,
+        block = train_classifier(tmp_path / "c.npz", folder, minutes=10.0, max_steps=3,
                                  threads=1, init=init, lr=1e-4, width=width)
         got = Verifier(folder / CLASSIFIER_FILE).predict(crops)["cls"].argmax(1)
         agree[name] = (got == shipped).mean()
@@ -158,7 +158,7 @@ def test_an_averaged_stage_gives_each_member_to_train_on(tmp_path):
     files = []
     for width in (8, 12):
         folder = _model_folder(tmp_path / f"w{width}")
-        train_classifier(tmp_path / "c.npz", folder, minutes=1.0, max_steps=2, threads=1,
+        train_classifier(tmp_path / "c.npz", folder, minutes=10.0, max_steps=2, threads=1,
                          width=width)
         files.append(folder / CLASSIFIER_FILE)
     avg = average_verifiers(files, tmp_path / "avg.onnx")

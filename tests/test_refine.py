@@ -132,7 +132,7 @@ def test_refiner_training_learns_and_onnx_matches_torch(tmp_path):
     labels = np.tile([1, 4, 0], (n, 1)).astype(np.int8)
     np.savez(tmp_path / "d.npz", crops=crops, labels=labels, flags=np.full(n, 2, np.int8),
              targets=targets)
-    block = train_refiner(tmp_path / "d.npz", tmp_path, minutes=5, max_steps=80, batch=16,
+    block = train_refiner(tmp_path / "d.npz", tmp_path, minutes=60, max_steps=80, batch=16,
                           seed=0, val_fraction=0.2, jitter=False, threads=1)
     v = block["training"]["validation"]
     assert block["training"]["steps"] == 80

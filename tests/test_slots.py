@@ -101,7 +101,7 @@ def test_slot_training_learns_and_the_detector_loads_it(tmp_path):
     for f in ("railwatch-det.onnx", "railwatch-ver.onnx", "railwatch-ver2.onnx",
               "railwatch-box.onnx", "model.json"):
         shutil.copy(model_dir() / f, tmp_path)
-    block = train_slots(tmp_path / "s.npz", tmp_path, minutes=5, max_steps=120, batch=32,
+    block = train_slots(tmp_path / "s.npz", tmp_path, minutes=60, max_steps=120, batch=32,
                         seed=0, val_fraction=0.25, threads=1)
     v = block["training"]["validation"]
     assert block["training"]["steps"] == 120
@@ -133,7 +133,7 @@ def test_an_8bit_slot_classifier_decides_as_the_float_one(tmp_path):
     labels = np.r_[np.ones(150), np.zeros(150)].astype(np.int8)
     np.savez(tmp_path / "s.npz", crops=crops, labels=labels)
     (tmp_path / "model.json").write_text(json.dumps({"verifier": {}}))
-    train_slots(tmp_path / "s.npz", tmp_path, minutes=5, max_steps=120, batch=32, seed=0,
+    train_slots(tmp_path / "s.npz", tmp_path, minutes=60, max_steps=120, batch=32, seed=0,
                 val_fraction=0.25, threads=1)
     shutil.copy(tmp_path / SLOT_FILE, tmp_path / "float.onnx")
     q = quantize_slots(tmp_path, tmp_path / "s.npz", n=100)
