@@ -54,7 +54,7 @@ _F = 1 << _SHIFT
 DETAIL_M = 0.5
 
 
-def detail_px(px_m: float) -> int:
+def _detail_px(px_m: float) -> int:
     """Line thickness (whole pixels, >= 1) of ``DETAIL_M`` at ``px_m`` pixels per metre."""
     return max(1, round(DETAIL_M * px_m))
 
@@ -116,7 +116,7 @@ def _draw_car(rng: np.random.Generator, img: np.ndarray, cx: float, cy: float, l
         return (cx + ax * u + nx * v, cy + ay * u + ny * v)
 
     hl, hw = length / 2, width / 2
-    detail = detail_px(px_m)
+    detail = _detail_px(px_m)
     if cls == "tank":
         core = _corners(cx, cy, length - width * 0.6, width, angle)
         _fill(img, core, color)
